@@ -1,0 +1,127 @@
+"""The actions a plan is made of: what `wnr plan` prints and what apply executes.
+
+Each action is a frozen dataclass naming its op, the object it is for and
+the cgroup path (relative to the root), so the dry run and the real run are
+the same list. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Action:
+    """Base of all actions."""
+
+    op: ClassVar[str] = "action"
+    obj: str  # "Slot/a", "Job/b", "Root"
+    path: str  # cgroup path relative to the root ("" is the root)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (`wnr plan -o json`), op first."""
+        data: dict[str, Any] = {"op": self.op}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            data[item.name] = dict(value) if isinstance(value, Mapping) else value
+        return data
+
+    def describe(self) -> str:
+        """One line for the text plan."""
+        return f"{self.op:<19} {self.obj:<24} {self.path or '<root>'}"
+
+
+@dataclass(frozen=True)
+class CreateCgroup(Action):
+    """mkdir a cgroup."""
+
+    op: ClassVar[str] = "create-cgroup"
+
+
+@dataclass(frozen=True)
+class EnableControllers(Action):
+    """Write `+ctl` for each controller to cgroup.subtree_control."""
+
+    op: ClassVar[str] = "enable-controllers"
+    controllers: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The controllers to enable."""
+        return f"{super().describe()}  +{' +'.join(self.controllers)}"
+
+
+@dataclass(frozen=True)
+class WriteLimit(Action):
+    """Write one interface file; `old` is None when the cgroup does not exist yet."""
+
+    op: ClassVar[str] = "write-limit"
+    file: str = ""
+    old: str | None = None
+    new: str = ""
+
+    def describe(self) -> str:
+        """The file with its old and new value."""
+        old = "-" if self.old is None else repr(self.old)
+        return f"{super().describe()}  {self.file}: {old} -> {self.new!r}"
+
+
+@dataclass(frozen=True)
+class StartJob(Action):
+    """Record a new attempt and spawn its wrapper into the job cgroup."""
+
+    op: ClassVar[str] = "start-job"
+    job: str = ""
+    attempt: int = 1
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+
+    def describe(self) -> str:
+        """The attempt and the exact command."""
+        return f"{super().describe()}  attempt {self.attempt}: {' '.join(self.argv)}"
+
+
+@dataclass(frozen=True)
+class Signal(Action):
+    """Send a signal to every process in a job cgroup, recording when the stop began."""
+
+    op: ClassVar[str] = "signal"
+    job: str = ""
+    signal: str = "SIGTERM"
+    grace_seconds: float = 30.0
+    reason: str = ""
+
+    def describe(self) -> str:
+        """The signal and why."""
+        grace = f"kill after {self.grace_seconds:g}s"
+        return f"{super().describe()}  {self.signal} ({self.reason}; {grace})"
+
+
+@dataclass(frozen=True)
+class KillCgroup(Action):
+    """SIGKILL everything in a cgroup subtree (cgroup.kill)."""
+
+    op: ClassVar[str] = "kill-cgroup"
+    reason: str = ""
+
+    def describe(self) -> str:
+        """Why."""
+        return f"{super().describe()}  ({self.reason})"
+
+
+@dataclass(frozen=True)
+class RemoveCgroup(Action):
+    """rmdir an empty cgroup."""
+
+    op: ClassVar[str] = "remove-cgroup"
+
+
+@dataclass(frozen=True)
+class ForgetJob(Action):
+    """Delete a removed job's records from the state dir."""
+
+    op: ClassVar[str] = "forget-job"
+    job: str = ""

@@ -1,0 +1,145 @@
+"""Apply: execute a plan's actions through the cgroup layer, the process layer and the state dir.
+
+The only place with side effects. A failing action is reported with its
+object and the kernel's errno and the actions that depend on it (same
+cgroup or below) are skipped; the next pass, which re-reads everything,
+tries again. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reconciler.actions import (
+    Action,
+    CreateCgroup,
+    EnableControllers,
+    ForgetJob,
+    KillCgroup,
+    RemoveCgroup,
+    Signal,
+    StartJob,
+    WriteLimit,
+)
+from reconciler.cgroupfs import CgroupFS
+from reconciler.errors import CgroupError, WnrError
+from reconciler.process import job_environment, signal_pids, spawn_wrapper
+from reconciler.state import StateDir
+
+log = logging.getLogger("wnr.apply")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An action that did not complete, and why."""
+
+    action: Action
+    error: str
+    transient: bool
+
+    def __str__(self) -> str:
+        return f"{self.action.op} {self.action.obj}: {self.error}"
+
+
+class Applier:
+    """Executes actions against one cgroup root and one state dir."""
+
+    def __init__(self, fs: CgroupFS, state: StateDir, clock: Callable[[], float]) -> None:
+        self.fs = fs
+        self.state = state
+        self.clock = clock
+
+    def apply(self, actions: Sequence[Action]) -> list[Failure]:
+        """Run the actions in order; returns the failures (empty when all succeeded)."""
+        failures: list[Failure] = []
+        failed_paths: list[str] = []
+        for action in actions:
+            if any(_within(action.path, bad) for bad in failed_paths):
+                failures.append(Failure(action, "skipped: an earlier action on it failed", True))
+                continue
+            try:
+                self._one(action)
+            except CgroupError as exc:
+                failures.append(Failure(action, str(exc), exc.transient))
+                failed_paths.append(action.path)
+            except (OSError, WnrError) as exc:
+                failures.append(Failure(action, str(exc), False))
+                failed_paths.append(action.path)
+        for failure in failures:
+            log.warning("%s", failure)
+        return failures
+
+    def _one(self, action: Action) -> None:
+        fs = self.fs
+        match action:
+            case CreateCgroup():
+                fs.mkdir(action.path)
+            case EnableControllers():
+                fs.write(
+                    action.path,
+                    "cgroup.subtree_control",
+                    " ".join(f"+{c}" for c in action.controllers),
+                )
+            case WriteLimit():
+                back = fs.write_checked(action.path, action.file, action.new)
+                if back != action.new:
+                    raise WnrError(
+                        f"{fs.path(action.path) / action.file}: wrote {action.new!r}, "
+                        f"the kernel reads back {back!r}"
+                    )
+            case StartJob():
+                self._start(action)
+            case Signal():
+                self.state.record_stop(
+                    action.job, self.clock(), action.grace_seconds, action.reason
+                )
+                signal_pids(fs.procs(action.path), signal.Signals[action.signal])
+            case KillCgroup():
+                self._kill(action.path)
+            case RemoveCgroup():
+                fs.rmdir(action.path)
+            case ForgetJob():
+                self.state.forget(action.job)
+            case _:  # pragma: no cover - every action type is listed above
+                raise WnrError(f"unknown action {action!r}")
+        log.info("%s", action.describe())
+
+    def _start(self, action: StartJob) -> None:
+        state = self.state
+        state.begin_attempt(action.job, action.attempt, self.clock())
+        slot = action.path.split("/")[0].removeprefix("slot.")
+        env = job_environment(
+            action.env,
+            {"WNR_JOB": action.job, "WNR_SLOT": slot, "WNR_ATTEMPT": str(action.attempt)},
+        )
+        spawn_wrapper(
+            record=state.attempt_path(action.job, action.attempt),
+            cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
+            workdir=action.working_dir or str(state.work_dir(action.job)),
+            log=state.log_path(action.job, action.attempt),
+            argv=action.argv,
+            env=env,
+        )
+
+    def _kill(self, rel: str) -> None:
+        """cgroup.kill where the kernel has it (5.14+); else freeze, SIGKILL each PID, thaw."""
+        try:
+            self.fs.kill(rel)
+            return
+        except CgroupError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EOPNOTSUPP):  # no cgroup.kill (< 5.14)
+                raise
+        self.fs.freeze(rel, True)
+        try:
+            signal_pids(self.fs.procs(rel), signal.SIGKILL)
+        finally:
+            self.fs.freeze(rel, False)
+
+
+def _within(path: str, ancestor: str) -> bool:
+    """Whether a cgroup path is the ancestor or below it ("" is the root, above everything)."""
+    return ancestor in ("", path) or path.startswith(ancestor + "/")

@@ -1,0 +1,43 @@
+"""Atomic JSON files (write, fsync, rename): how the wrapper and the daemon record state.
+
+Standard library only, because the job wrapper imports it in an interpreter
+started without site-packages. A reader sees the old file or the new one,
+never half of either, even when the writer is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Replace `path` with `data` as JSON, durably."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, json.dumps(data, sort_keys=True).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when the file is absent or not an object."""
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        # Only a file written by something else can be torn; treat it as absent.
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,165 @@
+"""The only code that touches cgroupfs: observe reads through it, apply writes through it.
+
+Every path goes through `CgroupFS.path`, which admits only wnr's own names
+(`slot.<name>`, `slot.<name>/job.<name>`, `slot.<name>/agent.<n>`,
+`wnr.daemon`) below the root, so nothing outside the owned tree can be
+reached. errno is turned into `CgroupError` here, with the path and value in
+the message; EBUSY and friends are retried briefly, long backoff is the loop's.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from reconciler.errors import CgroupError
+
+T = TypeVar("T")
+
+_OWNED_SEGMENT = re.compile(
+    r"^(?:(?:slot|job)\.[a-z0-9]([-a-z0-9]*[a-z0-9])?|agent\.[0-9]+|wnr\.daemon)$"
+)
+
+
+def is_owned_name(segment: str) -> bool:
+    """Whether one path segment is a cgroup name wnr owns (`slot.a`, `job.b`, `agent.0`)."""
+    return _OWNED_SEGMENT.match(segment) is not None
+
+
+def _retry_brief(func: Callable[..., T]) -> Callable[..., T]:
+    """Retry an operation a few times within ~100 ms when the kernel says try again."""
+    return retry(
+        retry=retry_if_exception(lambda exc: isinstance(exc, CgroupError) and exc.transient),
+        stop=stop_after_attempt(5),
+        wait=wait_exponential(multiplier=0.005, max=0.05),
+        reraise=True,
+    )(func)
+
+
+class CgroupFS:
+    """A cgroup v2 subtree owned by wnr, addressed by paths relative to its root."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(os.path.normpath(root))
+        if not self.root.is_absolute():
+            raise ValueError(f"cgroup root must be absolute: {root}")
+
+    def path(self, rel: str) -> Path:
+        """Join a relative cgroup path to the root, refusing anything wnr does not own."""
+        if rel == "":
+            return self.root
+        segments = rel.split("/")
+        if not all(is_owned_name(s) for s in segments):
+            raise ValueError(f"refusing cgroup path {rel!r}: not a name wnr owns below {self.root}")
+        return self.root.joinpath(*segments)
+
+    def exists(self, rel: str) -> bool:
+        """Whether the cgroup directory exists."""
+        return self.path(rel).is_dir()
+
+    @_retry_brief
+    def mkdir(self, rel: str) -> bool:
+        """Create a cgroup; returns False when it already existed."""
+        target = self.path(rel)
+        try:
+            os.mkdir(target)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise CgroupError("mkdir", str(target), exc.errno or errno.EIO) from exc
+        return True
+
+    @_retry_brief
+    def rmdir(self, rel: str) -> None:
+        """Remove an empty cgroup; a cgroup already gone counts as removed."""
+        target = self.path(rel)
+        if target == self.root and rel != "":
+            raise ValueError("refusing to remove the root through a child path")
+        try:
+            os.rmdir(target)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise CgroupError("rmdir", str(target), exc.errno or errno.EIO) from exc
+
+    def read(self, rel: str, name: str) -> str | None:
+        """Read an interface file, stripped; None when it does not exist (controller off)."""
+        target = self.path(rel) / _interface(name)
+        try:
+            with open(target, "rb") as handle:
+                return handle.read().decode().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise CgroupError("read", str(target), exc.errno or errno.EIO) from exc
+
+    @_retry_brief
+    def write(self, rel: str, name: str, value: str) -> None:
+        """Write one value to an interface file in a single write(2), as the kernel expects."""
+        target = self.path(rel) / _interface(name)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise CgroupError("open", str(target), exc.errno or errno.EIO, value) from exc
+        try:
+            os.write(fd, value.encode())
+        except OSError as exc:
+            raise CgroupError("write", str(target), exc.errno or errno.EIO, value) from exc
+        finally:
+            os.close(fd)
+
+    def write_checked(self, rel: str, name: str, value: str) -> str | None:
+        """Write a value and read it back, returning what the kernel now holds."""
+        self.write(rel, name, value)
+        return self.read(rel, name)
+
+    def children(self, rel: str) -> list[str]:
+        """Names of the child cgroups, sorted; an absent cgroup has none."""
+        try:
+            entries = os.scandir(self.path(rel))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise CgroupError("list", str(self.path(rel)), exc.errno or errno.EIO) from exc
+        with entries:
+            return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+
+    def procs(self, rel: str) -> tuple[int, ...]:
+        """The PIDs in the cgroup itself (not its children)."""
+        text = self.read(rel, "cgroup.procs")
+        return tuple(int(line) for line in text.split()) if text else ()
+
+    def events(self, rel: str) -> dict[str, int]:
+        """`cgroup.events` as a mapping (populated, frozen)."""
+        return flat_keyed(self.read(rel, "cgroup.events"))
+
+    def kill(self, rel: str) -> None:
+        """SIGKILL every process in the cgroup and its descendants at once."""
+        self.write(rel, "cgroup.kill", "1")
+
+    def freeze(self, rel: str, frozen: bool) -> None:
+        """Freeze or thaw the cgroup subtree."""
+        self.write(rel, "cgroup.freeze", "1" if frozen else "0")
+
+
+def _interface(name: str) -> str:
+    # Interface files are flat names like memory.max; refuse anything that could walk paths.
+    if "/" in name or name.startswith("."):
+        raise ValueError(f"not a cgroup interface file name: {name!r}")
+    return name
+
+
+def flat_keyed(text: str | None) -> dict[str, int]:
+    """Parse a flat-keyed file such as `cgroup.events` or `memory.events` into integers."""
+    result: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            result[key] = int(value)
+    return result

@@ -1,0 +1,196 @@
+"""The `wnr` command line: parses arguments, wires loader, cgroup root, state dir and clock.
+
+Every subcommand is a thin shell around `Reconciler` (plan, apply, run) or
+the spec loader (validate); exit codes follow DESIGN §4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.cgroupfs import CgroupFS
+from reconciler.errors import WnrError
+from reconciler.mounts import choose_root
+from reconciler.reconcile import PassResult, Reconciler
+from reconciler.render import dump, plan_data, plan_text
+from reconciler.specs import SpecLoader
+from reconciler.state import StateDir
+
+DEFAULT_SPECS = "/etc/wnr/specs.d"
+
+
+def default_state_dir() -> str:
+    """`/var/lib/wnr` for root, else `$XDG_STATE_HOME/wnr` (or `~/.local/state/wnr`)."""
+    if os.geteuid() == 0:
+        return "/var/lib/wnr"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "wnr")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--specs", default=DEFAULT_SPECS, help="spec directory (default %(default)s)"
+    )
+    parser.add_argument(
+        "--root", default=None, help="cgroup root (default: Node cgroupRoot, else auto)"
+    )
+    parser.add_argument("--state-dir", default=None, help="state directory")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every action")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="wnr", description="Reconcile worker-node slots and jobs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="check spec files or directories")
+    validate.add_argument("paths", nargs="+", type=Path)
+    plan = sub.add_parser("plan", help="show what apply would do (exit 0 none, 2 changes, 1 error)")
+    _common(plan)
+    plan.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    apply = sub.add_parser("apply", help="run one reconcile pass")
+    _common(apply)
+    apply.add_argument("--wait", action="store_true", help="repeat passes until converged")
+    apply.add_argument("--timeout", type=float, default=120.0, help="give up waiting after SECONDS")
+    apply.add_argument("--expect", metavar="FINGERPRINT", help="refuse if the plan changed")
+    apply.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    run = sub.add_parser("run", help="the daemon: watch and reconcile until SIGTERM")
+    _common(run)
+    run.add_argument("--resync", type=float, default=30.0, help="full pass at least every SECONDS")
+    sub.add_parser("crds", help="print the CustomResourceDefinitions")
+    return parser
+
+
+def _reconciler(args: argparse.Namespace) -> Reconciler:
+    loader = SpecLoader([Path(args.specs)])
+    requested = args.root
+    if requested is None:
+        node = loader.load().node
+        requested = node.spec.cgroup_root if node is not None else "auto"
+    root = choose_root(requested)
+    state = StateDir(args.state_dir or default_state_dir())
+    state.jobs.mkdir(parents=True, exist_ok=True)
+    return Reconciler(loader, CgroupFS(root), state)
+
+
+def _print_errors(result: PassResult) -> None:
+    for error in result.desired.errors:
+        print(error, file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Each directory is one spec set; files named on the command line form one more."""
+    dirs = [p for p in args.paths if p.is_dir()]
+    files = [p for p in args.paths if not p.is_dir()]
+    sets = [[d] for d in dirs] + ([files] if files else [])
+    failed = False
+    for paths in sets:
+        desired = SpecLoader(paths).load()
+        for error in desired.errors:
+            print(error)
+        failed = failed or bool(desired.errors)
+        if not desired.errors:
+            count = len(desired.slots) + len(desired.jobs) + (desired.node is not None)
+            print(f"{', '.join(str(p) for p in paths)}: {count} object(s) valid")
+    return 1 if failed else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Dry run: print the plan."""
+    result = _reconciler(args).run_pass(dry_run=True)
+    _print_errors(result)
+    if args.output == "text":
+        print(plan_text(result, color=sys.stdout.isatty()))
+    else:
+        print(dump(plan_data(result), args.output))
+    if result.desired.errors:
+        return 1
+    return 2 if result.plan.actions else 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """One pass, or passes until converged with --wait."""
+    reconciler = _reconciler(args)
+    if args.expect:
+        current = reconciler.run_pass(dry_run=True).plan.fingerprint
+        if current != args.expect:
+            print(
+                f"wnr: the plan changed (fingerprint {current}, expected {args.expect})",
+                file=sys.stderr,
+            )
+            return 1
+    deadline = time.monotonic() + args.timeout
+    while True:
+        result = reconciler.run_pass()
+        if args.output == "text":
+            for action in result.plan.actions:
+                print(action.describe())
+        for failure in result.failures:
+            print(f"wnr: {failure}", file=sys.stderr)
+        if not args.wait or result.converged:
+            break
+        if time.monotonic() >= deadline:
+            print(f"wnr: not converged after {args.timeout:g}s", file=sys.stderr)
+            return 1
+        time.sleep(min(0.1, result.plan.requeue_after or 0.1))
+    _print_errors(result)
+    if args.output != "text":
+        print(dump(plan_data(result), args.output))
+    return 1 if result.failures or result.desired.errors else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon."""
+    from reconciler.daemon import Daemon  # noqa: PLC0415 - watchfiles is only needed here
+
+    reconciler = _reconciler(args)
+    logging.getLogger("wnr").info(
+        "wnr %s: specs %s, root %s, state %s",
+        "run",
+        args.specs,
+        reconciler.fs.root,
+        reconciler.state.root,
+    )
+    return Daemon(reconciler, [Path(args.specs), reconciler.state.jobs], resync=args.resync).run()
+
+
+def cmd_crds(_args: argparse.Namespace) -> int:
+    """Print the CRDs generated from the models."""
+    from reconciler.crds import render_crds  # noqa: PLC0415 - only this command needs it
+
+    sys.stdout.write(render_crds())
+    return 0
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "run": cmd_run,
+    "crds": cmd_crds,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `wnr` and `python -m reconciler`."""
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(
+        level=logging.INFO if verbose or args.command == "run" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except WnrError as exc:
+        print(f"wnr: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,58 @@
+"""Errors classified by how they retry, shared by every layer that acts on the kernel.
+
+`TemporaryError` is worth another pass after a delay (the loop requeues);
+`PermanentError` will fail the same way until something outside changes, so
+the loop reports it and does not hammer the kernel with it.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import os
+
+
+class WnrError(Exception):
+    """Base of wnr's own errors; the message always names the object or file involved."""
+
+
+class TemporaryError(WnrError):
+    """A failure that may pass on its own (EBUSY, EAGAIN, a process still exiting)."""
+
+    def __init__(self, message: str, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(WnrError):
+    """A failure that repeats until an admin changes something (EACCES, EINVAL on a value)."""
+
+
+class CgroupError(WnrError):
+    """A cgroupfs operation failed; carries the operation, path, value and errno."""
+
+    TRANSIENT = frozenset(
+        {errno_codes.EBUSY, errno_codes.EAGAIN, errno_codes.EINTR, errno_codes.ENOMEM}
+    )
+
+    def __init__(self, op: str, path: str, err: int, value: str | None = None) -> None:
+        self.op = op
+        self.path = path
+        self.errno = err
+        self.value = value
+        what = f"{op} {path}" + (f" = {value!r}" if value is not None else "")
+        hint = _HINTS.get(err, "")
+        name = errno_codes.errorcode.get(err, str(err))
+        super().__init__(f"{what}: {name} ({os.strerror(err)}){hint}")
+
+    @property
+    def transient(self) -> bool:
+        """Whether retrying the same operation later may succeed."""
+        return self.errno in self.TRANSIENT
+
+
+_HINTS = {
+    errno_codes.EACCES: " - wnr's user does not own this cgroup; see `wnr doctor`",
+    errno_codes.EPERM: " - wnr's user does not own this cgroup; see `wnr doctor`",
+    errno_codes.EOPNOTSUPP: " - the kernel does not support this operation here",
+    errno_codes.EBUSY: " - the cgroup is still in use",
+}

@@ -1,0 +1,105 @@
+"""A job's phase and reason, derived from its attempt records and its cgroup; pure.
+
+The planner asks this what a job is doing before deciding what to do with it,
+and `wnr get jobs` shows the same view. Transitions (one attempt):
+
+    (no record)  --StartJob-->  starting   apply recorded it before spawning
+    starting     --wrapper-->   running    the wrapper entered the cgroup and spawned
+    running      --wrapper-->   exited     the payload ended; exit code recorded
+    starting     --wrapper-->   failed-start  could not enter the cgroup or exec
+    starting     --timeout-->   (failed)   the wrapper never reported: it died early
+    running      --vanished-->  (failed)   the cgroup emptied without a final record
+
+Only attempts that never reached Running are retried.
+"""
+
+from __future__ import annotations
+
+import signal as signals
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.observed import CgroupState
+from reconciler.state import JobRecords
+
+# How long a spawned wrapper may take to report before the attempt counts as failed.
+START_TIMEOUT_SECONDS = 30.0
+
+
+class Phase(StrEnum):
+    """Job phases (DESIGN §2)."""
+
+    Pending = "Pending"
+    Starting = "Starting"
+    Running = "Running"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the planner and `wnr get` know about a job right now."""
+
+    phase: Phase
+    reason: str = ""
+    message: str = ""
+    attempts: int = 0
+    exit_code: int | None = None
+    # When the view changes by itself (a start timeout), for requeue-after.
+    deadline: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Succeeded or Failed: nothing more will run."""
+        return self.phase in (Phase.Succeeded, Phase.Failed)
+
+
+def job_view(
+    records: JobRecords, cgroup: CgroupState | None, max_attempts: int, now: float
+) -> JobView:
+    """Derive the phase of a job from what was recorded and what runs."""
+    last = records.last
+    populated = cgroup is not None and cgroup.populated
+    if last is None:
+        if populated:
+            return JobView(Phase.Running, "Adopted", "running processes found without records")
+        return JobView(Phase.Pending)
+    count = last.attempt
+    if last.phase == "exited":
+        return _exited(last.exit_code, last.signal, count)
+    if last.phase == "running":
+        if populated:
+            return JobView(Phase.Running, attempts=count)
+        return JobView(
+            Phase.Failed,
+            "Error",
+            "the wrapper ended without recording the payload's end (killed from outside?)",
+            count,
+        )
+    if last.phase == "starting" and (populated or now < last.spawned_at + START_TIMEOUT_SECONDS):
+        return JobView(
+            Phase.Starting, attempts=count, deadline=last.spawned_at + START_TIMEOUT_SECONDS
+        )
+    # failed-start, or a start that never reported: retry while attempts remain.
+    message = last.message or f"the wrapper did not report within {START_TIMEOUT_SECONDS:g}s"
+    if count < max_attempts:
+        return JobView(Phase.Pending, "StartFailed", f"attempt {count}: {message}", count)
+    return JobView(
+        Phase.Failed, "ErrorVN", f"{count} attempts failed to start; last: {message}", count
+    )
+
+
+def _exited(exit_code: int | None, signal: int | None, attempts: int) -> JobView:
+    if exit_code == 0:
+        return JobView(Phase.Succeeded, "Completed", attempts=attempts, exit_code=0)
+    if signal is not None:
+        name = _signal_name(signal)
+        return JobView(Phase.Failed, "Error", f"killed by {name}", attempts, 128 + signal)
+    return JobView(Phase.Failed, "Error", f"exit code {exit_code}", attempts, exit_code)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signals.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -1,0 +1,86 @@
+"""Observe: read the owned cgroup tree and the state dir into frozen dataclasses for the planner.
+
+One call per pass reads everything (level-based). PIDs come from each
+cgroup's `cgroup.procs`, never from walking every process on the host; limit
+files are read only for controllers the cgroup has.
+"""
+
+from __future__ import annotations
+
+import os
+
+from reconciler.cgroupfs import CgroupFS, flat_keyed, is_owned_name
+from reconciler.limits import CONTROLLER_OF
+from reconciler.observed import CgroupState, Observed
+from reconciler.state import StateDir
+
+
+def _split(text: str | None) -> frozenset[str]:
+    return frozenset(text.split()) if text else frozenset()
+
+
+def read_cgroup(fs: CgroupFS, rel: str, with_limits: bool = True) -> CgroupState:
+    """Read one cgroup's membership, controllers and the limit files wnr writes."""
+    controllers = _split(fs.read(rel, "cgroup.controllers"))
+    limits: dict[str, str] = {}
+    if with_limits:
+        for name, controller in CONTROLLER_OF.items():
+            if controller in controllers:
+                value = fs.read(rel, name)
+                if value is not None:
+                    limits[name] = value
+    return CgroupState(
+        path=rel,
+        populated=bool(flat_keyed(fs.read(rel, "cgroup.events")).get("populated", 0)),
+        pids=fs.procs(rel),
+        controllers=controllers,
+        subtree_control=_split(fs.read(rel, "cgroup.subtree_control")),
+        limits=limits,
+        children=tuple(fs.children(rel)),
+    )
+
+
+def observe(fs: CgroupFS, state: StateDir) -> Observed:
+    """Read the owned tree below the root, and every job's records."""
+    parent = fs.root.parent / "cgroup.subtree_control"
+    try:
+        parent_controllers = _split(parent.read_text())
+    except OSError:
+        parent_controllers = frozenset()
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    records = state.read_all()
+    if not fs.exists(""):
+        return Observed(
+            str(fs.root), None, parent_controllers, records=records, page_size=page_size
+        )
+    root = read_cgroup(fs, "", with_limits=False)
+    slots: dict[str, CgroupState] = {}
+    jobs: dict[str, tuple[str, CgroupState]] = {}
+    foreign: list[str] = []
+    for child in root.children:
+        if not child.startswith("slot.") or not is_owned_name(child):
+            if child != "wnr.daemon":
+                foreign.append(child)
+            continue
+        slot_name = child.removeprefix("slot.")
+        slot = read_cgroup(fs, child)
+        slots[slot_name] = slot
+        for grandchild in slot.children:
+            if grandchild.startswith("job.") and is_owned_name(grandchild):
+                jobs[grandchild.removeprefix("job.")] = (
+                    slot_name,
+                    read_cgroup(fs, f"{child}/{grandchild}"),
+                )
+            elif not grandchild.startswith("agent."):
+                foreign.append(f"{child}/{grandchild}")
+    return Observed(
+        str(fs.root),
+        root,
+        parent_controllers,
+        slots,
+        jobs,
+        records,
+        tuple(foreign),
+        page_size,
+        has_kill=os.path.exists(fs.path("") / "cgroup.kill"),
+    )

@@ -1,0 +1,47 @@
+"""What observe saw: frozen dataclasses of the owned cgroup tree and the job records.
+
+Plain data between observe (which reads the kernel) and plan (which must not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.state import JobRecords
+
+
+@dataclass(frozen=True)
+class CgroupState:
+    """One existing cgroup as the kernel shows it."""
+
+    path: str
+    populated: bool = False
+    pids: tuple[int, ...] = ()
+    controllers: frozenset[str] = frozenset()
+    subtree_control: frozenset[str] = frozenset()
+    limits: Mapping[str, str] = field(default_factory=dict)
+    children: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The owned tree and the records; what is absent from the mappings does not exist."""
+
+    root_path: str
+    root: CgroupState | None
+    # Controllers the root would have once created: its parent's subtree_control.
+    parent_controllers: frozenset[str]
+    slots: Mapping[str, CgroupState] = field(default_factory=dict)
+    # job name -> (slot name, its cgroup)
+    jobs: Mapping[str, tuple[str, CgroupState]] = field(default_factory=dict)
+    records: Mapping[str, JobRecords] = field(default_factory=dict)
+    # Children of wnr's cgroups that wnr does not own: reported, never touched.
+    foreign: tuple[str, ...] = ()
+    page_size: int = 4096
+    has_kill: bool = True
+
+    @property
+    def available(self) -> frozenset[str]:
+        """Controllers the root offers to its children's parent, before enabling."""
+        return self.root.controllers if self.root is not None else self.parent_controllers

@@ -1,0 +1,154 @@
+"""The state dir: what cannot be observed in the kernel (attempts, exit codes, stop requests).
+
+Layout, one directory per job, written atomically by apply and the wrapper and
+read by observe:
+
+    <state>/jobs/<job>/attempt-<n>.json   one attempt: starting -> running -> exited
+    <state>/jobs/<job>/attempt-<n>.log    the payload's stdout and stderr
+    <state>/jobs/<job>/stop.json          when a stop was asked for, and its grace
+    <state>/jobs/<job>/work/              the default working directory
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.atomicfile import read_json, write_json
+
+_ATTEMPT = re.compile(r"^attempt-([0-9]+)\.json$")
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a job, as the daemon and its wrapper recorded it."""
+
+    attempt: int
+    phase: str  # starting | running | exited | failed-start
+    spawned_at: float
+    pid: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    message: str = ""
+
+    @classmethod
+    def from_json(cls, attempt: int, data: dict[str, Any]) -> AttemptRecord:
+        """Build from the camelCase JSON both writers use; unknown keys are ignored."""
+        return cls(
+            attempt=attempt,
+            phase=str(data.get("phase", "starting")),
+            spawned_at=float(data.get("spawnedAt", 0.0)),
+            pid=data.get("pid"),
+            started_at=data.get("startedAt"),
+            finished_at=data.get("finishedAt"),
+            exit_code=data.get("exitCode"),
+            signal=data.get("signal"),
+            cpu_seconds=data.get("cpuSeconds"),
+            peak_memory_bytes=data.get("peakMemoryBytes"),
+            message=str(data.get("message", "")),
+        )
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    """A stop in progress: SIGTERM was sent at `requested_at`; SIGKILL after the grace."""
+
+    requested_at: float
+    grace_seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobRecords:
+    """Everything the state dir holds about one job."""
+
+    attempts: tuple[AttemptRecord, ...] = ()
+    stop: StopRecord | None = None
+
+    @property
+    def last(self) -> AttemptRecord | None:
+        """The newest attempt, if any."""
+        return self.attempts[-1] if self.attempts else None
+
+
+class StateDir:
+    """Paths in the state dir and the reads and writes on them."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.jobs = self.root / "jobs"
+
+    def job_dir(self, job: str) -> Path:
+        """The directory of one job (the name is a validated DNS label)."""
+        return self.jobs / job
+
+    def attempt_path(self, job: str, attempt: int) -> Path:
+        """The record of one attempt."""
+        return self.job_dir(job) / f"attempt-{attempt}.json"
+
+    def log_path(self, job: str, attempt: int) -> Path:
+        """The payload's output of one attempt."""
+        return self.job_dir(job) / f"attempt-{attempt}.log"
+
+    def work_dir(self, job: str) -> Path:
+        """The default working directory of a job."""
+        return self.job_dir(job) / "work"
+
+    def read_all(self) -> dict[str, JobRecords]:
+        """The records of every job that has a directory."""
+        try:
+            names = [e.name for e in os.scandir(self.jobs) if e.is_dir()]
+        except FileNotFoundError:
+            return {}
+        return {name: self.read(name) for name in sorted(names)}
+
+    def read(self, job: str) -> JobRecords:
+        """The records of one job (empty when it has none)."""
+        directory = self.job_dir(job)
+        attempts: list[AttemptRecord] = []
+        try:
+            entries = os.listdir(directory)
+        except FileNotFoundError:
+            return JobRecords()
+        for name in entries:
+            match = _ATTEMPT.match(name)
+            if match:
+                data = read_json(str(directory / name))
+                if data is not None:
+                    attempts.append(AttemptRecord.from_json(int(match[1]), data))
+        attempts.sort(key=lambda record: record.attempt)
+        stop_data = read_json(str(directory / "stop.json"))
+        stop = None
+        if stop_data is not None:
+            stop = StopRecord(
+                float(stop_data["requestedAt"]),
+                float(stop_data["graceSeconds"]),
+                str(stop_data.get("reason", "")),
+            )
+        return JobRecords(tuple(attempts), stop)
+
+    def begin_attempt(self, job: str, attempt: int, now: float) -> None:
+        """Record an attempt before its wrapper is spawned, so a crash cannot start it twice."""
+        os.makedirs(self.work_dir(job), exist_ok=True)
+        write_json(str(self.attempt_path(job, attempt)), {"phase": "starting", "spawnedAt": now})
+
+    def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:
+        """Record the first SIGTERM of a stop; later passes keep the original time."""
+        path = self.job_dir(job) / "stop.json"
+        if path.exists():
+            return
+        os.makedirs(self.job_dir(job), exist_ok=True)
+        data = {"requestedAt": now, "graceSeconds": grace_seconds, "reason": reason}
+        write_json(str(path), data)
+
+    def forget(self, job: str) -> None:
+        """Remove everything recorded about a job whose spec is gone."""
+        shutil.rmtree(self.job_dir(job), ignore_errors=True)

@@ -1,0 +1,117 @@
+"""The daemon (`wnr run`) on the real cgroup2 mount: file events drive it, SIGTERM leaves jobs running."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.test_apply_e2e import REPO, alive, procs, write_job, write_slot
+
+
+class DaemonProcess:
+    """A `wnr run` child process with the flags of one test."""
+
+    def __init__(self, specs: Path, root: Path, state: Path, log: Path) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            "--specs",
+            str(specs),
+            "--root",
+            str(root),
+            "--state-dir",
+            str(state),
+        ]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the daemon, logging to a file the test can show on failure."""
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+
+    def terminate(self) -> int:
+        """SIGTERM the daemon and return its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the daemon if it still runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def daemon(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A daemon on a fresh spec dir, killed after the test (before the cgroup root is removed)."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    process = DaemonProcess(specs, cgroup_root, state_dir, tmp_path / "daemon.log")
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+def record(state: Path, job: str, attempt: int = 1) -> dict[str, object]:
+    """An attempt record from the state dir."""
+    data = json.loads((state / "jobs" / job / f"attempt-{attempt}.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_daemon_reacts_to_spec_files_and_job_exits(
+    daemon: DaemonProcess, cgroup_root: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """Added files start jobs, a finished job is recorded and its cgroup removed, a deleted file stops a job."""
+    specs = tmp_path / "specs"
+    daemon.start()
+    write_slot(specs, "s", grace=1)
+    write_job(specs, "long", "s", ["sleep", "600"])
+    long_cgroup = cgroup_root / "slot.s" / "job.long"
+    wait_for(lambda: len(procs(long_cgroup)) >= 2)
+    write_job(specs, "short", "s", ["sh", "-c", "exit 7"])
+    wait_for(lambda: record(state_dir, "short").get("phase") == "exited")
+    assert 7 == record(state_dir, "short")["exitCode"]
+    wait_for(lambda: not (cgroup_root / "slot.s" / "job.short").exists())
+    pids = procs(long_cgroup)
+    (specs / "job-long.yaml").unlink()
+    wait_for(lambda: not long_cgroup.exists())
+    assert not any(alive(pid) for pid in pids)
+    assert 0 == daemon.terminate()
+
+
+def test_sigterm_leaves_jobs_running_and_a_restart_adopts_them(
+    daemon: DaemonProcess, cgroup_root: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """After SIGTERM the jobs keep running; a restarted daemon neither reruns finished jobs nor duplicates running ones."""
+    specs = tmp_path / "specs"
+    write_slot(specs, "s")
+    write_job(specs, "long", "s", ["sleep", "600"])
+    write_job(specs, "done", "s", ["true"])
+    daemon.start()
+    long_cgroup = cgroup_root / "slot.s" / "job.long"
+    wait_for(lambda: len(procs(long_cgroup)) >= 2)
+    wait_for(lambda: record(state_dir, "done").get("phase") == "exited")
+    pids = procs(long_cgroup)
+    assert 0 == daemon.terminate()
+    assert pids == procs(long_cgroup)
+    daemon.start()
+    write_job(specs, "after", "s", ["true"])
+    wait_for(lambda: record(state_dir, "after").get("phase") == "exited")
+    assert pids == procs(long_cgroup)
+    jobs = state_dir / "jobs"
+    assert ["attempt-1.json"] == sorted(p.name for p in (jobs / "long").glob("attempt-*.json"))
+    assert ["attempt-1.json"] == sorted(p.name for p in (jobs / "done").glob("attempt-*.json"))
+    assert 0 == daemon.terminate()
