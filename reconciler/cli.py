@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.cgroupfs import CgroupFS
+from reconciler.doctor import Verdict, run_checks
 from reconciler.errors import WnrError
-from reconciler.mounts import choose_root
+from reconciler.models import NodeSpec
+from reconciler.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
 from reconciler.reconcile import PassResult, Reconciler
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs import SpecLoader
@@ -42,6 +44,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--state-dir", default=None, help="state directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every action")
+    parser.add_argument(
+        "--allow-untrusted-specs",
+        action="store_true",
+        help="accept spec files that users other than wnr's own or root can write",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,19 +72,38 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--resync", type=float, default=30.0, help="full pass at least every SECONDS")
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
+    doctor = sub.add_parser("doctor", help="check the node (exit 1 when a required check fails)")
+    _common(doctor)
     return parser
 
 
 def _reconciler(args: argparse.Namespace) -> Reconciler:
-    loader = SpecLoader([Path(args.specs)])
+    trusted = None if args.allow_untrusted_specs else os.geteuid()
+    loader = SpecLoader([Path(args.specs)], trusted_uid=trusted)
     requested = args.root
     if requested is None:
         node = loader.load().node
         requested = node.spec.cgroup_root if node is not None else "auto"
     root = choose_root(requested)
     state = StateDir(args.state_dir or default_state_dir())
-    state.jobs.mkdir(parents=True, exist_ok=True)
-    return Reconciler(loader, CgroupFS(root), state)
+    fs = CgroupFS(root)
+    if args.command != "plan":  # a dry run leaves no trace, not even a directory
+        state.jobs.mkdir(parents=True, exist_ok=True)
+        leave_root(fs)
+    return Reconciler(loader, fs, state)
+
+
+def leave_root(fs: CgroupFS) -> None:
+    """When wnr itself sits in its root (a delegated cgroup), move it into `wnr.daemon`.
+
+    The kernel lets a cgroup enable controllers for its children only while it
+    holds no processes itself ("no internal processes"); wnr moves only itself.
+    """
+    mount = mount_of(fs.root, cgroup2_mounts())
+    if mount is None or own_cgroup_path(mount) != fs.root:
+        return
+    fs.mkdir("wnr.daemon")
+    fs.write("wnr.daemon", "cgroup.procs", str(os.getpid()))
 
 
 def _print_errors(result: PassResult) -> None:
@@ -169,12 +195,24 @@ def cmd_crds(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Node checks with a hint each."""
+    node = SpecLoader([Path(args.specs)]).load().node
+    requested = args.root or (node.spec.cgroup_root if node is not None else "auto")
+    wanted = tuple(str(c) for c in (node.spec.controllers if node else NodeSpec().controllers))
+    checks = run_checks(requested, Path(args.specs), wanted)
+    for check in checks:
+        print(check)
+    return 1 if any(c.verdict is Verdict.fail for c in checks) else 0
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "apply": cmd_apply,
     "run": cmd_run,
     "crds": cmd_crds,
+    "doctor": cmd_doctor,
 }
 
 

@@ -66,7 +66,7 @@ def job_view(
         return JobView(Phase.Pending)
     count = last.attempt
     if last.phase == "exited":
-        return _exited(last.exit_code, last.signal, count)
+        return _exited(last.exit_code, last.signal, count, last.oom_kills or 0)
     if last.phase == "running":
         if populated:
             return JobView(Phase.Running, attempts=count)
@@ -89,9 +89,13 @@ def job_view(
     )
 
 
-def _exited(exit_code: int | None, signal: int | None, attempts: int) -> JobView:
+def _exited(exit_code: int | None, signal: int | None, attempts: int, oom_kills: int) -> JobView:
     if exit_code == 0:
         return JobView(Phase.Succeeded, "Completed", attempts=attempts, exit_code=0)
+    if oom_kills > 0:
+        code = 128 + signal if signal is not None else exit_code
+        message = f"the kernel OOM-killed {oom_kills} process(es) of the job"
+        return JobView(Phase.Failed, "OOMKilled", message, attempts, code)
     if signal is not None:
         name = _signal_name(signal)
         return JobView(Phase.Failed, "Error", f"killed by {name}", attempts, 128 + signal)

@@ -140,7 +140,7 @@ class Policies(Strict):
 class NodeSpec(Strict):
     """The node-wide configuration; every field has a default."""
 
-    cgroup_root: Literal["auto"] | AbsolutePath = Field(default="auto", alias="cgroupRoot")
+    cgroup_root: Literal["auto", "self"] | AbsolutePath = Field(default="auto", alias="cgroupRoot")
     controllers: list[Controller] = Field(
         default_factory=lambda: [Controller.cpu, Controller.memory, Controller.pids, Controller.io]
     )

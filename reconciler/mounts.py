@@ -42,6 +42,11 @@ def own_cgroup(proc_cgroup: str = "/proc/self/cgroup") -> str:
     raise PermanentError(f"{proc_cgroup} has no cgroup v2 entry (0::): cgroup2 is not mounted")
 
 
+def own_cgroup_path(mount: Path) -> Path:
+    """This process's cgroup as a path under the mount."""
+    return mount / own_cgroup().lstrip("/")
+
+
 def mount_of(path: Path, mounts: list[Path]) -> Path | None:
     """The cgroup2 mount that contains a path, if any (the deepest one)."""
     containing = [m for m in mounts if path == m or m in path.parents]
@@ -49,11 +54,14 @@ def mount_of(path: Path, mounts: list[Path]) -> Path | None:
 
 
 def choose_root(requested: str | None, mounts: list[Path] | None = None) -> Path:
-    """The cgroup root: an explicit path inside a cgroup2 mount, or `<mount>/wnr`, or
-    the nearest writable ancestor of our own cgroup (a delegated slot)."""
+    """The cgroup root: an explicit path inside a cgroup2 mount; `self`, our own cgroup
+    (a systemd unit with Delegate=yes); or, for `auto`, `<mount>/wnr` when writable,
+    else the nearest writable ancestor of our own cgroup (a delegated slot)."""
     mounts = cgroup2_mounts() if mounts is None else mounts
     if not mounts:
         raise PermanentError("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")
+    if requested == "self":
+        return own_cgroup_path(mounts[-1])
     if requested and requested != "auto":
         root = Path(os.path.normpath(requested))
         if not root.is_absolute():
@@ -65,7 +73,7 @@ def choose_root(requested: str | None, mounts: list[Path] | None = None) -> Path
     mount = mounts[-1]
     if os.access(mount, os.W_OK):
         return mount / "wnr"
-    current = mount / own_cgroup().lstrip("/")
+    current = own_cgroup_path(mount)
     for candidate in [current, *current.parents]:
         if candidate != mount and mount in candidate.parents and os.access(candidate, os.W_OK):
             return candidate

@@ -58,6 +58,11 @@ def plan_text(result: PassResult, color: bool) -> str:
             lines.append(paint(_RED, f"- {action.describe()}"))
         else:
             lines.append(paint(_YELLOW, f"~ {action.describe()}"))
+    if result.plan.jobs:
+        lines.append("Jobs:")
+        for name, view in sorted(result.plan.jobs.items()):
+            detail = " ".join(part for part in (view.reason, view.message) if part)
+            lines.append(f"  {name:<24} {view.phase:<10} {detail}".rstrip())
     if result.plan.notes:
         lines.append("Notes:")
         lines.extend(paint(_DIM, f"  {note}") for note in result.plan.notes)

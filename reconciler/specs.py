@@ -9,6 +9,7 @@ marks the desired state incomplete, which freezes every deletion.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +45,25 @@ class _Cached:
     parsed: Parsed
 
 
-class SpecLoader:
-    """Loads spec files from directories and explicit files, remembering the last good version."""
+def untrusted(st: os.stat_result, trusted_uid: int) -> str | None:
+    """Why a spec file or directory may not be trusted (someone else can write it), or None."""
+    if st.st_uid not in (0, trusted_uid):
+        return f"owned by uid {st.st_uid}, not by wnr's user (uid {trusted_uid}) or root"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by group or others (mode {stat.filemode(st.st_mode)})"
+    return None
 
-    def __init__(self, paths: Iterable[Path | str]) -> None:
+
+class SpecLoader:
+    """Loads spec files from directories and explicit files, remembering the last good version.
+
+    With `trusted_uid`, files and directories that anyone but that user or root
+    can write are refused like invalid files: a Job spec runs a command.
+    """
+
+    def __init__(self, paths: Iterable[Path | str], trusted_uid: int | None = None) -> None:
         self.paths = [Path(p) for p in paths]
+        self.trusted_uid = trusted_uid
         self._cache: dict[str, _Cached] = {}
         self._last_good: dict[str, Parsed] = {}
         self._last: Desired | None = None
@@ -108,9 +123,17 @@ class SpecLoader:
                 errors.append(SpecError(str(path), 1, 1, "no such file or directory"))
         return files, errors
 
+    def _distrust(self, st: os.stat_result) -> str | None:
+        if self.trusted_uid is None:
+            return None
+        return untrusted(st, self.trusted_uid)
+
     def _parse(self, path: str) -> Parsed:
         try:
             st = os.stat(path)
+            reason = self._distrust(st)
+            if reason is not None:
+                return Parsed((), (SpecError(path, 1, 1, f"refusing spec file: {reason}"),))
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
             cached = self._cache.get(path)
             if cached is not None and cached.key == key:

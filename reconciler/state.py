@@ -37,6 +37,7 @@ class AttemptRecord:
     signal: int | None = None
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    oom_kills: int | None = None
     message: str = ""
 
     @classmethod
@@ -53,6 +54,7 @@ class AttemptRecord:
             signal=data.get("signal"),
             cpu_seconds=data.get("cpuSeconds"),
             peak_memory_bytes=data.get("peakMemoryBytes"),
+            oom_kills=data.get("oomKills"),
             message=str(data.get("message", "")),
         )
 

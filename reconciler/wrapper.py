@@ -91,8 +91,22 @@ def main(argv: list[str]) -> int:
         peakMemoryBytes=usage.ru_maxrss * 1024 if usage else None,
         finishedAt=time.time(),
         terminatedBy=terminating[0] if terminating else None,
+        oomKills=_oom_kills(os.path.dirname(procs_path)),
     )
     return 0
+
+
+def _oom_kills(cgroup_dir: str) -> int | None:
+    """The kernel's count of OOM kills in the job cgroup, None without the memory controller."""
+    try:
+        with open(os.path.join(cgroup_dir, "memory.events"), "rb") as handle:
+            for line in handle.read().decode().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except OSError:
+        return None
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,189 @@
+"""`wnr doctor`: node checks, each with a verdict and a hint for the admin. Reads only.
+
+Runs beside the pipeline, not in it: it answers "can wnr work here, and what
+will the kernel enforce?" before anything is planned.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import stat
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from reconciler.errors import WnrError
+from reconciler.mounts import cgroup2_mounts, choose_root, own_cgroup
+
+# Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation").
+DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
+
+
+class Verdict(StrEnum):
+    """How a check came out; only FAIL makes `wnr doctor` exit 1."""
+
+    ok = "ok"
+    warn = "warn"
+    fail = "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    verdict: Verdict
+    detail: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        line = f"[{self.verdict:>4}] {self.name}: {self.detail}"
+        return f"{line}\n       hint: {self.hint}" if self.hint else line
+
+
+def check_delegation(root: Path, uid: int) -> list[Check]:
+    """Whether `uid` owns the root directory and the files that delegation needs."""
+    if uid == 0:
+        return [Check("delegation", Verdict.ok, "running as root: no delegation needed")]
+    target = root if root.exists() else root.parent
+    lacking: list[str] = []
+    for path in [target, *(target / name for name in DELEGATED_FILES)]:
+        try:
+            owner = path.stat().st_uid
+        except FileNotFoundError:
+            lacking.append(f"{path} (missing)")
+            continue
+        if owner != uid:
+            lacking.append(f"{path} (owned by uid {owner})")
+    if not lacking:
+        return [
+            Check("delegation", Verdict.ok, f"uid {uid} owns {target} and its delegation files")
+        ]
+    files = " ".join(str(target / n) for n in DELEGATED_FILES)
+    return [
+        Check(
+            "delegation",
+            Verdict.fail,
+            f"uid {uid} lacks ownership of: {', '.join(lacking)}",
+            f"as root: chown {uid} {target} {files} (or use HTCondor >= 23.1 / the Slurm prolog in "
+            "manifests/ which do it for each job)",
+        )
+    ]
+
+
+def check_controllers(root: Path, wanted: tuple[str, ...]) -> Check:
+    """Which wanted controllers the kernel offers at the root."""
+    source = root if root.exists() else root.parent
+    try:
+        offered = set((source / "cgroup.controllers").read_text().split())
+    except OSError as exc:
+        return Check("controllers", Verdict.fail, f"cannot read {source}/cgroup.controllers: {exc}")
+    missing = [c for c in wanted if c not in offered]
+    if not missing:
+        return Check("controllers", Verdict.ok, f"{' '.join(wanted)} available at {source}")
+    listed = " ".join(sorted(offered)) or "none"
+    return Check(
+        "controllers",
+        Verdict.warn,
+        f"missing {' '.join(missing)} at {source} (offered: {listed}); "
+        "wnr reports these limits as not enforced by the kernel",
+        "boot with systemd.unified_cgroup_hierarchy=1 (pure cgroup v2) or delegate the controllers "
+        "down to this cgroup (cgroup.subtree_control of each ancestor)",
+    )
+
+
+def check_kill(release: str) -> Check:
+    """Whether the kernel has cgroup.kill (Linux 5.14+); without it stops use freeze and kill."""
+    parts = release.split(".")
+    try:
+        version = (int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit())))
+    except (IndexError, ValueError):
+        version = (0, 0)
+    if version >= (5, 14):
+        return Check("cgroup.kill", Verdict.ok, f"kernel {release} has it")
+    return Check(
+        "cgroup.kill",
+        Verdict.warn,
+        f"kernel {release} predates cgroup.kill (5.14)",
+        "wnr stops jobs by freezing the cgroup and killing each PID instead",
+    )
+
+
+def check_spec_dir(specs: Path, uid: int) -> Check:
+    """The spec dir runs commands: nobody but wnr's user or root may write it."""
+    if not specs.exists():
+        return Check(
+            "spec dir", Verdict.warn, f"{specs} does not exist yet", f"mkdir -m 0755 {specs}"
+        )
+    loose: list[str] = []
+    for path in [specs, *sorted(specs.iterdir())]:
+        st = path.stat()
+        if st.st_uid not in (0, uid) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            loose.append(f"{path} (uid {st.st_uid}, mode {stat.filemode(st.st_mode)})")
+    if not loose:
+        return Check("spec dir", Verdict.ok, f"{specs} is writable only by uid {uid} or root")
+    return Check(
+        "spec dir",
+        Verdict.fail,
+        f"writable by others: {', '.join(loose)}",
+        f"a Job spec runs a command: chmod go-w and chown to uid {uid} or root",
+    )
+
+
+def check_runtimes() -> Check:
+    """Which container runtimes are installed (used once images are supported)."""
+    found = [name for name in ("apptainer", "bwrap") if shutil.which(name)]
+    detail = f"found {', '.join(found)}" if found else "none found: jobs run without a container"
+    return Check("runtimes", Verdict.ok, detail)
+
+
+def check_cpu() -> Check:
+    """The node's architecture and a few CPU features grid jobs ask for."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags.update(line.partition(":")[2].split())
+    except OSError:
+        pass
+    notable = [f for f in ("sse4_2", "avx", "avx2", "avx512f", "asimd", "sve") if f in flags]
+    return Check(
+        "cpu", Verdict.ok, f"{platform.machine()}; features: {' '.join(notable) or 'none'}"
+    )
+
+
+def run_checks(requested_root: str | None, specs: Path, wanted: tuple[str, ...]) -> list[Check]:
+    """Every check, in the order an admin would fix them."""
+    uid = os.geteuid()
+    mounts = cgroup2_mounts()
+    if not mounts:
+        return [
+            Check(
+                "cgroup2",
+                Verdict.fail,
+                "no cgroup2 mount in /proc/self/mountinfo",
+                "mount -t cgroup2 none /sys/fs/cgroup (or boot with cgroup v2)",
+            )
+        ]
+    checks = [
+        Check(
+            "cgroup2",
+            Verdict.ok,
+            f"mounted at {', '.join(map(str, mounts))}; wnr runs in {own_cgroup()}",
+        )
+    ]
+    try:
+        root = choose_root(requested_root, mounts)
+    except WnrError as exc:
+        checks.append(Check("root", Verdict.fail, str(exc)))
+        return checks
+    checks.append(Check("root", Verdict.ok, str(root)))
+    checks.extend(check_delegation(root, uid))
+    checks.append(check_controllers(root, wanted))
+    checks.append(check_kill(platform.release()))
+    checks.append(check_spec_dir(specs, uid))
+    checks.append(check_runtimes())
+    checks.append(check_cpu())
+    return checks
