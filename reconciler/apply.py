@@ -116,14 +116,20 @@ class Applier:
             action.env,
             {"WNR_JOB": action.job, "WNR_SLOT": slot, "WNR_ATTEMPT": str(action.attempt)},
         )
-        spawn_wrapper(
-            record=state.attempt_path(action.job, action.attempt),
-            cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
-            workdir=action.working_dir or str(state.work_dir(action.job)),
-            log=state.log_path(action.job, action.attempt),
-            argv=action.argv,
-            env=env,
-        )
+        try:
+            spawn_wrapper(
+                record=state.attempt_path(action.job, action.attempt),
+                cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
+                workdir=action.working_dir or str(state.work_dir(action.job)),
+                log=state.log_path(action.job, action.attempt),
+                argv=action.argv,
+                env=env,
+            )
+        except OSError as exc:
+            # Recorded at once, so the next pass retries (or gives up) without waiting for
+            # the start timeout.
+            state.fail_attempt(action.job, action.attempt, f"cannot spawn the wrapper: {exc}")
+            raise
 
     def _kill(self, rel: str) -> None:
         """cgroup.kill where the kernel has it (5.14+); else freeze, SIGKILL each PID, thaw."""

@@ -8,7 +8,9 @@ go only to PIDs read from cgroups wnr owns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterable, Mapping
@@ -16,6 +18,15 @@ from pathlib import Path
 
 WRAPPER = str(Path(__file__).with_name("wrapper.py"))
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@functools.cache
+def wrapper_interpreter() -> str:
+    """The Python that runs the wrapper: wnr's own, unless this user may not execute it
+    (an interpreter under another user's home), then the system's python3."""
+    if os.access(sys.executable, os.X_OK):
+        return sys.executable
+    return shutil.which("python3", path=DEFAULT_PATH) or sys.executable
 
 
 def job_environment(spec_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
@@ -36,11 +47,12 @@ def spawn_wrapper(
     env: Mapping[str, str],
 ) -> int:
     """Start the wrapper for one attempt; returns its PID. It enters the cgroup itself."""
-    args = [sys.executable, "-I", "-S", WRAPPER, str(record), str(cgroup_procs), workdir, "--"]
+    python = wrapper_interpreter()
+    args = [python, "-I", "-S", WRAPPER, str(record), str(cgroup_procs), workdir, "--"]
     args.extend(argv)
     out_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return os.posix_spawn(
-        sys.executable,
+        python,
         args,
         dict(env),
         file_actions=[

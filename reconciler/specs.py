@@ -108,19 +108,24 @@ class SpecLoader:
         files: list[str] = []
         errors: list[SpecError] = []
         for path in self.paths:
-            if path.is_dir():
-                try:
-                    names = sorted(e.name for e in os.scandir(path) if e.is_file())
-                except OSError as exc:
-                    errors.append(
-                        SpecError(str(path), 1, 1, f"cannot list directory: {exc.strerror}")
-                    )
-                    continue
-                files.extend(str(path / n) for n in names if is_spec_file(n))
-            elif path.is_file():
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                errors.append(SpecError(str(path), 1, 1, f"cannot read: {exc.strerror}"))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
                 files.append(str(path))
-            else:
-                errors.append(SpecError(str(path), 1, 1, "no such file or directory"))
+                continue
+            reason = self._distrust(st)
+            if reason is not None:
+                errors.append(SpecError(str(path), 1, 1, f"refusing spec directory: {reason}"))
+                continue
+            try:
+                names = sorted(e.name for e in os.scandir(path) if e.is_file())
+            except OSError as exc:
+                errors.append(SpecError(str(path), 1, 1, f"cannot list directory: {exc.strerror}"))
+                continue
+            files.extend(str(path / n) for n in names if is_spec_file(n))
         return files, errors
 
     def _distrust(self, st: os.stat_result) -> str | None:

@@ -142,6 +142,13 @@ class StateDir:
         os.makedirs(self.work_dir(job), exist_ok=True)
         write_json(str(self.attempt_path(job, attempt)), {"phase": "starting", "spawnedAt": now})
 
+    def fail_attempt(self, job: str, attempt: int, message: str) -> None:
+        """Mark an attempt that could not be started (the wrapper never ran)."""
+        path = str(self.attempt_path(job, attempt))
+        data = read_json(path) or {}
+        data.update(phase="failed-start", message=message)
+        write_json(path, data)
+
     def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:
         """Record the first SIGTERM of a stop; later passes keep the original time."""
         path = self.job_dir(job) / "stop.json"
