@@ -76,10 +76,12 @@ def job_view(
             "the wrapper ended without recording the payload's end (killed from outside?)",
             count,
         )
-    if last.phase == "starting" and (populated or now < last.spawned_at + START_TIMEOUT_SECONDS):
-        return JobView(
-            Phase.Starting, attempts=count, deadline=last.spawned_at + START_TIMEOUT_SECONDS
-        )
+    timeout = last.spawned_at + START_TIMEOUT_SECONDS
+    if last.phase == "starting" and populated:
+        # The wrapper is in the cgroup; its own record wakes the loop, no timer needed.
+        return JobView(Phase.Starting, attempts=count)
+    if last.phase == "starting" and now < timeout:
+        return JobView(Phase.Starting, attempts=count, deadline=timeout)
     # failed-start, or a start that never reported: retry while attempts remain.
     message = last.message or f"the wrapper did not report within {START_TIMEOUT_SECONDS:g}s"
     if count < max_attempts:

@@ -176,13 +176,19 @@ def _plan_job(out: _Builder, slot: Slot, job: Job, accepting: bool) -> None:
     name = job.metadata.name
     obj, rel = f"Job/{name}", f"slot.{slot.metadata.name}/job.{name}"
     where = observed.jobs.get(name)
-    if where is not None and where[0] != slot.metadata.name:
-        out.note(obj, "kept", f"runs in slot {where[0]}; a running job does not move slots")
-        return
     cgroup = where[1] if where is not None else None
     max_attempts = job.spec.max_start_attempts or out.node.policies.max_start_attempts
     view = job_view(observed.records.get(name, JobRecords()), cgroup, max_attempts, out.now)
     out.jobs[name] = view
+    if where is not None and where[0] != slot.metadata.name:
+        if where[0] not in out.desired.slots:
+            return  # its old slot is being removed: _plan_removals stops and removes it
+        if view.finished and cgroup is not None:
+            moved = f"slot.{where[0]}/job.{name}"
+            _plan_empty_and_remove(out, obj, moved, cgroup, "the job has finished")
+        else:
+            out.note(obj, "kept", f"runs in slot {where[0]}; a running job does not move slots")
+        return
     if view.deadline is not None and view.phase is Phase.Starting:
         out.requeue_at(view.deadline)
     r = job.spec.resources
