@@ -102,10 +102,11 @@ class Signal(Action):
 
 @dataclass(frozen=True)
 class KillCgroup(Action):
-    """SIGKILL everything in a cgroup subtree (cgroup.kill)."""
+    """SIGKILL everything in a cgroup subtree (cgroup.kill); with `job`, record why it stopped."""
 
     op: ClassVar[str] = "kill-cgroup"
     reason: str = ""
+    job: str = ""
 
     def describe(self) -> str:
         """Why."""
@@ -117,6 +118,33 @@ class RemoveCgroup(Action):
     """rmdir an empty cgroup."""
 
     op: ClassVar[str] = "remove-cgroup"
+
+
+@dataclass(frozen=True)
+class RecordSlot(Action):
+    """Write a slot's record: its grace periods (they outlive its spec) and drain start."""
+
+    op: ClassVar[str] = "record-slot"
+    slot: str = ""
+    drain_grace_seconds: float = 0.0
+    termination_grace_seconds: float = 0.0
+    draining_since: float | None = None
+
+    def describe(self) -> str:
+        """The recorded values."""
+        since = "" if self.draining_since is None else f", draining since {self.draining_since:.0f}"
+        graces = (
+            f"drain {self.drain_grace_seconds:g}s, termination {self.termination_grace_seconds:g}s"
+        )
+        return f"{super().describe()}  {graces}{since}"
+
+
+@dataclass(frozen=True)
+class ForgetSlot(Action):
+    """Delete a removed slot's record from the state dir."""
+
+    op: ClassVar[str] = "forget-slot"
+    slot: str = ""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from reconciler.actions import (
     CreateCgroup,
     EnableControllers,
     ForgetJob,
+    ForgetSlot,
     KillCgroup,
+    RecordSlot,
     RemoveCgroup,
     Signal,
     StartJob,
@@ -28,7 +30,7 @@ from reconciler.actions import (
 from reconciler.cgroupfs import CgroupFS
 from reconciler.errors import CgroupError, WnrError
 from reconciler.process import job_environment, signal_pids, spawn_wrapper
-from reconciler.state import StateDir
+from reconciler.state import SlotRecord, StateDir
 
 log = logging.getLogger("wnr.apply")
 
@@ -99,14 +101,28 @@ class Applier:
                 )
                 signal_pids(fs.procs(action.path), signal.Signals[action.signal])
             case KillCgroup():
+                if action.job:
+                    self.state.record_stop(action.job, self.clock(), 0.0, action.reason)
                 self._kill(action.path)
             case RemoveCgroup():
                 fs.rmdir(action.path)
-            case ForgetJob():
-                self.state.forget(action.job)
+            case RecordSlot() | ForgetSlot() | ForgetJob():
+                self._record(action)
             case _:  # pragma: no cover - every action type is listed above
                 raise WnrError(f"unknown action {action!r}")
         log.info("%s", action.describe())
+
+    def _record(self, action: Action) -> None:
+        """Actions on the state dir alone."""
+        if isinstance(action, RecordSlot):
+            record = SlotRecord(
+                action.drain_grace_seconds, action.termination_grace_seconds, action.draining_since
+            )
+            self.state.write_slot(action.slot, record)
+        elif isinstance(action, ForgetSlot):
+            self.state.forget_slot(action.slot)
+        elif isinstance(action, ForgetJob):
+            self.state.forget(action.job)
 
     def _start(self, action: StartJob) -> None:
         state = self.state

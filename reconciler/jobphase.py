@@ -24,6 +24,20 @@ from reconciler.state import JobRecords
 
 # How long a spawned wrapper may take to report before the attempt counts as failed.
 START_TIMEOUT_SECONDS = 30.0
+# Delay before retrying a failed start: 1 s, doubling per failed attempt, at most 60 s.
+START_BACKOFF_SECONDS, START_BACKOFF_MAX_SECONDS = 1.0, 60.0
+
+# Why wnr stopped a job that was still wanted; the stop record's reason becomes the job's.
+STOP_REASONS = frozenset(
+    {
+        "DeadlineExceeded",
+        "Drained",
+        "IdleTimeout",
+        "OOMKilled",
+        "PidsLimitExceeded",
+        "DiskLimitExceeded",
+    }
+)
 
 
 class Phase(StrEnum):
@@ -45,7 +59,8 @@ class JobView:
     message: str = ""
     attempts: int = 0
     exit_code: int | None = None
-    # When the view changes by itself (a start timeout), for requeue-after.
+    # When the view changes by itself (a start timeout), or, for a failed start, the
+    # earliest time of the next attempt.
     deadline: float | None = None
 
     @property
@@ -65,7 +80,12 @@ def job_view(
             return JobView(Phase.Running, "Adopted", "running processes found without records")
         return JobView(Phase.Pending)
     count = last.attempt
-    if last.phase == "exited":
+    stop = records.stop
+    stopped = stop is not None and stop.reason in STOP_REASONS
+    if last.phase == "exited" or (last.phase == "running" and not populated and stopped):
+        if stop is not None and stopped:
+            code = 128 + last.signal if last.signal is not None else last.exit_code
+            return JobView(Phase.Failed, stop.reason, f"stopped by wnr: {stop.reason}", count, code)
         return _exited(last.exit_code, last.signal, count, last.oom_kills or 0)
     if last.phase == "running":
         if populated:
@@ -85,7 +105,15 @@ def job_view(
     # failed-start, or a start that never reported: retry while attempts remain.
     message = last.message or f"the wrapper did not report within {START_TIMEOUT_SECONDS:g}s"
     if count < max_attempts:
-        return JobView(Phase.Pending, "StartFailed", f"attempt {count}: {message}", count)
+        delay = min(START_BACKOFF_SECONDS * 2 ** (count - 1), START_BACKOFF_MAX_SECONDS)
+        retry_at = max(last.spawned_at, last.finished_at or 0.0) + delay
+        return JobView(
+            Phase.Pending,
+            "StartFailed",
+            f"attempt {count}: {message}",
+            count,
+            deadline=retry_at,
+        )
     return JobView(
         Phase.Failed, "ErrorVN", f"{count} attempts failed to start; last: {message}", count
     )

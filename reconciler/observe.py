@@ -49,9 +49,15 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
         parent_controllers = frozenset()
     page_size = os.sysconf("SC_PAGE_SIZE")
     records = state.read_all()
+    slot_records = state.read_slots()
     if not fs.exists(""):
         return Observed(
-            str(fs.root), None, parent_controllers, records=records, page_size=page_size
+            str(fs.root),
+            None,
+            parent_controllers,
+            records=records,
+            slot_records=slot_records,
+            page_size=page_size,
         )
     root = read_cgroup(fs, "", with_limits=False)
     slots: dict[str, CgroupState] = {}
@@ -83,4 +89,5 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
         tuple(foreign),
         page_size,
         has_kill=os.path.exists(fs.path("") / "cgroup.kill"),
+        slot_records=slot_records,
     )

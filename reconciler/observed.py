@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.state import JobRecords
+from reconciler.state import JobRecords, SlotRecord
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Observed:
     foreign: tuple[str, ...] = ()
     page_size: int = 4096
     has_kill: bool = True
+    slot_records: Mapping[str, SlotRecord] = field(default_factory=dict)
 
     @property
     def available(self) -> frozenset[str]:

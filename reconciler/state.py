@@ -7,10 +7,12 @@ read by observe:
     <state>/jobs/<job>/attempt-<n>.log    the payload's stdout and stderr
     <state>/jobs/<job>/stop.json          when a stop was asked for, and its grace
     <state>/jobs/<job>/work/              the default working directory
+    <state>/slots/<slot>.json             a slot's grace periods and drain start
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -81,12 +83,40 @@ class JobRecords:
         return self.attempts[-1] if self.attempts else None
 
 
+@dataclass(frozen=True)
+class SlotRecord:
+    """What must outlive a Slot's spec: its grace periods, and when its drain began."""
+
+    drain_grace_seconds: float
+    termination_grace_seconds: float
+    draining_since: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The camelCase JSON form."""
+        return {
+            "drainGracePeriodSeconds": self.drain_grace_seconds,
+            "terminationGracePeriodSeconds": self.termination_grace_seconds,
+            "drainingSince": self.draining_since,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SlotRecord:
+        """Parse the JSON form."""
+        since = data.get("drainingSince")
+        return cls(
+            float(data["drainGracePeriodSeconds"]),
+            float(data["terminationGracePeriodSeconds"]),
+            float(since) if since is not None else None,
+        )
+
+
 class StateDir:
     """Paths in the state dir and the reads and writes on them."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.jobs = self.root / "jobs"
+        self.slots = self.root / "slots"
 
     def job_dir(self, job: str) -> Path:
         """The directory of one job (the name is a validated DNS label)."""
@@ -150,13 +180,36 @@ class StateDir:
         write_json(path, data)
 
     def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:
-        """Record the first SIGTERM of a stop; later passes keep the original time."""
+        """Record the start of a stop (first SIGTERM, or an immediate kill); the first wins."""
         path = self.job_dir(job) / "stop.json"
         if path.exists():
             return
         os.makedirs(self.job_dir(job), exist_ok=True)
         data = {"requestedAt": now, "graceSeconds": grace_seconds, "reason": reason}
         write_json(str(path), data)
+
+    def read_slots(self) -> dict[str, SlotRecord]:
+        """Every slot record."""
+        try:
+            names = sorted(n for n in os.listdir(self.slots) if n.endswith(".json"))
+        except FileNotFoundError:
+            return {}
+        records: dict[str, SlotRecord] = {}
+        for name in names:
+            data = read_json(str(self.slots / name))
+            if data is not None:
+                records[name.removesuffix(".json")] = SlotRecord.from_json(data)
+        return records
+
+    def write_slot(self, slot: str, record: SlotRecord) -> None:
+        """Replace a slot's record."""
+        os.makedirs(self.slots, exist_ok=True)
+        write_json(str(self.slots / f"{slot}.json"), record.to_json())
+
+    def forget_slot(self, slot: str) -> None:
+        """Remove a removed slot's record."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.slots / f"{slot}.json")
 
     def forget(self, job: str) -> None:
         """Remove everything recorded about a job whose spec is gone."""

@@ -33,8 +33,6 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.platform",
             "spec.image",
             "spec.user",
-            "spec.drainGracePeriodSeconds",
-            "spec.deadline",
             "spec.agents",
         }
     ),
@@ -46,7 +44,6 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.cpuFeatures",
             "spec.resources.disk",
             "spec.resources.gpus",
-            "spec.activeDeadlineSeconds",
             "spec.idle",
             "spec.coreFiles",
         }
@@ -77,8 +74,8 @@ def unenforced_fields(obj: ApiObject) -> list[str]:
     for path in explicit_fields(obj):
         if path in pending and _DEFAULT_VALUES.get(path) != _value(obj, path):
             found.append(path)
-    if isinstance(obj, Slot) and obj.spec.state == SlotState.Draining:
-        found.append("spec.state=Draining (treated as Cordoned)")
+    if isinstance(obj, Slot) and obj.spec.state == SlotState.Draining and obj.spec.agents:
+        found.append("spec.state=Draining stops agents (agents are not run yet)")
     return found
 
 

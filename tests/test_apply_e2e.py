@@ -215,7 +215,9 @@ def test_foreign_cgroups_and_processes_are_left_alone(
         (specs / "slot-s.yaml").unlink()
         result = wnr("plan", *flags, "-o", "json", check=2)
         plan = json.loads(result.stdout)
-        assert [("remove-cgroup", "slot.s")] == [(a["op"], a["path"]) for a in plan["actions"]]
+        assert [("remove-cgroup", "slot.s"), ("forget-slot", "slot.s")] == [
+            (a["op"], a["path"]) for a in plan["actions"]
+        ]
         assert {
             "object": "not-wnr",
             "kind": "foreign",
@@ -238,7 +240,7 @@ def test_plan_json_carries_actions_and_fingerprint_for_apply_expect(
     write_slot(specs, "s")
     flags = common(specs, cgroup_root, state_dir)
     plan = json.loads(wnr("plan", *flags, "-o", "json", check=2).stdout)
-    assert ["create-cgroup", "create-cgroup"] == [a["op"] for a in plan["actions"]]
+    assert ["create-cgroup", "create-cgroup", "record-slot"] == [a["op"] for a in plan["actions"]]
     write_job(specs, "late", "s", ["true"])
     refused = wnr("apply", *flags, "--expect", plan["fingerprint"], check=1)
     assert "the plan changed" in refused.stderr

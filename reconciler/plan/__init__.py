@@ -1,0 +1,19 @@
+"""The planner: a pure function of (desired, observed, now) returning the ordered actions.
+
+No I/O, no clock, no psutil, no cgroup layer (tests/test_layers.py enforces
+the imports). Slots and removals are visited by name and jobs in spec order
+(file, then document), so shuffling objects never changes the plan. A
+converged system plans nothing; an incomplete spec set (a file never parsed,
+an unreadable directory) plans no deletion at all.
+
+    builder   the plan under construction, notes, requeue times
+    tree      the root, slots and their limits
+    jobs      one job: start, keep limits live, stop for a reason, clean up
+    schedule  which pending jobs fit their slot, in spec order
+    removals  what is observed but no longer desired
+"""
+
+from reconciler.plan.builder import Note, Plan
+from reconciler.plan.core import plan
+
+__all__ = ["Note", "Plan", "plan"]

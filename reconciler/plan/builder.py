@@ -1,0 +1,74 @@
+"""The plan under construction and the finished `Plan`; shared by every planner step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.actions import Action
+from reconciler.jobphase import JobView
+from reconciler.models import NodeSpec
+from reconciler.observed import Observed
+from reconciler.specs import Desired
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the admin should know that is not an action (nothing to do about it here)."""
+
+    obj: str
+    kind: str  # not-enforced-by-kernel | not-enforced-yet | kept | foreign | waiting
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.obj}: {self.kind}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered actions, the notes, each job's view, and when to look again."""
+
+    actions: tuple[Action, ...]
+    notes: tuple[Note, ...] = ()
+    jobs: Mapping[str, JobView] = field(default_factory=dict)
+    requeue_after: float | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the actions, for `wnr apply --expect`."""
+        text = json.dumps([a.to_dict() for a in self.actions], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Builder:
+    """What every planner step reads (desired, observed, now) and what it adds to."""
+
+    def __init__(self, desired: Desired, observed: Observed, now: float) -> None:
+        self.desired = desired
+        self.observed = observed
+        self.node = desired.node.spec if desired.node is not None else NodeSpec()
+        self.enabled: frozenset[str] = frozenset()
+        self.now = now
+        self.actions: list[Action] = []
+        self.notes: list[Note] = []
+        self.jobs: dict[str, JobView] = {}
+        self.wake: list[float] = []
+
+    def add(self, action: Action) -> None:
+        """Append an action."""
+        self.actions.append(action)
+
+    def note(self, obj: str, kind: str, message: str) -> None:
+        """Append a note."""
+        self.notes.append(Note(obj, kind, message))
+
+    def requeue_at(self, when: float) -> None:
+        """Ask for another pass at `when` (the earliest such time wins)."""
+        self.wake.append(when)
+
+    def build(self) -> Plan:
+        """The finished plan."""
+        after = max(0.0, min(self.wake) - self.now) if self.wake else None
+        return Plan(tuple(self.actions), tuple(self.notes), self.jobs, after)

@@ -1,0 +1,42 @@
+"""The planner's entry point: visit the root, each slot and its jobs, then the removals."""
+
+from __future__ import annotations
+
+from reconciler.models import Job, Node, Slot
+from reconciler.observed import Observed
+from reconciler.plan.builder import Builder, Plan
+from reconciler.plan.jobs import plan_slot_jobs
+from reconciler.plan.removals import plan_removals
+from reconciler.plan.tree import plan_root, plan_slot
+from reconciler.specs import Desired
+from reconciler.unenforced import unenforced_fields
+
+
+def plan(desired: Desired, observed: Observed, now: float) -> Plan:
+    """Compute the actions that make the observed tree match the desired state."""
+    out = Builder(desired, observed, now)
+    for obj in _objects(desired):
+        for path in unenforced_fields(obj):
+            out.note(f"{obj.kind}/{obj.metadata.name}", "not-enforced-yet", path)
+    out.enabled = plan_root(out)
+    for name in sorted(desired.slots):
+        slot = desired.slots[name]
+        drain_start = plan_slot(out, slot)
+        if slot.spec.deadline is not None:
+            # A slot deadline drains it in time: the drain begins one grace period before.
+            by_deadline = slot.spec.deadline.timestamp() - slot.spec.drain_grace_period_seconds
+            drain_start = by_deadline if drain_start is None else min(drain_start, by_deadline)
+            if now < drain_start:
+                out.requeue_at(drain_start)
+        plan_slot_jobs(out, slot, drain_start)
+    plan_removals(out)
+    for foreign in observed.foreign:
+        out.note(foreign, "foreign", "not a cgroup wnr owns; left alone")
+    return out.build()
+
+
+def _objects(desired: Desired) -> list[Node | Slot | Job]:
+    node: list[Node | Slot | Job] = [desired.node] if desired.node is not None else []
+    slots = [desired.slots[n] for n in sorted(desired.slots)]
+    jobs = [desired.jobs[n] for n in sorted(desired.jobs)]
+    return [*node, *slots, *jobs]

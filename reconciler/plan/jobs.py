@@ -1,0 +1,192 @@
+"""Planner step: one slot's jobs: admit and start, keep limits live, stop for a reason, clean up.
+
+A running job is stopped by wnr when its slot drains past the grace period
+(`Drained`) or it outlives `activeDeadlineSeconds` (`DeadlineExceeded`).
+Stopping is SIGTERM, then `cgroup.kill` once the grace period recorded with
+the SIGTERM has passed; both are deadlines checked on each pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
+from reconciler.jobphase import JobView, Phase, job_view
+from reconciler.limits import Limits
+from reconciler.models import Job, Slot, SlotState
+from reconciler.observed import CgroupState
+from reconciler.plan.builder import Builder
+from reconciler.plan.schedule import SlotQueue
+from reconciler.plan.tree import plan_limits
+from reconciler.state import JobRecords
+
+
+def spec_order(out: Builder, slot: str) -> list[Job]:
+    """The slot's jobs in spec order (file, then document; by name where no source is known)."""
+    jobs = [j for j in out.desired.jobs.values() if j.spec.slot == slot]
+    sources = out.desired.sources
+
+    def key(job: Job) -> tuple[str, int, str]:
+        source = sources.get(("Job", job.metadata.name))
+        return (source.path, source.document, "") if source else ("", 0, job.metadata.name)
+
+    return sorted(jobs, key=key)
+
+
+@dataclass
+class SlotPass:
+    """One slot while its jobs are planned: whether it takes new jobs, its free room, its drain."""
+
+    slot: Slot
+    accepting: bool
+    queue: SlotQueue
+    drain_start: float | None
+
+
+def plan_slot_jobs(out: Builder, slot: Slot, drain_start: float | None) -> None:
+    """Plan every job that names this slot."""
+    draining = drain_start is not None and out.now >= drain_start
+    accepting = slot.spec.state == SlotState.Active and not draining
+    here = SlotPass(slot, accepting, SlotQueue.of(slot), drain_start)
+    jobs = spec_order(out, slot.metadata.name)
+    views: dict[str, JobView] = {}
+    for job in jobs:
+        views[job.metadata.name] = _view(out, job)
+        if views[job.metadata.name].phase in (Phase.Starting, Phase.Running):
+            here.queue.take(job)
+    for job in jobs:
+        _plan_job(out, here, job, views[job.metadata.name])
+
+
+def _view(out: Builder, job: Job) -> JobView:
+    name = job.metadata.name
+    where = out.observed.jobs.get(name)
+    cgroup = where[1] if where is not None else None
+    attempts = job.spec.max_start_attempts or out.node.policies.max_start_attempts
+    view = job_view(out.observed.records.get(name, JobRecords()), cgroup, attempts, out.now)
+    out.jobs[name] = view
+    return view
+
+
+def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
+    slot = here.slot
+    name = job.metadata.name
+    obj, rel = f"Job/{name}", f"slot.{slot.metadata.name}/job.{name}"
+    where = out.observed.jobs.get(name)
+    cgroup = where[1] if where is not None else None
+    if where is not None and where[0] != slot.metadata.name:
+        if where[0] not in out.desired.slots:
+            return  # its old slot is being removed: the removal step stops and removes it
+        if view.finished and cgroup is not None:
+            plan_empty_and_remove(
+                out, obj, f"slot.{where[0]}/job.{name}", cgroup, "the job has finished"
+            )
+        else:
+            out.note(obj, "kept", f"runs in slot {where[0]}; a running job does not move slots")
+        return
+    r = job.spec.resources
+    limits = Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids)
+    if view.finished:
+        if cgroup is not None:
+            plan_empty_and_remove(out, obj, rel, cgroup, "the job has finished")
+        return
+    if view.phase is Phase.Pending:
+        _plan_pending(out, here, job, view)
+        return
+    if view.deadline is not None:
+        out.requeue_at(view.deadline)
+    if cgroup is not None:
+        plan_limits(out, obj, rel, limits, cgroup)  # live: a spec change reaches running jobs
+        reason = _stop_reason(out, slot, job, here.drain_start)
+        if reason is not None and cgroup.populated:
+            grace = float(slot.spec.termination_grace_period_seconds)
+            plan_stop(out, obj, rel, name, grace, reason)
+
+
+def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
+    slot = here.slot
+    name = job.metadata.name
+    obj, rel = f"Job/{name}", f"slot.{slot.metadata.name}/job.{name}"
+    where = out.observed.jobs.get(name)
+    cgroup = where[1] if where is not None else None
+    r = job.spec.resources
+    limits = Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids)
+    if not here.accepting:
+        out.note(
+            obj, "waiting", f"slot {slot.metadata.name} is {slot.spec.state}: no new jobs start"
+        )
+        return
+    refusal = _deadline_refusal(slot, job, out.now) or here.queue.admit(job)
+    if refusal is not None:
+        out.jobs[name] = replace(view, reason="Unschedulable", message=refusal)
+        out.note(obj, "waiting", f"Unschedulable: {refusal}")
+        return
+    if view.deadline is not None and out.now < view.deadline:
+        out.requeue_at(view.deadline)  # backoff after a failed start
+        return
+    if cgroup is None:
+        out.add(CreateCgroup(obj, rel))
+    plan_limits(out, obj, rel, limits, cgroup)
+    out.add(
+        StartJob(
+            obj,
+            rel,
+            job=name,
+            attempt=view.attempts + 1,
+            argv=tuple(job.spec.command),
+            env=dict(sorted(job.spec.env.items())),
+            working_dir=job.spec.working_dir,
+        )
+    )
+
+
+def _deadline_refusal(slot: Slot, job: Job, now: float) -> str | None:
+    """A job whose activeDeadlineSeconds would outlive the slot's deadline is not started."""
+    deadline, seconds = slot.spec.deadline, job.spec.active_deadline_seconds
+    if deadline is None or seconds is None or now + seconds <= deadline.timestamp():
+        return None
+    return f"activeDeadlineSeconds {seconds} would pass the slot deadline {deadline.isoformat()}"
+
+
+def _stop_reason(out: Builder, slot: Slot, job: Job, drain_start: float | None) -> str | None:
+    """Why a wanted, running job must stop now, if so; else asks for a pass at the next deadline."""
+    if drain_start is not None:
+        drained_at = drain_start + slot.spec.drain_grace_period_seconds
+        if out.now >= drained_at:
+            return "Drained"
+        out.requeue_at(drained_at)
+    seconds = job.spec.active_deadline_seconds
+    last = out.observed.records.get(job.metadata.name, JobRecords()).last
+    if seconds is not None and last is not None and last.started_at is not None:
+        expires = last.started_at + seconds
+        if out.now >= expires:
+            return "DeadlineExceeded"
+        out.requeue_at(expires)
+    return None
+
+
+def plan_stop(out: Builder, obj: str, rel: str, name: str, grace: float, reason: str) -> None:  # noqa: PLR0917
+    """SIGTERM first; cgroup.kill once the grace period recorded with the SIGTERM has passed."""
+    stop = out.observed.records.get(name, JobRecords()).stop
+    if stop is None:
+        if grace <= 0:
+            out.add(KillCgroup(obj, rel, reason, job=name))
+            return
+        out.add(Signal(obj, rel, job=name, grace_seconds=grace, reason=reason))
+        out.requeue_at(out.now + grace)
+        return
+    deadline = stop.requested_at + stop.grace_seconds
+    if out.now >= deadline:
+        out.add(KillCgroup(obj, rel, f"{stop.reason}; grace period over"))
+    else:
+        out.requeue_at(deadline)
+
+
+def plan_empty_and_remove(
+    out: Builder, obj: str, rel: str, cgroup: CgroupState, reason: str
+) -> None:
+    """Kill what a finished job left behind, or remove its empty cgroup."""
+    if cgroup.populated:
+        out.add(KillCgroup(obj, rel, f"{reason}; leftover processes"))
+    else:
+        out.add(RemoveCgroup(obj, rel))

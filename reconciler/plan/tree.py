@@ -1,0 +1,88 @@
+"""Planner step: the root and the slots, their controllers, limits and records."""
+
+from __future__ import annotations
+
+from reconciler.actions import CreateCgroup, EnableControllers, RecordSlot, WriteLimit
+from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS, Limits, is_set, render
+from reconciler.models import Slot, SlotState
+from reconciler.observed import CgroupState
+from reconciler.plan.builder import Builder
+
+CONTROLLER_ORDER = ("cpuset", "cpu", "io", "memory", "pids")
+
+
+def plan_root(out: Builder) -> frozenset[str]:
+    """Create the root and enable the wanted controllers the kernel offers; return them."""
+    desired, observed = out.desired, out.observed
+    wanted = {str(c) for c in out.node.controllers}
+    offered = wanted & observed.available
+    for missing in sorted(wanted - observed.available):
+        out.note(
+            "Root", "not-enforced-by-kernel", f"controller {missing} is not available in the root"
+        )
+    if observed.root is None:
+        if not desired.slots:
+            return frozenset(offered)
+        out.add(CreateCgroup("Root", ""))
+    current = observed.root.subtree_control if observed.root is not None else frozenset()
+    if offered - current:
+        out.add(EnableControllers("Root", "", ordered(offered - current)))
+    return frozenset(offered)
+
+
+def ordered(controllers: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """Controllers in a fixed order, so plans compare equal."""
+    return tuple(sorted(controllers, key=lambda c: (*CONTROLLER_ORDER, c).index(c)))
+
+
+def plan_limits(
+    out: Builder, obj: str, rel: str, limits: Limits, cgroup: CgroupState | None
+) -> None:
+    """Write each limit file that differs; report limits the kernel cannot enforce."""
+    for file, value in render(limits, out.observed.page_size):
+        controller = CONTROLLER_OF[file]
+        if controller not in out.enabled or (cgroup is not None and file not in cgroup.limits):
+            if is_set(file, value):
+                out.note(
+                    obj, "not-enforced-by-kernel", f"{file}={value} (no {controller} controller)"
+                )
+            continue
+        old = cgroup.limits[file] if cgroup is not None else KERNEL_DEFAULTS[file]
+        if old != value:
+            out.add(WriteLimit(obj, rel, file, old if cgroup else None, value))
+
+
+def plan_slot(out: Builder, slot: Slot) -> float | None:
+    """Create the slot cgroup with its limits and record; returns when its drain began."""
+    name = slot.metadata.name
+    obj, rel = f"Slot/{name}", f"slot.{name}"
+    cgroup = out.observed.slots.get(name)
+    if cgroup is None:
+        out.add(CreateCgroup(obj, rel))
+    r = slot.spec.resources
+    limits = Limits(r.cpus, r.memory, r.memory_high, r.swap, r.pids, r.io_weight, slot.spec.cpuset)
+    plan_limits(out, obj, rel, limits, cgroup)
+    current = cgroup.subtree_control if cgroup is not None else frozenset()
+    if out.enabled - current:
+        out.add(EnableControllers(obj, rel, ordered(out.enabled - current)))
+    return _plan_record(out, slot)
+
+
+def _plan_record(out: Builder, slot: Slot) -> float | None:
+    """Keep the slot's record in step with its spec; a Draining slot records when it began."""
+    name = slot.metadata.name
+    record = out.observed.slot_records.get(name)
+    since = record.draining_since if record is not None else None
+    if slot.spec.state != SlotState.Draining:
+        since = None
+    elif since is None:
+        since = out.now
+    drain = float(slot.spec.drain_grace_period_seconds)
+    term = float(slot.spec.termination_grace_period_seconds)
+    if (
+        record is None
+        or (record.drain_grace_seconds, record.termination_grace_seconds) != (drain, term)
+        or record.draining_since != since
+    ):
+        out.add(RecordSlot(f"Slot/{name}", f"slot.{name}", name, drain, term, since))
+    return since
