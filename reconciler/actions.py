@@ -86,13 +86,15 @@ class StartJob(Action):
 
 @dataclass(frozen=True)
 class Signal(Action):
-    """Send a signal to every process in a job cgroup, recording when the stop began."""
+    """Send a signal to every process in a job cgroup but its wrapper (which stays to record
+    the end), recording when the stop began."""
 
     op: ClassVar[str] = "signal"
     job: str = ""
     signal: str = "SIGTERM"
     grace_seconds: float = 30.0
     reason: str = ""
+    spare: int | None = None
 
     def describe(self) -> str:
         """The signal and why."""

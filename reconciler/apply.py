@@ -99,7 +99,8 @@ class Applier:
                 self.state.record_stop(
                     action.job, self.clock(), action.grace_seconds, action.reason
                 )
-                signal_pids(fs.procs(action.path), signal.Signals[action.signal])
+                pids = [p for p in fs.procs(action.path) if p != action.spare]
+                signal_pids(pids, signal.Signals[action.signal])
             case KillCgroup():
                 if action.job:
                     self.state.record_stop(action.job, self.clock(), 0.0, action.reason)

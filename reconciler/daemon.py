@@ -81,6 +81,8 @@ class Daemon:
             delay = self.resync
             if result.plan.requeue_after is not None:
                 delay = min(delay, result.plan.requeue_after)
+            if result.resample_after is not None:
+                delay = min(delay, result.resample_after)
             if result.plan.actions:
                 delay = min(delay, VERIFY_SECONDS)
             if result.failures:

@@ -81,11 +81,14 @@ def job_view(
         return JobView(Phase.Pending)
     count = last.attempt
     stop = records.stop
-    stopped = stop is not None and stop.reason in STOP_REASONS
+    # A stop reason may carry details after a colon: "OOMKilled: PSS+swap 80Mi over ...".
+    reason = stop.reason.partition(":")[0] if stop is not None else ""
+    stopped = reason in STOP_REASONS
     if last.phase == "exited" or (last.phase == "running" and not populated and stopped):
         if stop is not None and stopped:
             code = 128 + last.signal if last.signal is not None else last.exit_code
-            return JobView(Phase.Failed, stop.reason, f"stopped by wnr: {stop.reason}", count, code)
+            message = f"stopped by wnr: {stop.reason}"
+            return JobView(Phase.Failed, reason, message, count, code)
         return _exited(last.exit_code, last.signal, count, last.oom_kills or 0)
     if last.phase == "running":
         if populated:

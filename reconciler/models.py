@@ -128,10 +128,19 @@ class CpuFeaturePolicy(Strict):
     required: list[str] = Field(default_factory=list)
 
 
+class UserSpacePolicy(Strict):
+    """Limits the kernel cannot enforce (a missing controller) are sampled and enforced by wnr."""
+
+    interval_seconds: float = Field(default=5.0, alias="intervalSeconds", gt=0)
+    # Kill a job whose PSS+swap exceeds memory x this factor (JAliEn uses 1.2).
+    memory_factor: float = Field(default=1.0, alias="memoryFactor", ge=1.0)
+
+
 class Policies(Strict):
     """Node-wide defaults that Jobs may override."""
 
     idle: IdlePolicy = Field(default_factory=IdlePolicy)
+    user_space: UserSpacePolicy = Field(default_factory=UserSpacePolicy, alias="userSpace")
     max_start_attempts: int = Field(default=3, alias="maxStartAttempts", ge=1)
     core_files: CoreFiles = Field(default=CoreFiles.check, alias="coreFiles")
     agent_backoff: BackoffPolicy = Field(default_factory=BackoffPolicy, alias="agentBackoff")

@@ -25,6 +25,30 @@ class CgroupState:
 
 
 @dataclass(frozen=True)
+class Need:
+    """What to measure for one running job."""
+
+    rel: str  # its cgroup
+    memory: bool = False
+    tasks: bool = False
+    disk_dir: str | None = None
+    # Idle tracking: busy means at least this many CPU-seconds per second.
+    busy_cpus: float | None = None
+    interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The latest sample of one job."""
+
+    sampled_at: float
+    memory_bytes: int | None = None
+    tasks: int | None = None
+    disk_bytes: int | None = None
+    busy_at: float | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     """The owned tree and the records; what is absent from the mappings does not exist."""
 
@@ -41,6 +65,8 @@ class Observed:
     page_size: int = 4096
     has_kill: bool = True
     slot_records: Mapping[str, SlotRecord] = field(default_factory=dict)
+    # Samples of running jobs (user-space limits, idleness), by job name.
+    usage: Mapping[str, Usage] = field(default_factory=dict)
 
     @property
     def available(self) -> frozenset[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.apply import Applier, Failure
 from reconciler.cgroupfs import CgroupFS
@@ -18,6 +18,7 @@ from reconciler.plan import Plan, plan
 from reconciler.process import reap
 from reconciler.specs import Desired, SpecLoader
 from reconciler.state import StateDir
+from reconciler.usage import Sampler, needs
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class PassResult:
     observed: Observed
     plan: Plan
     failures: tuple[Failure, ...] = ()
+    # When running jobs are due for their next sample (user-space limits, idleness).
+    resample_after: float | None = None
 
     @property
     def converged(self) -> bool:
@@ -50,6 +53,7 @@ class Reconciler:
         self.state = state
         self.clock = clock
         self.applier = Applier(fs, state, clock)
+        self.sampler = Sampler()
 
     def run_pass(self, dry_run: bool = False) -> PassResult:
         """Read everything, plan, and apply the plan unless this is a dry run."""
@@ -57,8 +61,12 @@ class Reconciler:
             reap()
         desired = self.loader.load()
         observed = observe(self.fs, self.state)
-        planned = plan(desired, observed, self.clock())
+        now = self.clock()
+        wanted = needs(desired, observed, self.state)
+        observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
+        planned = plan(desired, observed, now)
+        resample = min((n.interval for n in wanted.values()), default=None)
         if dry_run or not planned.actions:
-            return PassResult(desired, observed, planned)
+            return PassResult(desired, observed, planned, resample_after=resample)
         failures = self.applier.apply(planned.actions)
-        return PassResult(desired, observed, planned, tuple(failures))
+        return PassResult(desired, observed, planned, tuple(failures), resample)

@@ -33,6 +33,7 @@ class AttemptRecord:
     phase: str  # starting | running | exited | failed-start
     spawned_at: float
     pid: int | None = None
+    wrapper_pid: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
     exit_code: int | None = None
@@ -50,6 +51,7 @@ class AttemptRecord:
             phase=str(data.get("phase", "starting")),
             spawned_at=float(data.get("spawnedAt", 0.0)),
             pid=data.get("pid"),
+            wrapper_pid=data.get("wrapperPid"),
             started_at=data.get("startedAt"),
             finished_at=data.get("finishedAt"),
             exit_code=data.get("exitCode"),

@@ -21,7 +21,6 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.runtime",
             "spec.images",
             "spec.siteOverrides",
-            "spec.policies.idle",
             "spec.policies.coreFiles",
             "spec.policies.agentBackoff",
         }
@@ -42,9 +41,7 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.image",
             "spec.architecture",
             "spec.cpuFeatures",
-            "spec.resources.disk",
             "spec.resources.gpus",
-            "spec.idle",
             "spec.coreFiles",
         }
     ),

@@ -18,7 +18,11 @@ from reconciler.observed import CgroupState
 from reconciler.plan.builder import Builder
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import plan_limits
+from reconciler.quantity import format_bytes
 from reconciler.state import JobRecords
+
+# After a SIGKILL the wrapper needs a moment to record the end before cgroup.kill takes all.
+KILL_GRACE_SECONDS = 1.0
 
 
 def spec_order(out: Builder, slot: str) -> list[Job]:
@@ -97,10 +101,9 @@ def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
         out.requeue_at(view.deadline)
     if cgroup is not None:
         plan_limits(out, obj, rel, limits, cgroup)  # live: a spec change reaches running jobs
-        reason = _stop_reason(out, slot, job, here.drain_start)
-        if reason is not None and cgroup.populated:
-            grace = float(slot.spec.termination_grace_period_seconds)
-            plan_stop(out, obj, rel, name, grace, reason)
+        stop = _stop_reason(out, slot, job, here.drain_start)
+        if stop is not None and cgroup.populated:
+            plan_stop(out, obj, rel, name, stop[1], stop[0])
 
 
 def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
@@ -148,36 +151,68 @@ def _deadline_refusal(slot: Slot, job: Job, now: float) -> str | None:
     return f"activeDeadlineSeconds {seconds} would pass the slot deadline {deadline.isoformat()}"
 
 
-def _stop_reason(out: Builder, slot: Slot, job: Job, drain_start: float | None) -> str | None:
-    """Why a wanted, running job must stop now, if so; else asks for a pass at the next deadline."""
+def _stop_reason(
+    out: Builder, slot: Slot, job: Job, drain_start: float | None
+) -> tuple[str, float] | None:
+    """Why a wanted, running job must stop now and with what grace; else asks for a pass at the
+    next deadline. Limits enforced in user space kill at once, as the kernel's would."""
+    grace = float(slot.spec.termination_grace_period_seconds)
     if drain_start is not None:
         drained_at = drain_start + slot.spec.drain_grace_period_seconds
         if out.now >= drained_at:
-            return "Drained"
+            return "Drained", grace
         out.requeue_at(drained_at)
     seconds = job.spec.active_deadline_seconds
     last = out.observed.records.get(job.metadata.name, JobRecords()).last
     if seconds is not None and last is not None and last.started_at is not None:
         expires = last.started_at + seconds
         if out.now >= expires:
-            return "DeadlineExceeded"
+            return "DeadlineExceeded", grace
         out.requeue_at(expires)
+    usage = out.observed.usage.get(job.metadata.name)
+    if usage is None:
+        return None
+    r = job.spec.resources
+    factor = out.node.policies.user_space.memory_factor
+    if (
+        usage.memory_bytes is not None
+        and r.memory is not None
+        and usage.memory_bytes > r.memory * factor
+    ):
+        used, limit = format_bytes(usage.memory_bytes), format_bytes(r.memory)
+        return f"OOMKilled: PSS+swap {used} over memory {limit} (enforced by wnr)", 0.0
+    if usage.tasks is not None and r.pids is not None and usage.tasks > r.pids:
+        return f"PidsLimitExceeded: {usage.tasks} tasks over pids {r.pids} (enforced by wnr)", 0.0
+    if usage.disk_bytes is not None and r.disk is not None and usage.disk_bytes > r.disk:
+        used, limit = format_bytes(usage.disk_bytes), format_bytes(r.disk)
+        return f"DiskLimitExceeded: working directory holds {used}, over disk {limit}", grace
+    idle = job.spec.idle or out.node.policies.idle
+    if usage.busy_at is not None:
+        idle_until = usage.busy_at + idle.window_seconds
+        if out.now >= idle_until:
+            share = f"{idle.min_cpu_fraction:.0%}"
+            return f"IdleTimeout: below {share} of its CPUs for {idle.window_seconds}s", grace
     return None
 
 
 def plan_stop(out: Builder, obj: str, rel: str, name: str, grace: float, reason: str) -> None:  # noqa: PLR0917
-    """SIGTERM first; cgroup.kill once the grace period recorded with the SIGTERM has passed."""
-    stop = out.observed.records.get(name, JobRecords()).stop
-    if stop is None:
-        if grace <= 0:
-            out.add(KillCgroup(obj, rel, reason, job=name))
-            return
-        out.add(Signal(obj, rel, job=name, grace_seconds=grace, reason=reason))
-        out.requeue_at(out.now + grace)
+    """SIGTERM (SIGKILL for a zero grace) to the payload, sparing the wrapper so it records the
+    end; cgroup.kill once the grace recorded with the signal has passed."""
+    records = out.observed.records.get(name, JobRecords())
+    if records.stop is None:
+        spare = records.last.wrapper_pid if records.last is not None else None
+        signal = "SIGKILL" if grace <= 0 else "SIGTERM"
+        wait = max(grace, KILL_GRACE_SECONDS)
+        out.add(
+            Signal(
+                obj, rel, job=name, signal=signal, grace_seconds=wait, reason=reason, spare=spare
+            )
+        )
+        out.requeue_at(out.now + wait)
         return
-    deadline = stop.requested_at + stop.grace_seconds
+    deadline = records.stop.requested_at + records.stop.grace_seconds
     if out.now >= deadline:
-        out.add(KillCgroup(obj, rel, f"{stop.reason}; grace period over"))
+        out.add(KillCgroup(obj, rel, f"{records.stop.reason}; grace period over"))
     else:
         out.requeue_at(deadline)
 

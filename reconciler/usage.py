@@ -1,0 +1,108 @@
+"""Sampling what running jobs use, for limits the kernel does not enforce and for the idle timeout.
+
+Part of observe: the reconciler says which jobs need which measurements
+(`Need`), the sampler reads them at most once per interval and hands the
+planner plain `Usage` data. Memory is PSS+swap of the cgroup's processes
+(as JAliEn measures it), tasks come from `cgroup.threads`, CPU from
+`cpu.stat usage_usec` (present on every cgroup2, controller or not), disk
+from walking the working directory. The sampler remembers, per job, when
+the job was last busy; a restarted daemon starts counting afresh, which
+can only delay an idle kill, never hasten it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+
+import psutil
+
+from reconciler.cgroupfs import CgroupFS, flat_keyed
+from reconciler.models import NodeSpec
+from reconciler.observed import Need, Observed, Usage
+from reconciler.specs import Desired
+from reconciler.state import StateDir
+
+
+def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Need]:
+    """What to sample for each running job: the limits the kernel cannot enforce, and idleness."""
+    node = desired.node.spec if desired.node is not None else NodeSpec()
+    policy = node.policies
+    kernel = observed.available & {str(c) for c in node.controllers}
+    result: dict[str, Need] = {}
+    for name, (slot, cgroup) in observed.jobs.items():
+        job = desired.jobs.get(name)
+        if job is None or not cgroup.populated or job.spec.slot != slot:
+            continue
+        r = job.spec.resources
+        idle = job.spec.idle or policy.idle
+        cores = (r.cpus or 1000) / 1000
+        disk_dir = job.spec.working_dir or str(state.work_dir(name))
+        result[name] = Need(
+            rel=f"slot.{slot}/job.{name}",
+            memory=r.memory is not None and "memory" not in kernel,
+            tasks=r.pids is not None and "pids" not in kernel,
+            disk_dir=disk_dir if r.disk is not None else None,
+            busy_cpus=idle.min_cpu_fraction * cores,
+            interval=min(policy.user_space.interval_seconds, idle.window_seconds / 10),
+        )
+    return result
+
+
+class Sampler:
+    """Keeps the last sample and the last busy time of each job between passes."""
+
+    def __init__(self) -> None:
+        self._usage: dict[str, Usage] = {}
+        self._cpu: dict[str, tuple[float, int]] = {}
+
+    def sample(self, fs: CgroupFS, needs: Mapping[str, Need], now: float) -> dict[str, Usage]:
+        """Fresh samples for jobs whose interval has passed; the previous ones for the rest."""
+        for gone in set(self._usage) - set(needs):
+            self._usage.pop(gone, None)
+            self._cpu.pop(gone, None)
+        for job, need in needs.items():
+            last = self._usage.get(job)
+            if last is None or now - last.sampled_at >= need.interval:
+                self._usage[job] = self._measure(fs, job, need, now, last)
+        return dict(self._usage)
+
+    def _measure(self, fs: CgroupFS, job: str, need: Need, now: float, last: Usage | None) -> Usage:
+        pids = fs.procs(need.rel)
+        busy_at = last.busy_at if last is not None else now
+        if need.busy_cpus is not None:
+            usec = flat_keyed(fs.read(need.rel, "cpu.stat")).get("usage_usec", 0)
+            previous = self._cpu.get(job)
+            self._cpu[job] = (now, usec)
+            if previous is not None and now > previous[0]:
+                used = (usec - previous[1]) / 1e6 / (now - previous[0])
+                if used >= need.busy_cpus:
+                    busy_at = now
+        return Usage(
+            sampled_at=now,
+            memory_bytes=memory_of(pids) if need.memory else None,
+            tasks=len((fs.read(need.rel, "cgroup.threads") or "").split()) if need.tasks else None,
+            disk_bytes=disk_usage(need.disk_dir) if need.disk_dir else None,
+            busy_at=busy_at,
+        )
+
+
+def memory_of(pids: tuple[int, ...]) -> int:
+    """PSS plus swap of the given processes, in bytes (processes that vanished count 0)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            info = psutil.Process(pid).memory_full_info()
+            total += info.pss + getattr(info, "swap", 0)
+    return total
+
+
+def disk_usage(path: str) -> int:
+    """Bytes allocated under a directory (like `du -s`), not following symlinks."""
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+    return total

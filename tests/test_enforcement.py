@@ -1,0 +1,108 @@
+"""User-space enforcement on this host (no memory or pids controller) and the idle timeout, via the daemon."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.test_daemon import DaemonProcess
+
+NODE = """\
+apiVersion: wnr.dev/v1alpha1
+kind: Node
+metadata: {name: node}
+spec:
+  policies:
+    userSpace: {intervalSeconds: 0.2}
+---
+apiVersion: wnr.dev/v1alpha1
+kind: Slot
+metadata: {name: s}
+spec:
+  terminationGracePeriodSeconds: 1
+"""
+
+
+def job(name: str, command: list[str], extra: str) -> str:
+    """One Job document in slot s."""
+    body = textwrap.indent(textwrap.dedent(extra), "  ")
+    return f"---\napiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  slot: s\n  command: {json.dumps(command)}\n{body}"
+
+
+def outcome(state: Path, name: str) -> dict[str, Any]:
+    """The job's attempt record and stop record."""
+    directory = state / "jobs" / name
+    record = json.loads((directory / "attempt-1.json").read_text())
+    stop = directory / "stop.json"
+    record["stop"] = json.loads(stop.read_text()) if stop.exists() else None
+    assert isinstance(record, dict)
+    return record
+
+
+def finished(state: Path, name: str) -> bool:
+    """Whether the job's wrapper recorded the payload's end."""
+    try:
+        return outcome(state, name)["phase"] == "exited"
+    except FileNotFoundError:
+        return False
+
+
+def test_limits_the_kernel_lacks_are_enforced_by_sampling(
+    cgroup_root: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """Memory over its limit, a fork bomb past pids, disk over its limit and an idle job are each killed with their reason."""
+    offered = set((cgroup_root.parent / "cgroup.controllers").read_text().split())
+    if {"memory", "pids"} <= offered:
+        pytest.fail(
+            "this test proves user-space enforcement; run it where the kernel lacks the controllers"
+        )
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    hog = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(600)"
+    (specs / "specs.yaml").write_text(
+        NODE
+        + job(
+            "hog", ["python3", "-c", hog], "resources: {memory: 64Mi}\nidle: {windowSeconds: 600}\n"
+        )
+        + job(
+            "forks",
+            ["sh", "-c", "for i in $(seq 60); do sleep 600 & done; wait"],
+            "resources: {pids: 20}\nidle: {windowSeconds: 600}\n",
+        )
+        + job(
+            "writer",
+            ["sh", "-c", "head -c 3000000 /dev/urandom > big; sleep 600"],
+            "resources: {disk: 1Mi}\nidle: {windowSeconds: 600}\n",
+        )
+        + job("idler", ["sleep", "600"], "idle: {windowSeconds: 2, minCpuFraction: 0.1}\n")
+        + job(
+            "worker",
+            ["sh", "-c", "while :; do :; done"],
+            "resources: {cpus: 1}\nidle: {windowSeconds: 2, minCpuFraction: 0.01}\nactiveDeadlineSeconds: 6\n",
+        )
+    )
+    daemon = DaemonProcess(specs, cgroup_root, state_dir, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        for name in ("hog", "forks", "writer", "idler", "worker"):
+            wait_for(lambda name=name: finished(state_dir, name), timeout=30)
+    finally:
+        daemon.kill()
+    reasons = {
+        n: outcome(state_dir, n)["stop"]["reason"].partition(":")[0]
+        for n in ("hog", "forks", "writer", "idler", "worker")
+    }
+    assert {
+        "hog": "OOMKilled",
+        "forks": "PidsLimitExceeded",
+        "writer": "DiskLimitExceeded",
+        "idler": "IdleTimeout",
+        "worker": "DeadlineExceeded",
+    } == reasons, (tmp_path / "daemon.log").read_text()
+    assert "PSS+swap" in outcome(state_dir, "hog")["stop"]["reason"]
+    assert 9 == outcome(state_dir, "hog")["signal"]
