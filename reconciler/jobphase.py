@@ -70,7 +70,11 @@ class JobView:
 
 
 def job_view(
-    records: JobRecords, cgroup: CgroupState | None, max_attempts: int, now: float
+    records: JobRecords,
+    cgroup: CgroupState | None,
+    max_attempts: int,
+    now: float,
+    check_cores: bool = True,
 ) -> JobView:
     """Derive the phase of a job from what was recorded and what runs."""
     last = records.last
@@ -89,6 +93,10 @@ def job_view(
             code = 128 + last.signal if last.signal is not None else last.exit_code
             message = f"stopped by wnr: {stop.reason}"
             return JobView(Phase.Failed, reason, message, count, code)
+        if check_cores and last.core_files:
+            code = 128 + last.signal if last.signal is not None else last.exit_code
+            message = f"core files in the working directory: {', '.join(last.core_files)}"
+            return JobView(Phase.Failed, "CoreDumped", message, count, code)
         return _exited(last.exit_code, last.signal, count, last.oom_kills or 0)
     if last.phase == "running":
         if populated:

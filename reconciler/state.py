@@ -41,6 +41,7 @@ class AttemptRecord:
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
     oom_kills: int | None = None
+    core_files: tuple[str, ...] = ()
     message: str = ""
 
     @classmethod
@@ -59,6 +60,7 @@ class AttemptRecord:
             cpu_seconds=data.get("cpuSeconds"),
             peak_memory_bytes=data.get("peakMemoryBytes"),
             oom_kills=data.get("oomKills"),
+            core_files=tuple(data.get("coreFiles") or ()),
             message=str(data.get("message", "")),
         )
 

@@ -21,7 +21,6 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.runtime",
             "spec.images",
             "spec.siteOverrides",
-            "spec.policies.coreFiles",
             "spec.policies.agentBackoff",
         }
     ),
@@ -42,7 +41,6 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.architecture",
             "spec.cpuFeatures",
             "spec.resources.gpus",
-            "spec.coreFiles",
         }
     ),
 }

@@ -92,8 +92,18 @@ def main(argv: list[str]) -> int:
         finishedAt=time.time(),
         terminatedBy=terminating[0] if terminating else None,
         oomKills=_oom_kills(os.path.dirname(procs_path)),
+        coreFiles=_core_files(workdir),
     )
     return 0
+
+
+def _core_files(workdir: str) -> list[str]:
+    """Core dumps the payload left in its working directory (`core`, `core.<pid>`)."""
+    try:
+        names = os.listdir(workdir)
+    except OSError:
+        return []
+    return sorted(n for n in names if n == "core" or (n.startswith("core.") and n[5:].isdigit()))
 
 
 def _oom_kills(cgroup_dir: str) -> int | None:

@@ -49,14 +49,16 @@ def job(name: str, command: list[str], extra: str = "") -> str:
 def test_exit_codes_signals_and_deadlines_end_in_their_reasons(
     cgroup_root: Path, state_dir: Path, tmp_path: Path
 ) -> None:
-    """Exit 0, exit 3, a signal and an expired activeDeadlineSeconds each end in the right phase and reason."""
+    """Exit 0, exit 3, a signal, an expired activeDeadlineSeconds and a core file each end in the right phase and reason."""
     specs = specs_dir(
         tmp_path,
         SLOT
         + job("ok", ["true"])
         + job("three", ["sh", "-c", "exit 3"])
         + job("killed", ["sh", "-c", "kill -KILL $$"])
-        + job("late", ["sleep", "600"], "activeDeadlineSeconds: 1\n"),
+        + job("late", ["sleep", "600"], "activeDeadlineSeconds: 1\n")
+        + job("dumped", ["sh", "-c", "echo x > core.4242"])
+        + job("dumped-ok", ["sh", "-c", "echo x > core.4242"], "coreFiles: ignore\n"),
     )
     wnr("apply", *common(specs, cgroup_root, state_dir), "--wait", "--timeout", "30", check=0)
     views = jobs(specs, cgroup_root, state_dir)
@@ -66,6 +68,8 @@ def test_exit_codes_signals_and_deadlines_end_in_their_reasons(
         "three": ("Failed", "Error"),
         "killed": ("Failed", "Error"),
         "late": ("Failed", "DeadlineExceeded"),
+        "dumped": ("Failed", "CoreDumped"),
+        "dumped-ok": ("Succeeded", "Completed"),
     } == summary
     assert "killed by SIGKILL" == views["killed"]["message"]
     assert not (cgroup_root / "slot.s" / "job.late").exists()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
 from reconciler.jobphase import JobView, Phase, job_view
 from reconciler.limits import Limits
-from reconciler.models import Job, Slot, SlotState
+from reconciler.models import CoreFiles, Job, Slot, SlotState
 from reconciler.observed import CgroupState
 from reconciler.plan.builder import Builder
 from reconciler.plan.schedule import SlotQueue
@@ -67,7 +67,8 @@ def _view(out: Builder, job: Job) -> JobView:
     where = out.observed.jobs.get(name)
     cgroup = where[1] if where is not None else None
     attempts = job.spec.max_start_attempts or out.node.policies.max_start_attempts
-    view = job_view(out.observed.records.get(name, JobRecords()), cgroup, attempts, out.now)
+    cores = (job.spec.core_files or out.node.policies.core_files) == CoreFiles.check
+    view = job_view(out.observed.records.get(name, JobRecords()), cgroup, attempts, out.now, cores)
     out.jobs[name] = view
     return view
 
