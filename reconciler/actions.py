@@ -85,6 +85,31 @@ class StartJob(Action):
 
 
 @dataclass(frozen=True)
+class StartAgent(Action):
+    """Record a new run of an agent replica and spawn its wrapper into the agent cgroup."""
+
+    op: ClassVar[str] = "start-agent"
+    slot: str = ""
+    index: int = 0
+    restarts: int = 0
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The replica, its restart count and the command."""
+        return f"{super().describe()}  restart {self.restarts}: {' '.join(self.argv)}"
+
+
+@dataclass(frozen=True)
+class ForgetAgent(Action):
+    """Delete a removed agent replica's records."""
+
+    op: ClassVar[str] = "forget-agent"
+    slot: str = ""
+    index: int = 0
+
+
+@dataclass(frozen=True)
 class Signal(Action):
     """Send a signal to every process in a job cgroup but its wrapper (which stays to record
     the end), recording when the stop began."""
@@ -95,6 +120,7 @@ class Signal(Action):
     grace_seconds: float = 30.0
     reason: str = ""
     spare: int | None = None
+    agent: int | None = None  # set for an agent replica of the slot named in `obj`
 
     def describe(self) -> str:
         """The signal and why."""

@@ -18,12 +18,14 @@ from reconciler.actions import (
     Action,
     CreateCgroup,
     EnableControllers,
+    ForgetAgent,
     ForgetJob,
     ForgetSlot,
     KillCgroup,
     RecordSlot,
     RemoveCgroup,
     Signal,
+    StartAgent,
     StartJob,
     WriteLimit,
 )
@@ -95,23 +97,34 @@ class Applier:
                     )
             case StartJob():
                 self._start(action)
+            case StartAgent():
+                self._start_agent(action)
             case Signal():
-                self.state.record_stop(
-                    action.job, self.clock(), action.grace_seconds, action.reason
-                )
-                pids = [p for p in fs.procs(action.path) if p != action.spare]
-                signal_pids(pids, signal.Signals[action.signal])
+                self._signal(action)
             case KillCgroup():
                 if action.job:
                     self.state.record_stop(action.job, self.clock(), 0.0, action.reason)
                 self._kill(action.path)
             case RemoveCgroup():
                 fs.rmdir(action.path)
-            case RecordSlot() | ForgetSlot() | ForgetJob():
+            case RecordSlot() | ForgetSlot() | ForgetJob() | ForgetAgent():
                 self._record(action)
             case _:  # pragma: no cover - every action type is listed above
                 raise WnrError(f"unknown action {action!r}")
         log.info("%s", action.describe())
+
+    def _signal(self, action: Signal) -> None:
+        """Record when the stop began (for the grace deadline), then signal all but the spared."""
+        now = self.clock()
+        if action.agent is not None:
+            slot = action.obj.removeprefix("Slot/")
+            self.state.record_agent_stop(
+                slot, action.agent, now, action.grace_seconds, action.reason
+            )
+        else:
+            self.state.record_stop(action.job, now, action.grace_seconds, action.reason)
+        pids = [p for p in self.fs.procs(action.path) if p != action.spare]
+        signal_pids(pids, signal.Signals[action.signal])
 
     def _record(self, action: Action) -> None:
         """Actions on the state dir alone."""
@@ -124,6 +137,8 @@ class Applier:
             self.state.forget_slot(action.slot)
         elif isinstance(action, ForgetJob):
             self.state.forget(action.job)
+        elif isinstance(action, ForgetAgent):
+            self.state.forget_agent(action.slot, action.index)
 
     def _start(self, action: StartJob) -> None:
         state = self.state
@@ -145,7 +160,24 @@ class Applier:
         except OSError as exc:
             # Recorded at once, so the next pass retries (or gives up) without waiting for
             # the start timeout.
-            state.fail_attempt(action.job, action.attempt, f"cannot spawn the wrapper: {exc}")
+            message = f"cannot spawn the wrapper: {exc}"
+            state.fail_run(state.attempt_path(action.job, action.attempt), message)
+            raise
+
+    def _start_agent(self, action: StartAgent) -> None:
+        directory = self.state.begin_agent(action.slot, action.index, action.restarts, self.clock())
+        env = job_environment(action.env, {"WNR_SLOT": action.slot, "WNR_AGENT": str(action.index)})
+        try:
+            spawn_wrapper(
+                record=directory / "run.json",
+                cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
+                workdir=str(directory / "work"),
+                log=directory / "run.log",
+                argv=action.argv,
+                env=env,
+            )
+        except OSError as exc:
+            self.state.fail_run(directory / "run.json", f"cannot spawn the wrapper: {exc}")
             raise
 
     def _kill(self, rel: str) -> None:

@@ -50,6 +50,7 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
     page_size = os.sysconf("SC_PAGE_SIZE")
     records = state.read_all()
     slot_records = state.read_slots()
+    agent_records = state.read_agents()
     if not fs.exists(""):
         return Observed(
             str(fs.root),
@@ -58,10 +59,12 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
             records=records,
             slot_records=slot_records,
             page_size=page_size,
+            agent_records=agent_records,
         )
     root = read_cgroup(fs, "", with_limits=False)
     slots: dict[str, CgroupState] = {}
     jobs: dict[str, tuple[str, CgroupState]] = {}
+    agents: dict[tuple[str, int], CgroupState] = {}
     foreign: list[str] = []
     for child in root.children:
         if not child.startswith("slot.") or not is_owned_name(child):
@@ -77,7 +80,10 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
                     slot_name,
                     read_cgroup(fs, f"{child}/{grandchild}"),
                 )
-            elif not grandchild.startswith("agent."):
+            elif grandchild.startswith("agent.") and is_owned_name(grandchild):
+                index = int(grandchild.removeprefix("agent."))
+                agents[(slot_name, index)] = read_cgroup(fs, f"{child}/{grandchild}")
+            else:
                 foreign.append(f"{child}/{grandchild}")
     return Observed(
         str(fs.root),
@@ -90,4 +96,6 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
         page_size,
         has_kill=os.path.exists(fs.path("") / "cgroup.kill"),
         slot_records=slot_records,
+        agents=agents,
+        agent_records=agent_records,
     )

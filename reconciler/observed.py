@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.state import JobRecords, SlotRecord
+from reconciler.state import AgentRecords, JobRecords, SlotRecord
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class Observed:
     slot_records: Mapping[str, SlotRecord] = field(default_factory=dict)
     # Samples of running jobs (user-space limits, idleness), by job name.
     usage: Mapping[str, Usage] = field(default_factory=dict)
+    # (slot, replica) -> the agent's cgroup, and its records.
+    agents: Mapping[tuple[str, int], CgroupState] = field(default_factory=dict)
+    agent_records: Mapping[tuple[str, int], AgentRecords] = field(default_factory=dict)
 
     @property
     def available(self) -> frozenset[str]:

@@ -8,6 +8,8 @@ read by observe:
     <state>/jobs/<job>/stop.json          when a stop was asked for, and its grace
     <state>/jobs/<job>/work/              the default working directory
     <state>/slots/<slot>.json             a slot's grace periods and drain start
+    <state>/agents/<slot>/<n>/run.json    the current run of agent replica n (like an attempt)
+    <state>/agents/<slot>/<n>/stop.json   when its stop was asked for
 """
 
 from __future__ import annotations
@@ -114,6 +116,15 @@ class SlotRecord:
         )
 
 
+@dataclass(frozen=True)
+class AgentRecords:
+    """What the state dir holds about one agent replica: its last run and restart count."""
+
+    run: AttemptRecord | None = None
+    restarts: int = 0
+    stop: StopRecord | None = None
+
+
 class StateDir:
     """Paths in the state dir and the reads and writes on them."""
 
@@ -121,6 +132,7 @@ class StateDir:
         self.root = Path(root)
         self.jobs = self.root / "jobs"
         self.slots = self.root / "slots"
+        self.agents = self.root / "agents"
 
     def job_dir(self, job: str) -> Path:
         """The directory of one job (the name is a validated DNS label)."""
@@ -161,36 +173,68 @@ class StateDir:
                 if data is not None:
                     attempts.append(AttemptRecord.from_json(int(match[1]), data))
         attempts.sort(key=lambda record: record.attempt)
-        stop_data = read_json(str(directory / "stop.json"))
-        stop = None
-        if stop_data is not None:
-            stop = StopRecord(
-                float(stop_data["requestedAt"]),
-                float(stop_data["graceSeconds"]),
-                str(stop_data.get("reason", "")),
-            )
-        return JobRecords(tuple(attempts), stop)
+        return JobRecords(tuple(attempts), _read_stop(directory))
 
     def begin_attempt(self, job: str, attempt: int, now: float) -> None:
         """Record an attempt before its wrapper is spawned, so a crash cannot start it twice."""
         os.makedirs(self.work_dir(job), exist_ok=True)
         write_json(str(self.attempt_path(job, attempt)), {"phase": "starting", "spawnedAt": now})
 
-    def fail_attempt(self, job: str, attempt: int, message: str) -> None:
-        """Mark an attempt that could not be started (the wrapper never ran)."""
-        path = str(self.attempt_path(job, attempt))
-        data = read_json(path) or {}
+    def fail_run(self, record: Path, message: str) -> None:
+        """Mark an attempt or agent run that could not be started (the wrapper never ran)."""
+        data = read_json(str(record)) or {}
         data.update(phase="failed-start", message=message)
-        write_json(path, data)
+        write_json(str(record), data)
 
     def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:
-        """Record the start of a stop (first SIGTERM, or an immediate kill); the first wins."""
-        path = self.job_dir(job) / "stop.json"
-        if path.exists():
-            return
-        os.makedirs(self.job_dir(job), exist_ok=True)
-        data = {"requestedAt": now, "graceSeconds": grace_seconds, "reason": reason}
-        write_json(str(path), data)
+        """Record the start of a job's stop (its first signal); the first wins."""
+        _record_stop(self.job_dir(job), now, grace_seconds, reason)
+
+    def agent_dir(self, slot: str, index: int) -> Path:
+        """The directory of one agent replica."""
+        return self.agents / slot / str(index)
+
+    def read_agents(self) -> dict[tuple[str, int], AgentRecords]:
+        """The records of every agent replica."""
+        found: dict[tuple[str, int], AgentRecords] = {}
+        try:
+            slots = sorted(os.listdir(self.agents))
+        except FileNotFoundError:
+            return found
+        for slot in slots:
+            with contextlib.suppress(NotADirectoryError, FileNotFoundError):
+                for index in sorted(os.listdir(self.agents / slot)):
+                    if index.isdigit():
+                        directory = self.agents / slot / index
+                        data = read_json(str(directory / "run.json"))
+                        run = AttemptRecord.from_json(0, data) if data is not None else None
+                        restarts = int(data.get("restarts", 0)) if data is not None else 0
+                        found[(slot, int(index))] = AgentRecords(
+                            run, restarts, _read_stop(directory)
+                        )
+        return found
+
+    def begin_agent(self, slot: str, index: int, restarts: int, now: float) -> Path:
+        """Record a new run of an agent before spawning it; returns its directory."""
+        directory = self.agent_dir(slot, index)
+        os.makedirs(directory / "work", exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory / "stop.json")
+        write_json(
+            str(directory / "run.json"),
+            {"phase": "starting", "spawnedAt": now, "restarts": restarts},
+        )
+        return directory
+
+    def record_agent_stop(
+        self, slot: str, index: int, now: float, grace: float, reason: str
+    ) -> None:
+        """Record the start of an agent's stop."""
+        _record_stop(self.agent_dir(slot, index), now, grace, reason)
+
+    def forget_agent(self, slot: str, index: int) -> None:
+        """Remove a removed agent's records."""
+        shutil.rmtree(self.agent_dir(slot, index), ignore_errors=True)
 
     def read_slots(self) -> dict[str, SlotRecord]:
         """Every slot record."""
@@ -218,3 +262,20 @@ class StateDir:
     def forget(self, job: str) -> None:
         """Remove everything recorded about a job whose spec is gone."""
         shutil.rmtree(self.job_dir(job), ignore_errors=True)
+
+
+def _read_stop(directory: Path) -> StopRecord | None:
+    data = read_json(str(directory / "stop.json"))
+    if data is None:
+        return None
+    return StopRecord(
+        float(data["requestedAt"]), float(data["graceSeconds"]), str(data.get("reason", ""))
+    )
+
+
+def _record_stop(directory: Path, now: float, grace_seconds: float, reason: str) -> None:
+    path = directory / "stop.json"
+    if path.exists():
+        return
+    os.makedirs(directory, exist_ok=True)
+    write_json(str(path), {"requestedAt": now, "graceSeconds": grace_seconds, "reason": reason})

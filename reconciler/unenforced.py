@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from reconciler.models import ApiObject, Slot, SlotState
+from reconciler.models import ApiObject
 
 NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
     "Node": frozenset(
@@ -21,7 +21,6 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.runtime",
             "spec.images",
             "spec.siteOverrides",
-            "spec.policies.agentBackoff",
         }
     ),
     "Slot": frozenset(
@@ -31,7 +30,6 @@ NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
             "spec.platform",
             "spec.image",
             "spec.user",
-            "spec.agents",
         }
     ),
     "Job": frozenset(
@@ -69,8 +67,6 @@ def unenforced_fields(obj: ApiObject) -> list[str]:
     for path in explicit_fields(obj):
         if path in pending and _DEFAULT_VALUES.get(path) != _value(obj, path):
             found.append(path)
-    if isinstance(obj, Slot) and obj.spec.state == SlotState.Draining and obj.spec.agents:
-        found.append("spec.state=Draining stops agents (agents are not run yet)")
     return found
 
 

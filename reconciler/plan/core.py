@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from reconciler.models import Job, Node, Slot
+from reconciler.models import Job, Node, Slot, SlotState
 from reconciler.observed import Observed
+from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder, Plan
 from reconciler.plan.jobs import plan_slot_jobs
 from reconciler.plan.removals import plan_removals
@@ -29,6 +30,10 @@ def plan(desired: Desired, observed: Observed, now: float) -> Plan:
             if now < drain_start:
                 out.requeue_at(drain_start)
         plan_slot_jobs(out, slot, drain_start)
+        draining = drain_start is not None and now >= drain_start
+        running = slot.spec.state != SlotState.Draining and not draining
+        grace = float(slot.spec.termination_grace_period_seconds)
+        plan_agents(out, name, slot.spec.agents, grace, running)
     plan_removals(out)
     for foreign in observed.foreign:
         out.note(foreign, "foreign", "not a cgroup wnr owns; left alone")

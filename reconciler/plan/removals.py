@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from reconciler.actions import ForgetJob, ForgetSlot, RecordSlot, RemoveCgroup
 from reconciler.models import SlotSpec
+from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobs import plan_stop
 from reconciler.state import SlotRecord
@@ -37,6 +38,9 @@ def plan_removals(out: Builder) -> None:
     removed = _plan_job_removals(out, {})
     for slot in gone_slots:
         obj, rel = f"Slot/{slot}", f"slot.{slot}"
+        record = observed.slot_records.get(slot) or DEFAULT_RECORD
+        agents = plan_agents(out, slot, None, record.termination_grace_seconds, running=False)
+        removed |= {f"{rel}/{agent}" for agent in agents}
         left = [c for c in observed.slots[slot].children if f"{rel}/{c}" not in removed]
         if left:
             out.note(obj, "waiting", f"removed once empty; still holds {', '.join(left)}")
