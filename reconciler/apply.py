@@ -149,7 +149,7 @@ class Applier:
             {"WNR_JOB": action.job, "WNR_SLOT": slot, "WNR_ATTEMPT": str(action.attempt)},
         )
         try:
-            spawn_wrapper(
+            pid = spawn_wrapper(
                 record=state.attempt_path(action.job, action.attempt),
                 cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
                 workdir=action.working_dir or str(state.work_dir(action.job)),
@@ -163,6 +163,7 @@ class Applier:
             message = f"cannot spawn the wrapper: {exc}"
             state.fail_run(state.attempt_path(action.job, action.attempt), message)
             raise
+        state.note_wrapper(state.attempt_path(action.job, action.attempt), pid)
 
     def _start_agent(self, action: StartAgent) -> None:
         directory = self.state.begin_agent(action.slot, action.index, action.restarts, self.clock())

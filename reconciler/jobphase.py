@@ -111,10 +111,14 @@ def job_view(
     if last.phase == "starting" and populated:
         # The wrapper is in the cgroup; its own record wakes the loop, no timer needed.
         return JobView(Phase.Starting, attempts=count)
-    if last.phase == "starting" and now < timeout:
+    if last.phase == "starting" and now < timeout and last.wrapper_alive is not False:
         return JobView(Phase.Starting, attempts=count, deadline=timeout)
     # failed-start, or a start that never reported: retry while attempts remain.
-    message = last.message or f"the wrapper did not report within {START_TIMEOUT_SECONDS:g}s"
+    message = last.message or (
+        "the wrapper ended before reporting"
+        if last.wrapper_alive is False
+        else f"the wrapper did not report within {START_TIMEOUT_SECONDS:g}s"
+    )
     if count < max_attempts:
         delay = min(START_BACKOFF_SECONDS * 2 ** (count - 1), START_BACKOFF_MAX_SECONDS)
         retry_at = max(last.spawned_at, last.finished_at or 0.0) + delay

@@ -8,11 +8,13 @@ files are read only for controllers the cgroup has.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from reconciler.cgroupfs import CgroupFS, flat_keyed, is_owned_name
 from reconciler.limits import CONTROLLER_OF
 from reconciler.observed import CgroupState, Observed
-from reconciler.state import StateDir
+from reconciler.process import WRAPPER
+from reconciler.state import JobRecords, StateDir
 
 
 def _split(text: str | None) -> frozenset[str]:
@@ -48,7 +50,7 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
     except OSError:
         parent_controllers = frozenset()
     page_size = os.sysconf("SC_PAGE_SIZE")
-    records = state.read_all()
+    records = {name: _check_starting(state, name, r) for name, r in state.read_all().items()}
     slot_records = state.read_slots()
     agent_records = state.read_agents()
     if not fs.exists(""):
@@ -99,3 +101,24 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
         agents=agents,
         agent_records=agent_records,
     )
+
+
+def _check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecords:
+    """For an attempt still `starting`, find out whether its wrapper process exists, so a
+    wrapper lost with a crashed daemon is retried at once instead of after the timeout."""
+    last = records.last
+    if last is None or last.phase != "starting":
+        return records
+    pid = state.spawned_pid(state.attempt_path(job, last.attempt))
+    if pid is None:
+        return records
+    alive = _is_wrapper(pid)
+    return replace(records, attempts=(*records.attempts[:-1], replace(last, wrapper_alive=alive)))
+
+
+def _is_wrapper(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return WRAPPER.encode() in handle.read()
+    except OSError:
+        return False

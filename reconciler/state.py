@@ -45,6 +45,8 @@ class AttemptRecord:
     oom_kills: int | None = None
     core_files: tuple[str, ...] = ()
     message: str = ""
+    # For a starting attempt, whether its wrapper process still exists (set by observe).
+    wrapper_alive: bool | None = None
 
     @classmethod
     def from_json(cls, attempt: int, data: dict[str, Any]) -> AttemptRecord:
@@ -179,6 +181,17 @@ class StateDir:
         """Record an attempt before its wrapper is spawned, so a crash cannot start it twice."""
         os.makedirs(self.work_dir(job), exist_ok=True)
         write_json(str(self.attempt_path(job, attempt)), {"phase": "starting", "spawnedAt": now})
+
+    def note_wrapper(self, record: Path, pid: int) -> None:
+        """Keep the spawned wrapper's PID beside its record (`attempt-N.pid`): the wrapper
+        owns the record from now on, so the daemon writes a file of its own."""
+        write_json(str(record.with_suffix(".pid")), {"wrapperPid": pid})
+
+    def spawned_pid(self, record: Path) -> int | None:
+        """The PID `note_wrapper` kept for an attempt, if any."""
+        data = read_json(str(record.with_suffix(".pid")))
+        pid = data.get("wrapperPid") if data is not None else None
+        return pid if isinstance(pid, int) else None
 
     def fail_run(self, record: Path, message: str) -> None:
         """Mark an attempt or agent run that could not be started (the wrapper never ran)."""
