@@ -17,7 +17,7 @@ from reconciler.models import CoreFiles, Job, Slot, SlotState
 from reconciler.observed import CgroupState
 from reconciler.plan.builder import Builder
 from reconciler.plan.schedule import SlotQueue
-from reconciler.plan.tree import plan_limits
+from reconciler.plan.tree import SAMPLED_FILES, plan_limits
 from reconciler.quantity import format_bytes
 from reconciler.state import JobRecords
 
@@ -101,7 +101,8 @@ def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
     if view.deadline is not None:
         out.requeue_at(view.deadline)
     if cgroup is not None:
-        plan_limits(out, obj, rel, limits, cgroup)  # live: a spec change reaches running jobs
+        # Live: a spec change reaches running jobs.
+        plan_limits(out, obj, rel, limits, cgroup, sampled=SAMPLED_FILES)
         stop = _stop_reason(out, slot, job, here.drain_start)
         if stop is not None and cgroup.populated:
             plan_stop(out, obj, rel, name, stop[1], stop[0])
@@ -130,7 +131,7 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView) -> None
         return
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))
-    plan_limits(out, obj, rel, limits, cgroup)
+    plan_limits(out, obj, rel, limits, cgroup, sampled=SAMPLED_FILES)
     out.add(
         StartJob(
             obj,

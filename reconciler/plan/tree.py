@@ -35,17 +35,31 @@ def ordered(controllers: set[str] | frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(controllers, key=lambda c: (*CONTROLLER_ORDER, c).index(c)))
 
 
+# Job limits wnr enforces itself, by sampling, when the kernel cannot (memory.max, pids.max).
+SAMPLED_FILES = frozenset({"memory.max", "pids.max"})
+
+
 def plan_limits(
-    out: Builder, obj: str, rel: str, limits: Limits, cgroup: CgroupState | None
+    out: Builder,
+    obj: str,
+    rel: str,
+    limits: Limits,
+    cgroup: CgroupState | None,
+    *,
+    sampled: frozenset[str] = frozenset(),
 ) -> None:
-    """Write each limit file that differs; report limits the kernel cannot enforce."""
+    """Write each limit file that differs; report limits the kernel cannot enforce, and which
+    of them wnr enforces by sampling instead."""
     for file, value in render(limits, out.observed.page_size):
         controller = CONTROLLER_OF[file]
         if controller not in out.enabled or (cgroup is not None and file not in cgroup.limits):
             if is_set(file, value):
-                out.note(
-                    obj, "not-enforced-by-kernel", f"{file}={value} (no {controller} controller)"
+                every = out.node.policies.user_space.interval_seconds
+                fallback = (
+                    f"; wnr enforces it by sampling every {every:g}s" if file in sampled else ""
                 )
+                message = f"{file}={value} (no {controller} controller{fallback})"
+                out.note(obj, "not-enforced-by-kernel", message)
             continue
         old = cgroup.limits[file] if cgroup is not None else KERNEL_DEFAULTS[file]
         if old != value:
