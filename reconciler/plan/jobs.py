@@ -73,49 +73,67 @@ def _view(out: Builder, job: Job) -> JobView:
     return view
 
 
+@dataclass(frozen=True)
+class JobPlace:
+    """Where one job is and should be: its names, its cgroup if any, and its limits."""
+
+    name: str
+    obj: str
+    rel: str
+    observed_slot: str | None
+    cgroup: CgroupState | None
+    limits: Limits
+
+    @classmethod
+    def of(cls, out: Builder, slot: Slot, job: Job) -> JobPlace:
+        """Look the job up in the observed tree."""
+        name = job.metadata.name
+        where = out.observed.jobs.get(name)
+        r = job.spec.resources
+        return cls(
+            name,
+            f"Job/{name}",
+            f"slot.{slot.metadata.name}/job.{name}",
+            where[0] if where is not None else None,
+            where[1] if where is not None else None,
+            Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids),
+        )
+
+
 def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
     slot = here.slot
-    name = job.metadata.name
-    obj, rel = f"Job/{name}", f"slot.{slot.metadata.name}/job.{name}"
-    where = out.observed.jobs.get(name)
-    cgroup = where[1] if where is not None else None
-    if where is not None and where[0] != slot.metadata.name:
-        if where[0] not in out.desired.slots:
+    place = JobPlace.of(out, slot, job)
+    name, obj, rel, cgroup = place.name, place.obj, place.rel, place.cgroup
+    moved_from = place.observed_slot
+    if moved_from is not None and moved_from != slot.metadata.name:
+        if moved_from not in out.desired.slots:
             return  # its old slot is being removed: the removal step stops and removes it
         if view.finished and cgroup is not None:
-            plan_empty_and_remove(
-                out, obj, f"slot.{where[0]}/job.{name}", cgroup, "the job has finished"
-            )
+            old = f"slot.{moved_from}/job.{name}"
+            plan_empty_and_remove(out, obj, old, cgroup, "the job has finished")
         else:
-            out.note(obj, "kept", f"runs in slot {where[0]}; a running job does not move slots")
+            out.note(obj, "kept", f"runs in slot {moved_from}; a running job does not move slots")
         return
-    r = job.spec.resources
-    limits = Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids)
     if view.finished:
         if cgroup is not None:
             plan_empty_and_remove(out, obj, rel, cgroup, "the job has finished")
         return
     if view.phase is Phase.Pending:
-        _plan_pending(out, here, job, view)
+        _plan_pending(out, here, job, view, place)
         return
     if view.deadline is not None:
         out.requeue_at(view.deadline)
     if cgroup is not None:
         # Live: a spec change reaches running jobs.
-        plan_limits(out, obj, rel, limits, cgroup, sampled=SAMPLED_FILES)
+        plan_limits(out, obj, rel, place.limits, cgroup, sampled=SAMPLED_FILES)
         stop = _stop_reason(out, slot, job, here.drain_start)
         if stop is not None and cgroup.populated:
             plan_stop(out, obj, rel, name, stop[1], stop[0])
 
 
-def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
+def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: JobPlace) -> None:
     slot = here.slot
-    name = job.metadata.name
-    obj, rel = f"Job/{name}", f"slot.{slot.metadata.name}/job.{name}"
-    where = out.observed.jobs.get(name)
-    cgroup = where[1] if where is not None else None
-    r = job.spec.resources
-    limits = Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids)
+    name, obj, rel, cgroup, limits = place.name, place.obj, place.rel, place.cgroup, place.limits
     if not here.accepting:
         out.note(
             obj, "waiting", f"slot {slot.metadata.name} is {slot.spec.state}: no new jobs start"
