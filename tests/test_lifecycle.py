@@ -125,7 +125,7 @@ def test_jobs_that_do_not_fit_wait_and_start_in_spec_order(
 def test_draining_slot_starts_nothing_and_stops_jobs_after_the_grace(
     cgroup_root: Path, state_dir: Path, tmp_path: Path
 ) -> None:
-    """A Draining slot starts no new job, TERMs running ones after drainGracePeriodSeconds, kills those ignoring it."""
+    """A Draining slot starts no new job, TERMs running ones after drainGracePeriodSeconds, kills those ignoring it; deleting it then leaves nothing."""
     running = (
         SLOT
         + job("polite", ["sleep", "600"])
@@ -150,3 +150,8 @@ def test_draining_slot_starts_nothing_and_stops_jobs_after_the_grace(
     assert ["slot.s"] == sorted(p.name for p in cgroup_root.iterdir() if p.is_dir())
     assert [] == sorted(p.name for p in (cgroup_root / "slot.s").iterdir() if p.is_dir())
     wait_for(lambda: not any(alive(pid) for pid in pids))
+    (specs / "specs.yaml").unlink()
+    wnr("apply", *flags, "--wait", "--timeout", "30", check=0)
+    assert [] == [p.name for p in cgroup_root.iterdir() if p.is_dir()]
+    assert [] == [p.name for p in (state_dir / "jobs").iterdir()]
+    assert [] == [p.name for p in (state_dir / "slots").iterdir()]
