@@ -78,9 +78,16 @@ class StartJob(Action):
     argv: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     working_dir: str | None = None
+    image: str | None = None
+    gpus: tuple[str, ...] = ()
+    # Set when the attempt cannot start (image or runtime missing): apply records it as
+    # failed (ErrorA) without spawning anything.
+    error: str = ""
 
     def describe(self) -> str:
         """The attempt and the exact command."""
+        if self.error:
+            return f"{super().describe()}  attempt {self.attempt} fails: {self.error}"
         return f"{super().describe()}  attempt {self.attempt}: {' '.join(self.argv)}"
 
 

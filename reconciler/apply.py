@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import shutil
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -142,7 +144,14 @@ class Applier:
 
     def _start(self, action: StartJob) -> None:
         state = self.state
-        state.begin_attempt(action.job, action.attempt, self.clock())
+        record = state.attempt_path(action.job, action.attempt)
+        state.begin_attempt(action.job, action.attempt, self.clock(), action.gpus)
+        missing = action.error or _missing_image_or_runtime(action)
+        if missing:
+            # ErrorA: the attempt fails before anything runs; retried per maxStartAttempts.
+            state.fail_run(record, missing, error_class="ErrorA")
+            log.warning("%s: %s", action.obj, missing)
+            return
         slot = action.path.split("/")[0].removeprefix("slot.")
         env = job_environment(
             action.env,
@@ -194,6 +203,17 @@ class Applier:
             signal_pids(self.fs.procs(rel), signal.SIGKILL)
         finally:
             self.fs.freeze(rel, False)
+
+
+def _missing_image_or_runtime(action: StartJob) -> str:
+    """Why a containerised attempt cannot start (its image or runtime binary is absent)."""
+    if action.image is None:
+        return ""
+    if shutil.which(action.argv[0]) is None:
+        return f"container runtime {action.argv[0]!r} is not installed"
+    if not os.path.isdir(action.image) and not os.path.isfile(action.image):
+        return f"image {action.image} does not exist"
+    return ""
 
 
 def _within(path: str, ancestor: str) -> bool:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from reconciler.errors import WnrError
 from reconciler.mounts import cgroup2_mounts, choose_root, own_cgroup
+from reconciler.nodefacts import detect_gpus
+from reconciler.runtime import resolve
 
 # Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation").
 DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
@@ -132,11 +134,22 @@ def check_spec_dir(specs: Path, uid: int) -> Check:
     )
 
 
-def check_runtimes() -> Check:
-    """Which container runtimes are installed (used once images are supported)."""
-    found = [name for name in ("apptainer", "bwrap") if shutil.which(name)]
-    detail = f"found {', '.join(found)}" if found else "none found: jobs run without a container"
+def check_runtimes(requested: str) -> Check:
+    """Which container runtimes are installed and which one `runtime: auto` picks."""
+    found = frozenset(name for name in ("apptainer", "bwrap") if shutil.which(name))
+    chosen = resolve(requested, found)
+    detail = f"found {', '.join(sorted(found)) or 'none'}; runtime {requested} -> {chosen}"
+    if requested not in ("auto", "none") and requested not in found:
+        return Check("runtimes", Verdict.fail, detail, f"install {requested} or set runtime: auto")
     return Check("runtimes", Verdict.ok, detail)
+
+
+def check_gpus() -> Check:
+    """NVIDIA GPUs found through /dev/nvidia* or nvidia-smi -L."""
+    gpus = detect_gpus()
+    return Check(
+        "gpus", Verdict.ok, f"{len(gpus)} found: {', '.join(gpus)}" if gpus else "none found"
+    )
 
 
 def check_cpu() -> Check:
@@ -154,7 +167,9 @@ def check_cpu() -> Check:
     )
 
 
-def run_checks(requested_root: str | None, specs: Path, wanted: tuple[str, ...]) -> list[Check]:
+def run_checks(
+    requested_root: str | None, specs: Path, wanted: tuple[str, ...], runtime: str = "auto"
+) -> list[Check]:
     """Every check, in the order an admin would fix them."""
     uid = os.geteuid()
     mounts = cgroup2_mounts()
@@ -184,6 +199,7 @@ def run_checks(requested_root: str | None, specs: Path, wanted: tuple[str, ...])
     checks.append(check_controllers(root, wanted))
     checks.append(check_kill(platform.release()))
     checks.append(check_spec_dir(specs, uid))
-    checks.append(check_runtimes())
+    checks.append(check_runtimes(runtime))
+    checks.append(check_gpus())
     checks.append(check_cpu())
     return checks

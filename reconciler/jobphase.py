@@ -129,9 +129,9 @@ def job_view(
             count,
             deadline=retry_at,
         )
-    return JobView(
-        Phase.Failed, "ErrorVN", f"{count} attempts failed to start; last: {message}", count
-    )
+    reason = "ErrorA" if last.error_class == "ErrorA" else "ErrorVN"
+    message = f"{count} attempts failed to start; last: {message}"
+    return JobView(Phase.Failed, reason, message, count)
 
 
 def _exited(exit_code: int | None, signal: int | None, attempts: int, oom_kills: int) -> JobView:

@@ -160,6 +160,10 @@ class NodeSpec(Strict):
     runtime: Runtime = Runtime.auto
     # platform -> architecture -> image path, e.g. el9 -> x86_64 -> /cvmfs/.../compat_el9-x86_64
     images: dict[str, dict[str, AbsolutePath]] = Field(default_factory=dict)
+    # Extra bind mounts for containers, "source" or "source:target" (e.g. /cvmfs).
+    binds: list[Annotated[str, StringConstraints(pattern=r"^/[^:]*(:/[^:]*)?$")]] = Field(
+        default_factory=list
+    )
     site_overrides: AbsolutePath | None = Field(default=None, alias="siteOverrides")
     policies: Policies = Field(default_factory=Policies)
 

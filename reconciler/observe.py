@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from reconciler.cgroupfs import CgroupFS, flat_keyed, is_owned_name
 from reconciler.limits import CONTROLLER_OF
+from reconciler.nodefacts import cached
 from reconciler.observed import CgroupState, Observed
 from reconciler.process import WRAPPER
 from reconciler.state import JobRecords, StateDir
@@ -42,8 +43,9 @@ def read_cgroup(fs: CgroupFS, rel: str, with_limits: bool = True) -> CgroupState
     )
 
 
-def observe(fs: CgroupFS, state: StateDir) -> Observed:
-    """Read the owned tree below the root, and every job's records."""
+def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) -> Observed:
+    """Read the owned tree below the root, every job's records, and the node's facts."""
+    facts = cached(site_overrides)
     parent = fs.root.parent / "cgroup.subtree_control"
     try:
         parent_controllers = _split(parent.read_text())
@@ -62,6 +64,8 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
             slot_records=slot_records,
             page_size=page_size,
             agent_records=agent_records,
+            facts=facts,
+            state_root=str(state.root),
         )
     root = read_cgroup(fs, "", with_limits=False)
     slots: dict[str, CgroupState] = {}
@@ -100,6 +104,8 @@ def observe(fs: CgroupFS, state: StateDir) -> Observed:
         slot_records=slot_records,
         agents=agents,
         agent_records=agent_records,
+        facts=facts,
+        state_root=str(state.root),
     )
 
 

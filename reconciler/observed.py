@@ -49,6 +49,23 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class NodeFacts:
+    """The node as detected: architecture, CPU flags, installed runtimes, GPUs, site overrides."""
+
+    architecture: str = "x86_64"
+    cpu_features: frozenset[str] = frozenset()
+    runtimes: frozenset[str] = frozenset()
+    gpus: tuple[str, ...] = ()
+    # container.properties pairs (job.container.path, additional.binds, disable.enforce, ...).
+    site: tuple[tuple[str, str], ...] = ()
+
+    def site_value(self, key: str) -> str | None:
+        """The last value of a site override key."""
+        values = [v for k, v in self.site if k == key]
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True)
 class Observed:
     """The owned tree and the records; what is absent from the mappings does not exist."""
 
@@ -70,6 +87,8 @@ class Observed:
     # (slot, replica) -> the agent's cgroup, and its records.
     agents: Mapping[tuple[str, int], CgroupState] = field(default_factory=dict)
     agent_records: Mapping[tuple[str, int], AgentRecords] = field(default_factory=dict)
+    facts: NodeFacts = field(default_factory=NodeFacts)
+    state_root: str = "/var/lib/wnr"
 
     @property
     def available(self) -> frozenset[str]:

@@ -44,6 +44,8 @@ class AttemptRecord:
     peak_memory_bytes: int | None = None
     oom_kills: int | None = None
     core_files: tuple[str, ...] = ()
+    gpus: tuple[str, ...] = ()
+    error_class: str = ""  # for failed-start: ErrorA (image or runtime missing) or ErrorVN
     message: str = ""
     # For a starting attempt, whether its wrapper process still exists (set by observe).
     wrapper_alive: bool | None = None
@@ -65,6 +67,8 @@ class AttemptRecord:
             peak_memory_bytes=data.get("peakMemoryBytes"),
             oom_kills=data.get("oomKills"),
             core_files=tuple(data.get("coreFiles") or ()),
+            gpus=tuple(data.get("gpus") or ()),
+            error_class=str(data.get("errorClass", "")),
             message=str(data.get("message", "")),
         )
 
@@ -177,10 +181,14 @@ class StateDir:
         attempts.sort(key=lambda record: record.attempt)
         return JobRecords(tuple(attempts), _read_stop(directory))
 
-    def begin_attempt(self, job: str, attempt: int, now: float) -> None:
-        """Record an attempt before its wrapper is spawned, so a crash cannot start it twice."""
+    def begin_attempt(self, job: str, attempt: int, now: float, gpus: tuple[str, ...] = ()) -> None:
+        """Record an attempt (and the GPUs it holds) before its wrapper is spawned, so a crash
+        cannot start it twice."""
         os.makedirs(self.work_dir(job), exist_ok=True)
-        write_json(str(self.attempt_path(job, attempt)), {"phase": "starting", "spawnedAt": now})
+        data: dict[str, Any] = {"phase": "starting", "spawnedAt": now}
+        if gpus:
+            data["gpus"] = list(gpus)
+        write_json(str(self.attempt_path(job, attempt)), data)
 
     def note_wrapper(self, record: Path, pid: int) -> None:
         """Keep the spawned wrapper's PID beside its record (`attempt-N.pid`): the wrapper
@@ -193,10 +201,10 @@ class StateDir:
         pid = data.get("wrapperPid") if data is not None else None
         return pid if isinstance(pid, int) else None
 
-    def fail_run(self, record: Path, message: str) -> None:
+    def fail_run(self, record: Path, message: str, error_class: str = "ErrorVN") -> None:
         """Mark an attempt or agent run that could not be started (the wrapper never ran)."""
         data = read_json(str(record)) or {}
-        data.update(phase="failed-start", message=message)
+        data.update(phase="failed-start", message=message, errorClass=error_class)
         write_json(str(record), data)
 
     def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:

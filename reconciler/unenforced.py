@@ -12,39 +12,12 @@ from pydantic import BaseModel
 from reconciler.models import ApiObject
 
 NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
-    "Node": frozenset(
-        {
-            "spec.capacity",
-            "spec.reserved",
-            "spec.architecture",
-            "spec.cpuFeatures",
-            "spec.runtime",
-            "spec.images",
-            "spec.siteOverrides",
-        }
-    ),
-    "Slot": frozenset(
-        {
-            "spec.resources.disk",
-            "spec.gpus",
-            "spec.platform",
-            "spec.image",
-            "spec.user",
-        }
-    ),
-    "Job": frozenset(
-        {
-            "spec.platform",
-            "spec.image",
-            "spec.architecture",
-            "spec.cpuFeatures",
-            "spec.resources.gpus",
-        }
-    ),
+    # Node capacity and reservations: slots are taken as given; nothing checks their sum yet.
+    "Node": frozenset({"spec.capacity", "spec.reserved"}),
+    # Slot-wide disk (jobs' own disk limits are enforced) and running as another user.
+    "Slot": frozenset({"spec.resources.disk", "spec.user"}),
+    "Job": frozenset(),
 }
-
-# Values that mean "do the default" and so need no enforcement.
-_DEFAULT_VALUES = {"spec.architecture": "auto", "spec.runtime": "auto"}
 
 
 def explicit_fields(model: BaseModel, prefix: str = "") -> list[str]:
@@ -63,21 +36,4 @@ def explicit_fields(model: BaseModel, prefix: str = "") -> list[str]:
 def unenforced_fields(obj: ApiObject) -> list[str]:
     """The fields of an object that are set but not acted on yet."""
     pending = NOT_ENFORCED_YET[obj.kind]
-    found: list[str] = []
-    for path in explicit_fields(obj):
-        if path in pending and _DEFAULT_VALUES.get(path) != _value(obj, path):
-            found.append(path)
-    return found
-
-
-def _value(obj: BaseModel, path: str) -> object:
-    value: object = obj
-    for part in path.split("."):
-        model = value if isinstance(value, BaseModel) else None
-        if model is None:
-            return None
-        field = next(
-            (n for n, f in type(model).model_fields.items() if (f.alias or n) == part), part
-        )
-        value = getattr(model, field, None)
-    return value
+    return [path for path in explicit_fields(obj) if path in pending]

@@ -16,10 +16,11 @@ from reconciler.limits import Limits
 from reconciler.models import CoreFiles, Job, Slot, SlotState
 from reconciler.observed import CgroupState
 from reconciler.plan.builder import Builder
+from reconciler.plan.launch import launch, placement_refusal
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import SAMPLED_FILES, plan_limits
 from reconciler.quantity import format_bytes
-from reconciler.state import JobRecords
+from reconciler.state import JobRecords, StateDir
 
 # After a SIGKILL the wrapper needs a moment to record the end before cgroup.kill takes all.
 KILL_GRACE_SECONDS = 1.0
@@ -57,7 +58,8 @@ def plan_slot_jobs(out: Builder, slot: Slot, drain_start: float | None) -> None:
     for job in jobs:
         views[job.metadata.name] = _view(out, job)
         if views[job.metadata.name].phase in (Phase.Starting, Phase.Running):
-            here.queue.take(job)
+            last = out.observed.records.get(job.metadata.name, JobRecords()).last
+            here.queue.take(job, last.gpus if last is not None else ())
     for job in jobs:
         _plan_job(out, here, job, views[job.metadata.name])
 
@@ -139,7 +141,12 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
             obj, "waiting", f"slot {slot.metadata.name} is {slot.spec.state}: no new jobs start"
         )
         return
-    refusal = _deadline_refusal(slot, job, out.now) or here.queue.admit(job)
+    facts = out.observed.facts
+    refusal = (
+        placement_refusal(out.node, facts, job)
+        or _deadline_refusal(slot, job, out.now)
+        or here.queue.admit(job)
+    )
     if refusal is not None:
         out.jobs[name] = replace(view, reason="Unschedulable", message=refusal)
         out.note(obj, "waiting", f"Unschedulable: {refusal}")
@@ -150,15 +157,21 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))
     plan_limits(out, obj, rel, limits, cgroup, sampled=SAMPLED_FILES)
+    workdir = job.spec.working_dir or str(StateDir(out.observed.state_root).work_dir(name))
+    gpus = here.queue.granted
+    how = launch(out.node, facts, slot, job, workdir=workdir, gpus=gpus)
     out.add(
         StartJob(
             obj,
             rel,
             job=name,
             attempt=view.attempts + 1,
-            argv=tuple(job.spec.command),
-            env=dict(sorted(job.spec.env.items())),
+            argv=how.argv,
+            env=how.env,
             working_dir=job.spec.working_dir,
+            image=how.image,
+            gpus=gpus,
+            error=how.error,
         )
     )
 

@@ -79,6 +79,10 @@ def plan_slot(out: Builder, slot: Slot) -> float | None:
     current = cgroup.subtree_control if cgroup is not None else frozenset()
     if out.enabled - current:
         out.add(EnableControllers(obj, rel, ordered(out.enabled - current)))
+    absent = [g for g in slot.spec.gpus if g not in out.observed.facts.gpus]
+    if absent:
+        message = f"GPUs {', '.join(absent)} are not detected on this node; jobs get them anyway"
+        out.note(obj, "warning", message)
     return _plan_record(out, slot)
 
 
