@@ -9,8 +9,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-.PHONY: install run test lint
+.PHONY: install run test lint deps
 install: $(VENV)/.installed
+
+# Debian packages the tests use for real: bubblewrap (container runtime tests) and
+# busybox-static (the image they run in). The VM tier installs its own (tests/vm/setup).
+deps:
+	@command -v bwrap >/dev/null && command -v busybox >/dev/null || \
+	  (apt-get update -q && apt-get install -y -q --no-install-recommends bubblewrap busybox-static)
 
 run: install
 	$(VENV)/bin/wnr run --specs $(SPECS)
@@ -20,5 +26,14 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict reconciler
 
-test: lint
+test: lint deps
 	$(VENV)/bin/pytest
+
+# The real-kernel tier (DESIGN §6, tier 3), also run by tests/test_vm_tier.py: boot
+# Debian's 6.1 kernel under QEMU (TCG) with pure cgroup v2 and run tests/vm/guest in
+# it. tests/vm/setup needs root the first time (apt-get install qemu-system-x86
+# busybox-static; the kernel .deb is only downloaded and unpacked).
+.PHONY: vm
+vm: install
+	tests/vm/setup
+	VM_TIMES=1 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest

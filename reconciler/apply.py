@@ -108,12 +108,19 @@ class Applier:
                     self.state.record_stop(action.job, self.clock(), 0.0, action.reason)
                 self._kill(action.path)
             case RemoveCgroup():
-                fs.rmdir(action.path)
+                self._remove(action.path)
             case RecordSlot() | ForgetSlot() | ForgetJob() | ForgetAgent():
                 self._record(action)
             case _:  # pragma: no cover - every action type is listed above
                 raise WnrError(f"unknown action {action!r}")
         log.info("%s", action.describe())
+
+    def _remove(self, rel: str) -> None:
+        """rmdir; a job's or agent's payload may have nested cgroups of its own inside."""
+        if rel.count("/") == 1:
+            self.fs.rmdir_tree(rel)
+        else:
+            self.fs.rmdir(rel)
 
     def _signal(self, action: Signal) -> None:
         """Record when the stop began (for the grace deadline), then signal all but the spared."""
@@ -125,7 +132,7 @@ class Applier:
             )
         else:
             self.state.record_stop(action.job, now, action.grace_seconds, action.reason)
-        pids = [p for p in self.fs.procs(action.path) if p != action.spare]
+        pids = [p for p in self.fs.procs_tree(action.path) if p != action.spare]
         signal_pids(pids, signal.Signals[action.signal])
 
     def _record(self, action: Action) -> None:
@@ -200,7 +207,7 @@ class Applier:
                 raise
         self.fs.freeze(rel, True)
         try:
-            signal_pids(self.fs.procs(rel), signal.SIGKILL)
+            signal_pids(self.fs.procs_tree(rel), signal.SIGKILL)
         finally:
             self.fs.freeze(rel, False)
 

@@ -9,6 +9,7 @@ the message; EBUSY and friends are retried briefly, long backoff is the loop's.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -88,6 +89,30 @@ class CgroupFS:
         except OSError as exc:
             raise CgroupError("rmdir", str(target), exc.errno or errno.EIO) from exc
 
+    def rmdir_tree(self, rel: str) -> None:
+        """Remove an empty job or agent cgroup together with the cgroups its payload nested
+        inside it (a container runtime's, say), deepest first. Only below a leaf wnr owns."""
+        target = self.path(rel)
+        if len(rel.split("/")) != 2:
+            raise ValueError(
+                f"refusing to remove the subtree of {rel!r}: not a job or agent cgroup"
+            )
+        nested = [Path(d) for d, _, _ in os.walk(target, topdown=False) if Path(d) != target]
+        for directory in nested:
+            if directory.is_symlink() or target not in directory.parents:
+                raise ValueError(f"refusing to remove {directory}: not below {target}")
+            _rmdir(directory)
+        self.rmdir(rel)
+
+    def procs_tree(self, rel: str) -> tuple[int, ...]:
+        """The PIDs in the cgroup and in every cgroup nested below it."""
+        target = self.path(rel)
+        pids: list[int] = []
+        for directory, _, _ in os.walk(target):
+            with contextlib.suppress(FileNotFoundError):
+                pids.extend(int(p) for p in Path(directory, "cgroup.procs").read_text().split())
+        return tuple(pids)
+
     def read(self, rel: str, name: str) -> str | None:
         """Read an interface file, stripped; None when it does not exist (controller off)."""
         target = self.path(rel) / _interface(name)
@@ -146,6 +171,16 @@ class CgroupFS:
     def freeze(self, rel: str, frozen: bool) -> None:
         """Freeze or thaw the cgroup subtree."""
         self.write(rel, "cgroup.freeze", "1" if frozen else "0")
+
+
+@_retry_brief
+def _rmdir(directory: Path) -> None:
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CgroupError("rmdir", str(directory), exc.errno or errno.EIO) from exc
 
 
 def _interface(name: str) -> str:

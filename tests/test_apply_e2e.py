@@ -256,3 +256,27 @@ def test_root_outside_cgroup2_is_refused(bad_root: str, state_dir: Path) -> None
     result = wnr("plan", *common(REPO / "examples/quickstart", Path(bad_root), state_dir), check=1)
     assert "wnr: error: --root" in result.stderr
     assert not os.path.exists("/tmp/not-a-cgroup")
+
+
+def test_job_with_nested_cgroups_is_killed_and_removed_whole(
+    cgroup_root: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """A payload that nests a cgroup of its own (as container runtimes do) is still stopped and removed completely."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    write_slot(specs, "s", grace=0)
+    script = (
+        "cg=/sys/fs/cgroup/unified$(grep ^0:: /proc/self/cgroup | cut -d: -f3); mkdir $cg/inner; "
+        "sh -c 'echo $$ > '$cg'/inner/cgroup.procs; for i in 1 2 3; do sleep 600 & done; wait' & "
+        "for i in 1 2 3; do sleep 600 & done; wait"
+    )
+    job_file = write_job(specs, "nest", "s", ["sh", "-c", script])
+    flags = common(specs, cgroup_root, state_dir)
+    wnr("apply", *flags, "--wait", check=0)
+    job = cgroup_root / "slot.s" / "job.nest"
+    wait_for(lambda: len(procs(job / "inner")) == 4)
+    pids = procs(job) + procs(job / "inner")
+    job_file.unlink()
+    wnr("apply", *flags, "--wait", check=0)
+    assert not job.exists()
+    wait_for(lambda: not any(alive(pid) for pid in pids))

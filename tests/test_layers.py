@@ -24,7 +24,16 @@ def imported_by(module: str) -> set[str]:
     return set(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("module", ["reconciler.plan", "reconciler.jobphase", "reconciler.limits"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "reconciler.plan",
+        "reconciler.jobphase",
+        "reconciler.limits",
+        "reconciler.status",
+        "reconciler.runtime",
+    ],
+)
 def test_pure_modules_do_not_import_io_layers(module: str) -> None:
     """The planner and what it imports never load psutil, watchfiles, the cgroup or process layer."""
     assert set() == imported_by(module) & FORBIDDEN_FOR_PURE
