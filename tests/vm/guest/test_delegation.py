@@ -106,3 +106,70 @@ def test_doctor_names_each_file_the_user_does_not_own(delegated: Path, shared_tm
     assert f"{delegated}/cgroup.subtree_control (owned by uid 0)" in result.stdout
     assert f"{delegated}/cgroup.threads (owned by uid 0)" in result.stdout
     assert f"hint: as root: chown {NOBODY} {delegated} " in result.stdout
+
+
+def test_slurm_prolog_delegates_a_step_cgroup_wnr_enforces_limits_in_and_epilog_cleans(
+    shared_tmp: Path,
+) -> None:
+    """On a Slurm-shaped path, the prolog delegates step_0/user; wnr as the user writes kernel limits there; the epilog removes it all."""
+    base = MOUNT / f"wnr-vm-slurm-{uuid.uuid4().hex[:8]}" / "slurmstepd.scope"
+    user = base / "job_77" / "step_0" / "user"
+    try:
+        # What slurmd/slurmstepd would have made: root-owned cgroups, controllers down to the job.
+        (user / "task_0").mkdir(parents=True)
+        for level in (base.parent, base, base / "job_77"):
+            (level / "cgroup.subtree_control").write_text("+cpu +memory +pids +io")
+        env = {
+            "PATH": os.environ["PATH"],
+            "SLURM_JOB_ID": "77",
+            "SLURM_JOB_UID": str(NOBODY),
+            "SLURM_JOB_GID": str(NOBODY),
+            "WNR_SLURM_CGROUP_BASE": str(base),
+        }
+        prolog = subprocess.run(
+            ["bash", str(REPO / "manifests/slurm/prolog.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert 0 == prolog.returncode, prolog.stderr
+        specs, state = shared_tmp / "specs", shared_tmp / "state"
+        for directory in (specs, state):
+            directory.mkdir()
+            os.chown(directory, NOBODY, NOBODY)
+        spec = specs / "work.yaml"
+        spec.write_text(
+            "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: pilot}\n"
+            "spec: {resources: {memory: 128Mi}}\n---\n"
+            "apiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {name: payload}\n"
+            "spec: {slot: pilot, command: [sleep, '600'], resources: {pids: 10}}\n"
+        )
+        os.chown(spec, NOBODY, NOBODY)
+        result = as_nobody(
+            user / "task_0",
+            "apply",
+            "--specs",
+            str(specs),
+            "--state-dir",
+            str(state),
+            "--wait",
+            "-o",
+            "json",
+        )
+        assert 0 == result.returncode, result.stdout + result.stderr
+        assert str(user) == json.loads(result.stdout)["root"]
+        assert str(128 * MiB) == (user / "slot.pilot" / "memory.max").read_text().strip()
+        assert "10" == (user / "slot.pilot" / "job.payload" / "pids.max").read_text().strip()
+        epilog = subprocess.run(
+            ["bash", str(REPO / "manifests/slurm/epilog.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert 0 == epilog.returncode, epilog.stderr
+        assert ["task_0"] == sorted(p.name for p in user.iterdir() if p.is_dir())
+        assert 0 == (user / "cgroup.procs").stat().st_uid
+    finally:
+        remove_tree(base.parent)
