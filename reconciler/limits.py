@@ -83,6 +83,8 @@ def cpuset_list(value: str | None) -> str:
     cpus: set[int] = set()
     for part in value.split(","):
         first, _, last = part.partition("-")
+        if int(last or first) < int(first):
+            raise ValueError(f"invalid CPU range {part!r}: the end is below the start")
         cpus.update(range(int(first), int(last or first) + 1))
     ordered = sorted(cpus)
     ranges: list[str] = []

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -189,14 +190,37 @@ class AgentSpec(Strict):
     resources: SlotResources = Field(default_factory=SlotResources)
 
 
+def _as_text(value: object) -> object:
+    # YAML reads `cpuset: 3` and `gpus: [0, 1]` as integers; admins mean the text.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _cpu_list(value: str) -> str:
+    for part in value.split(","):
+        first, _, last = part.partition("-")
+        if last and int(last) < int(first):
+            raise ValueError(f"invalid CPU range {part!r} in {value!r}: the end is below the start")
+    return value
+
+
+# A cpuset.cpus list such as "0-3,8"; ranges ascend.
+CpuList = Annotated[
+    str,
+    BeforeValidator(_as_text),
+    StringConstraints(pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"),
+    AfterValidator(_cpu_list),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"}),
+]
+# A GPU id as the node names it ("0", "1", or a UUID).
+DeviceId = Annotated[str, BeforeValidator(_as_text), WithJsonSchema({"type": "string"})]
+
+
 class SlotSpec(Strict):
     """A share of the node handed out by the batch system."""
 
     resources: SlotResources = Field(default_factory=SlotResources)
-    cpuset: (
-        Annotated[str, StringConstraints(pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")] | None
-    ) = None
-    gpus: list[str] = Field(default_factory=list)
+    cpuset: CpuList | None = None
+    gpus: list[DeviceId] = Field(default_factory=list)
     platform: str | None = None
     image: AbsolutePath | None = None
     user: str | None = None

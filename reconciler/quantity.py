@@ -6,6 +6,7 @@ models (planner, limits) does integer arithmetic and never parses strings.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -28,6 +29,8 @@ def _decimal(value: object, what: str) -> tuple[Decimal, str]:
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a number or a quantity string, not a boolean")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{what} must be a finite number, got {value}")
         if value < 0:
             raise ValueError(f"{what} must not be negative, got {value}")
         return Decimal(str(value)), ""

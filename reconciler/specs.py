@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ruamel.yaml.error import YAMLError
+
 from reconciler.models import ApiObject, Job, Node, Slot
 from reconciler.specfile import Parsed, Source, SpecError, locate_field, parse_text
 
@@ -100,7 +102,8 @@ class SpecLoader:
         for gone in set(self._cache) - set(files):
             del self._cache[gone]
             self._last_good.pop(gone, None)
-        desired = _assemble(objects, errors, complete)
+        known = self._last.sources if self._last is not None else {}
+        desired = _assemble(objects, errors, complete, known)
         self._last = desired
         return desired
 
@@ -153,20 +156,47 @@ class SpecLoader:
         return parsed
 
 
+def _winners(
+    objects: list[tuple[ApiObject, Source]],
+    previous: Mapping[tuple[str, str], Source],
+    errors: list[SpecError],
+) -> set[Source]:
+    """For each name defined twice, report both places and keep one: the copy that was
+    already in effect (so adding a duplicate never replaces running work), else the first."""
+    places: dict[tuple[str, str], list[tuple[ApiObject, Source]]] = {}
+    for obj, source in sorted(objects, key=lambda pair: pair[1]):
+        places.setdefault((obj.kind, obj.metadata.name), []).append((obj, source))
+    kept: set[Source] = set()
+    for key, found in places.items():
+        before = previous.get(key)
+        winner = next((pair for pair in found if before and pair[1].path == before.path), found[0])
+        kept.add(winner[1])
+        for obj, source in found:
+            if source != winner[1]:
+                errors.append(
+                    _field_error(source, obj, ("metadata", "name"), _duplicate(obj, winner[1]))
+                )
+                errors.append(
+                    _field_error(winner[1], obj, ("metadata", "name"), _duplicate(obj, source))
+                )
+    return kept
+
+
 def _assemble(
-    objects: list[tuple[ApiObject, Source]], errors: list[SpecError], complete: bool
+    objects: list[tuple[ApiObject, Source]],
+    errors: list[SpecError],
+    complete: bool,
+    previous: Mapping[tuple[str, str], Source],
 ) -> Desired:
     """Check names across files: duplicates, a second Node, Jobs naming missing Slots."""
     node: Node | None = None
     slots: dict[str, Slot] = {}
     jobs: dict[str, Job] = {}
     sources: dict[tuple[str, str], Source] = {}
+    kept = _winners(objects, previous, errors)
     for obj, source in sorted(objects, key=lambda pair: pair[1]):
         key = (obj.kind, obj.metadata.name)
-        if key in sources:
-            first = sources[key]
-            errors.append(_field_error(source, obj, ("metadata", "name"), _duplicate(obj, first)))
-            errors.append(_field_error(first, obj, ("metadata", "name"), _duplicate(obj, source)))
+        if source not in kept:
             continue
         if isinstance(obj, Node):
             if node is not None:
@@ -197,6 +227,8 @@ def _field_error(source: Source, obj: ApiObject, loc: tuple[str, ...], message: 
     try:
         with open(source.path, encoding="utf-8") as handle:
             line, column = locate_field(source.path, handle.read(), source.document, loc)
-    except (OSError, IndexError):
+    except (OSError, IndexError, YAMLError):
+        # The file changed since its objects were last good (it may not even parse now):
+        # the error still names the object and field, at the top of the file.
         line, column = 1, 1
     return SpecError(source.path, line, column, message, obj.kind, obj.metadata.name, ".".join(loc))
