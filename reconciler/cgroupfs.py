@@ -76,18 +76,12 @@ class CgroupFS:
             raise CgroupError("mkdir", str(target), exc.errno or errno.EIO) from exc
         return True
 
-    @_retry_brief
     def rmdir(self, rel: str) -> None:
         """Remove an empty cgroup; a cgroup already gone counts as removed."""
         target = self.path(rel)
         if target == self.root and rel != "":
             raise ValueError("refusing to remove the root through a child path")
-        try:
-            os.rmdir(target)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise CgroupError("rmdir", str(target), exc.errno or errno.EIO) from exc
+        _rmdir(target)
 
     def rmdir_tree(self, rel: str) -> None:
         """Remove an empty job or agent cgroup together with the cgroups its payload nested
@@ -175,6 +169,7 @@ class CgroupFS:
 
 @_retry_brief
 def _rmdir(directory: Path) -> None:
+    """rmdir, retried briefly on EBUSY (a cgroup just emptied); ENOENT counts as done."""
     try:
         os.rmdir(directory)
     except FileNotFoundError:

@@ -42,6 +42,23 @@ def shared_tmp() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def user_specs(base: Path, slot_spec: str, job_spec: str) -> tuple[Path, Path]:
+    """A spec dir (Slot `pilot`, Job `payload`) and a state dir, both owned by uid 65534."""
+    specs, state = base / "specs", base / "state"
+    for directory in (specs, state):
+        directory.mkdir()
+        os.chown(directory, NOBODY, NOBODY)
+    spec = specs / "work.yaml"
+    spec.write_text(
+        "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: pilot}\n"
+        f"{slot_spec}\n---\n"
+        "apiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {name: payload}\n"
+        f"{job_spec}\n"
+    )
+    os.chown(spec, NOBODY, NOBODY)
+    return specs, state
+
+
 def as_nobody(cgroup: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m reconciler ARGS` as uid 65534, started inside `cgroup` as a batch system would."""
     launcher = (
@@ -64,18 +81,11 @@ def test_unprivileged_wnr_runs_limited_jobs_in_a_delegated_cgroup(
     """uid 65534 in a delegated cgroup: wnr picks it as its root, moves itself into wnr.daemon, enables controllers and runs a limited job."""
     for path in (delegated, *(delegated / name for name in DELEGATED)):
         os.chown(path, NOBODY, NOBODY)
-    specs, state = shared_tmp / "specs", shared_tmp / "state"
-    for directory in (specs, state):
-        directory.mkdir()
-        os.chown(directory, NOBODY, NOBODY)
-    spec = specs / "work.yaml"
-    spec.write_text(
-        "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: pilot}\n"
-        "spec: {resources: {memory: 200Mi, pids: 64}}\n---\n"
-        "apiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {name: payload}\n"
-        "spec: {slot: pilot, command: [sleep, '600'], resources: {memory: 100Mi}}\n"
+    specs, state = user_specs(
+        shared_tmp,
+        "spec: {resources: {memory: 200Mi, pids: 64}}",
+        "spec: {slot: pilot, command: [sleep, '600'], resources: {memory: 100Mi}}",
     )
-    os.chown(spec, NOBODY, NOBODY)
     result = as_nobody(
         delegated, "apply", "--specs", str(specs), "--state-dir", str(state), "--wait", "-o", "json"
     )
@@ -134,18 +144,11 @@ def test_slurm_prolog_delegates_a_step_cgroup_wnr_enforces_limits_in_and_epilog_
             check=False,
         )
         assert 0 == prolog.returncode, prolog.stderr
-        specs, state = shared_tmp / "specs", shared_tmp / "state"
-        for directory in (specs, state):
-            directory.mkdir()
-            os.chown(directory, NOBODY, NOBODY)
-        spec = specs / "work.yaml"
-        spec.write_text(
-            "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: pilot}\n"
-            "spec: {resources: {memory: 128Mi}}\n---\n"
-            "apiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {name: payload}\n"
-            "spec: {slot: pilot, command: [sleep, '600'], resources: {pids: 10}}\n"
+        specs, state = user_specs(
+            shared_tmp,
+            "spec: {resources: {memory: 128Mi}}",
+            "spec: {slot: pilot, command: [sleep, '600'], resources: {pids: 10}}",
         )
-        os.chown(spec, NOBODY, NOBODY)
         result = as_nobody(
             user / "task_0",
             "apply",
