@@ -1,7 +1,8 @@
 """The `wnr` command line: parses arguments, wires loader, cgroup root, state dir and clock.
 
-Every subcommand is a thin shell around `Reconciler` (plan, apply, run) or
-the spec loader (validate); exit codes follow DESIGN §4.
+Every subcommand is a thin shell around `Reconciler` (plan, apply, run; get
+and describe hand the dry pass to `reconciler.inspection`) or the spec loader
+(validate); exit codes follow DESIGN §4.
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ from pathlib import Path
 from reconciler.cgroupfs import CgroupFS
 from reconciler.doctor import Verdict, run_checks
 from reconciler.errors import WnrError
-from reconciler.events import WARNING
-from reconciler.models import API_VERSION, NodeSpec
+from reconciler.inspection import run_describe, run_get
+from reconciler.models import NodeSpec
 from reconciler.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
 from reconciler.reconcile import PassResult, Reconciler
-from reconciler.render import (
-    describe_job,
-    describe_slot,
-    dump,
-    jobs_table,
-    plan_data,
-    plan_text,
-    slots_table,
-)
-from reconciler.specs import Desired, SpecLoader
+from reconciler.render import dump, plan_data, plan_text
+from reconciler.specs import SpecLoader
 from reconciler.state import StateDir
-from reconciler.status import job_object, job_statuses, slot_object, slot_statuses
 
 DEFAULT_SPECS = "/etc/wnr/specs.d"
 # Commands that only look: a dry pass, and not even a directory is created.
@@ -211,75 +203,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Daemon(reconciler, [Path(args.specs), reconciler.state.jobs], resync=args.resync).run()
 
 
-def _created(desired: Desired, kind: str, name: str) -> float | None:
-    """When the object's spec file was last written (its creation, as far as wnr can tell)."""
-    source = desired.sources.get((kind, name))
-    if source is None:
-        return None
-    try:
-        return os.stat(source.path).st_mtime
-    except OSError:
-        return None
-
-
-def _source(desired: Desired, kind: str, name: str) -> str | None:
-    source = desired.sources.get((kind, name))
-    return f"{source.path} (document {source.document + 1})" if source is not None else None
-
-
-def _not_found(kind: str, name: str, known: list[str]) -> int:
-    listed = ", ".join(known) if known else "none"
-    print(f'wnr: error: {kind} "{name}" not found (known: {listed})', file=sys.stderr)
-    return 1
-
-
-def _failed_slots(reconciler: Reconciler, result: PassResult) -> dict[str, str]:
-    """Slots whose last event is a failed action that the plan still has to do: Failed, with
-    the error (a dry pass cannot see failures itself)."""
-    last = {e.obj: e for e in reconciler.events.read() if e.obj.startswith("Slot/")}
-    pending = {a.obj for a in result.plan.actions}
-    return {
-        obj: event.message
-        for obj, event in last.items()
-        if event.type == WARNING and event.reason.startswith("Failed") and obj in pending
-    }
-
-
 def cmd_get(args: argparse.Namespace) -> int:
     """A dry pass, then the slots or jobs as a table, JSON or YAML."""
     reconciler = _reconciler(args)
     result = reconciler.run_pass(dry_run=True)
     _print_errors(result)
-    now = reconciler.clock()
-    desired = result.desired
-    if RESOURCES[args.resource] == "jobs":
-        kind, jobs = "Job", job_statuses(desired, result.observed, result.plan, now)
-        if args.name is not None and args.name not in jobs:
-            return _not_found("job", args.name, sorted(jobs))
-        job_list = [jobs[args.name]] if args.name is not None else list(jobs.values())
-        created = {s.name: _created(desired, kind, s.name) or s.first_spawned for s in job_list}
-        objects = [job_object(desired.jobs.get(s.name), s, created[s.name]) for s in job_list]
-        text = jobs_table(job_list, created, now, args.output == "wide")
-    else:
-        failed = _failed_slots(reconciler, result)
-        kind, slots = "Slot", slot_statuses(desired, result.observed, result.plan, now, failed)
-        if args.name is not None and args.name not in slots:
-            return _not_found("slot", args.name, sorted(slots))
-        slot_list = [slots[args.name]] if args.name is not None else list(slots.values())
-        created = {s.name: _created(desired, kind, s.name) for s in slot_list}
-        objects = [slot_object(desired.slots.get(s.name), s, created[s.name]) for s in slot_list]
-        text = slots_table(slot_list, desired.slots, created, now, args.output == "wide")
-    if args.output in ("json", "yaml"):
-        if args.name is not None:
-            print(dump(objects[0], args.output))
-        else:
-            data = {"apiVersion": API_VERSION, "kind": f"{kind}List", "items": objects}
-            print(dump(data, args.output))
-    elif not objects:
-        print(f"No {RESOURCES[args.resource]} found.", file=sys.stderr)
-    else:
-        print(text)
-    return 0
+    return run_get(reconciler, result, RESOURCES[args.resource], args.name, args.output)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -287,26 +216,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     reconciler = _reconciler(args)
     result = reconciler.run_pass(dry_run=True)
     _print_errors(result)
-    now = reconciler.clock()
-    desired, name = result.desired, args.name
-    jobs = job_statuses(desired, result.observed, result.plan, now)
-    if RESOURCES[args.resource] == "jobs":
-        if name not in jobs:
-            return _not_found("job", name, sorted(jobs))
-        events = reconciler.events.recent(f"Job/{name}", args.events)
-        source = _source(desired, "Job", name)
-        print(describe_job(desired.jobs.get(name), jobs[name], events, now, source))
-        return 0
-    failed = _failed_slots(reconciler, result)
-    slots = slot_statuses(desired, result.observed, result.plan, now, failed)
-    if name not in slots:
-        return _not_found("slot", name, sorted(slots))
-    events = reconciler.events.recent(f"Slot/{name}", args.events)
-    members = [jobs[j] for j in slots[name].jobs if j in jobs]
-    members += [s for s in jobs.values() if s.slot == name and s.name not in slots[name].jobs]
-    source = _source(desired, "Slot", name)
-    print(describe_slot(desired.slots.get(name), slots[name], members, events, now, source))
-    return 0
+    return run_describe(reconciler, result, RESOURCES[args.resource], args.name, args.events)
 
 
 def cmd_crds(_args: argparse.Namespace) -> int:

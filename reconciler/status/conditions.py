@@ -1,0 +1,135 @@
+"""The conditions of a job or slot status (DESIGN §2): what each says and how it is derived; pure.
+
+`SpecValid` (jobs and slots), `CgroupReady` and `LimitsEnforced` (slots) are
+derived here from desired, observed and the plan, for `status.jobs` and
+`status.slots` to attach to what they build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reconciler.actions import WriteLimit
+from reconciler.limits import CONTROLLER_OF, Limits, is_set, render
+from reconciler.models import NodeSpec, Slot
+from reconciler.observed import Observed
+from reconciler.plan.builder import Plan
+from reconciler.specs import Desired
+
+TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+NOT_BY_KERNEL = "not-enforced-by-kernel"
+_CONTROLLER_ORDER = ("cpuset", "cpu", "io", "memory", "pids")
+# Controllers whose job limits wnr enforces in user space when the kernel lacks them.
+_SAMPLED = ("memory", "pids")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A Kubernetes-style condition: type, True|False|Unknown, a CamelCase reason, a message."""
+
+    type: str
+    status: str
+    reason: str
+    message: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """The camelCase form."""
+        return {
+            "type": self.type,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+def spec_conditions(desired: Desired, kind: str, name: str) -> tuple[Condition, ...]:
+    """`SpecValid` False when the object's file has errors (it keeps its last good spec)."""
+    source = desired.sources.get((kind, name))
+    errors = [
+        str(e)
+        for e in desired.errors
+        if (e.kind, e.name) == (kind, name) or (source is not None and e.path == source.path)
+    ]
+    if not errors:
+        return ()
+    message = "; ".join(errors)
+    if source is not None:
+        message += " (the last good spec stays in force)"
+    return (Condition("SpecValid", FALSE, "InvalidSpec", message),)
+
+
+def cgroup_condition(observed: Observed, rel: str, setup: Sequence[object]) -> Condition:
+    """`CgroupReady`: the slot's cgroup exists and no setup action for it is left."""
+    path = f"{observed.root_path}/{rel}"
+    if rel.removeprefix("slot.") not in observed.slots:
+        return Condition("CgroupReady", FALSE, "NotCreated", f"{path} does not exist yet")
+    if setup:
+        return Condition(
+            "CgroupReady", FALSE, "ControllersPending", f"controllers of {path} are to be enabled"
+        )
+    return Condition("CgroupReady", TRUE, "Created", path)
+
+
+def limits_condition(  # noqa: PLR0917
+    name: str,
+    slot: Slot | None,
+    jobs: Sequence[str],
+    observed: Observed,
+    plan: Plan,
+    node: NodeSpec,
+) -> Condition:
+    """Which limits the kernel enforces, which wnr enforces by sampling, which nobody does."""
+    kind = "LimitsEnforced"
+    if slot is None:
+        return Condition(kind, UNKNOWN, "SpecRemoved", "the spec was removed")
+    obj = f"Slot/{name}"
+    objs = {obj} | {f"Job/{j}" for j in jobs}
+    unenforced = [n for n in plan.notes if n.kind == NOT_BY_KERNEL and n.obj in objs]
+    noted = {n.message.partition("=")[0] for n in unenforced if n.obj == obj}
+    r = slot.spec.resources
+    limits = Limits(r.cpus, r.memory, r.memory_high, r.swap, r.pids, r.io_weight, slot.spec.cpuset)
+    enforced = [
+        f"{f}={v}" for f, v in render(limits, observed.page_size) if is_set(f, v) and f not in noted
+    ]
+    missing = sorted(
+        {
+            CONTROLLER_OF[f]
+            for n in unenforced
+            if (f := n.message.partition("=")[0]) in CONTROLLER_OF
+        },
+        key=lambda c: (*_CONTROLLER_ORDER, c).index(c),
+    )
+    pending = [a.file for a in plan.actions if isinstance(a, WriteLimit) and a.obj == obj]
+    if not missing:
+        if pending:
+            return Condition(kind, FALSE, "Pending", f"to be written: {', '.join(pending)}")
+        if not enforced:
+            return Condition(kind, TRUE, "NoLimits", "the slot and its jobs set no limits")
+        return Condition(kind, TRUE, "KernelEnforced", f"the kernel enforces {', '.join(enforced)}")
+    parts = [f"the kernel has no {_either(missing)} controller"]
+    slot_notes = [n.message for n in unenforced if n.obj == obj]
+    job_notes = sorted({n.obj for n in unenforced if n.obj != obj})
+    if slot_notes:
+        parts.append(f"not enforced by the kernel: {', '.join(slot_notes)}")
+    if job_notes:
+        parts.append(f"limits of {', '.join(job_notes)} not enforced by the kernel")
+    if enforced:
+        parts.append(f"the kernel enforces {', '.join(enforced)}")
+    sampled = [c for c in _SAMPLED if c in missing]
+    if sampled:
+        interval = node.policies.user_space.interval_seconds
+        parts.append(
+            f"wnr enforces each job's {' and '.join(sampled)} limit by sampling every "
+            f"{interval:g}s (policies.userSpace.intervalSeconds); the slot's own totals only "
+            "through admission of job requests"
+        )
+    unguarded = [c for c in missing if c not in _SAMPLED]
+    if unguarded:
+        parts.append(f"{_either(unguarded)} limits are not enforced at all")
+    return Condition(kind, FALSE, "ControllersMissing", "; ".join(parts))
+
+
+def _either(words: Sequence[str]) -> str:
+    """`cpu`, `cpu or memory`, `cpu, memory or pids`."""
+    return " or ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else words[0]

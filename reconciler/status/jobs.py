@@ -1,0 +1,139 @@
+"""Job status (DESIGN §2) from one pass: the planner's view of each job, its records and spec; pure.
+
+Every job wnr knows gets a status: its spec exists, or its cgroup or records
+are still observed. `now` is passed in; no I/O and no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.jobphase import JobView, Phase, job_view
+from reconciler.models import CoreFiles, Job, NodeSpec
+from reconciler.observed import Observed
+from reconciler.plan.builder import Note, Plan
+from reconciler.specs import Desired
+from reconciler.state import AttemptRecord, JobRecords
+from reconciler.status.conditions import Condition, spec_conditions
+
+
+def timestamp(seconds: float | None) -> str | None:
+    """RFC 3339 in UTC, to the second, as Kubernetes writes times."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's status (DESIGN §2)."""
+
+    name: str
+    slot: str
+    phase: str
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    attempts: int = 0
+    start_time: float | None = None
+    finish_time: float | None = None
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    cgroup: str | None = None
+    # When wnr first spawned it (its first attempt), for AGE when the spec holds no time.
+    first_spawned: float | None = None
+    conditions: tuple[Condition, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The camelCase `status` of `wnr get job -o json`; unset fields are left out."""
+        data: dict[str, Any] = {
+            "phase": self.phase,
+            "reason": self.reason,
+            "message": self.message,
+            "exitCode": self.exit_code,
+            "attempts": self.attempts,
+            "startTime": timestamp(self.start_time),
+            "finishTime": timestamp(self.finish_time),
+            "cpuSeconds": self.cpu_seconds,
+            "peakMemoryBytes": self.peak_memory_bytes,
+            "cgroup": self.cgroup,
+            "conditions": [c.to_dict() for c in self.conditions],
+        }
+        return {k: v for k, v in data.items() if v not in (None, "", [])}
+
+
+def job_statuses(
+    desired: Desired, observed: Observed, plan: Plan, now: float
+) -> dict[str, JobStatus]:
+    """Every job wnr knows: wanted (its spec exists) or still observed (cgroup or records)."""
+    node = desired.node.spec if desired.node is not None else NodeSpec()
+    names = set(desired.jobs) | set(observed.jobs) | set(observed.records)
+    return {name: _job_status(name, desired, observed, plan, node, now) for name in sorted(names)}
+
+
+def _job_status(  # noqa: PLR0917
+    name: str, desired: Desired, observed: Observed, plan: Plan, node: NodeSpec, now: float
+) -> JobStatus:
+    job = desired.jobs.get(name)
+    where = observed.jobs.get(name)
+    records = observed.records.get(name, JobRecords())
+    view = plan.jobs.get(name) or _own_view(job, node, records, observed, name, now)
+    reason, message = view.reason, view.message
+    if job is None:
+        reason = "Deleted"
+        message = "the spec was removed" + ("" if view.finished else "; the job is being stopped")
+    elif job.spec.slot not in desired.slots and view.phase is Phase.Pending:
+        reason, message = "Unschedulable", f"slot {job.spec.slot} does not exist"
+    elif not message:
+        message = _note(plan.notes, f"Job/{name}", ("waiting", "kept"))
+    slot = where[0] if where is not None else (job.spec.slot if job is not None else "")
+    started = _last(records, lambda r: r.started_at is not None)
+    measured = _last(records, lambda r: r.cpu_seconds is not None or r.exit_code is not None)
+    last = records.last
+    first = records.attempts[0] if records.attempts else None
+    return JobStatus(
+        name=name,
+        slot=slot,
+        phase=str(view.phase),
+        reason=reason,
+        message=message,
+        exit_code=view.exit_code,
+        attempts=view.attempts,
+        start_time=started.started_at if started is not None else None,
+        finish_time=last.finished_at if view.finished and last is not None else None,
+        cpu_seconds=measured.cpu_seconds if measured is not None else None,
+        peak_memory_bytes=measured.peak_memory_bytes if measured is not None else None,
+        cgroup=f"{observed.root_path}/slot.{where[0]}/job.{name}" if where is not None else None,
+        first_spawned=first.spawned_at if first is not None else None,
+        conditions=spec_conditions(desired, "Job", name),
+    )
+
+
+def _own_view(  # noqa: PLR0917
+    job: Job | None,
+    node: NodeSpec,
+    records: JobRecords,
+    observed: Observed,
+    name: str,
+    now: float,
+) -> JobView:
+    """The view of a job the planner did not visit (its spec or its slot's spec is gone)."""
+    where = observed.jobs.get(name)
+    attempts = node.policies.max_start_attempts
+    cores = node.policies.core_files
+    if job is not None:
+        attempts = job.spec.max_start_attempts or attempts
+        cores = job.spec.core_files or cores
+    cgroup = where[1] if where is not None else None
+    return job_view(records, cgroup, attempts, now, cores == CoreFiles.check)
+
+
+def _last(records: JobRecords, wanted: Any) -> AttemptRecord | None:
+    return next((r for r in reversed(records.attempts) if wanted(r)), None)
+
+
+def _note(notes: Sequence[Note], obj: str, kinds: tuple[str, ...]) -> str:
+    return next((n.message for n in notes if n.obj == obj and n.kind in kinds), "")

@@ -1,0 +1,80 @@
+"""Jobs and slots as Kubernetes objects (apiVersion, kind, metadata, spec, status); pure.
+
+The last step before `wnr get -o json|yaml` serialises them; the spec is
+shown as the admin wrote it, quantities in their usual form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.models import API_VERSION, Job, Slot
+from reconciler.quantity import format_bytes, format_millicpus
+from reconciler.status.jobs import JobStatus, timestamp
+from reconciler.status.slots import SlotStatus
+
+_BYTES_KEYS = frozenset({"memory", "memoryHigh", "swap", "disk"})
+_RESOURCE_KEYS = frozenset({"resources", "capacity", "reserved"})
+
+
+def spec_data(obj: Slot | Job | None) -> dict[str, Any]:
+    """The spec as the admin wrote it, quantities in their usual form (`500m`, `4Gi`)."""
+    if obj is None:
+        return {}
+    data = obj.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    result = _quantities(data, False)
+    assert isinstance(result, dict)
+    return result
+
+
+def _quantities(value: object, in_resources: bool) -> object:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            if in_resources and key == "cpus" and isinstance(item, int):
+                out[key] = format_millicpus(item)
+            elif in_resources and key in _BYTES_KEYS and isinstance(item, int):
+                out[key] = format_bytes(item)
+            else:
+                out[key] = _quantities(item, key in _RESOURCE_KEYS)
+        return out
+    if isinstance(value, list):
+        return [_quantities(item, in_resources) for item in value]
+    return value
+
+
+def _metadata(obj: Slot | Job | None, name: str, created: float | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": name}
+    if obj is not None:
+        data.update(obj.metadata.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+    if created is not None:
+        data["creationTimestamp"] = timestamp(created)
+    return data
+
+
+def job_object(job: Job | None, status: JobStatus, created: float | None = None) -> dict[str, Any]:
+    """A Job as `wnr get job -o json|yaml` prints it: metadata, spec, status."""
+    data: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "Job",
+        "metadata": _metadata(job, status.name, created),
+    }
+    if job is not None:
+        data["spec"] = spec_data(job)
+    data["status"] = status.to_dict()
+    return data
+
+
+def slot_object(
+    slot: Slot | None, status: SlotStatus, created: float | None = None
+) -> dict[str, Any]:
+    """A Slot as `wnr get slot -o json|yaml` prints it: metadata, spec, status."""
+    data: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "Slot",
+        "metadata": _metadata(slot, status.name, created),
+    }
+    if slot is not None:
+        data["spec"] = spec_data(slot)
+    data["status"] = status.to_dict()
+    return data

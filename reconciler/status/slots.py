@@ -1,0 +1,208 @@
+"""Slot status (DESIGN §2) from one pass: phase, resources and conditions of each slot; pure.
+
+The reconciler compares these phases between passes to log their changes.
+`now` is passed in, and the failures of the pass (if any) come as a mapping
+from object to error.
+
+Slot phases:
+
+    Pending   the slot's cgroup does not exist yet, or its controllers are still to enable
+    Ready     set up; takes new jobs
+    Cordoned  set up; `state: Cordoned` takes no new jobs
+    Draining  `state: Draining`, its deadline's drain, or its spec removed: jobs still run
+    Drained   draining and nothing runs in it any more
+    Failed    an action on the slot failed (this pass's, or for `wnr get` the failure last
+              logged, while the plan still has to retry it)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.actions import CreateCgroup, EnableControllers
+from reconciler.jobphase import JobView, Phase
+from reconciler.models import NodeSpec, Slot, SlotState
+from reconciler.observed import Observed
+from reconciler.plan.builder import Plan
+from reconciler.quantity import format_bytes, format_millicpus
+from reconciler.specs import Desired
+from reconciler.status.conditions import (
+    UNKNOWN,
+    Condition,
+    cgroup_condition,
+    limits_condition,
+    spec_conditions,
+)
+
+SLOT_PHASES = ("Pending", "Ready", "Cordoned", "Draining", "Drained", "Failed")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPUs (millicores) and memory (bytes); None is unlimited or unknown."""
+
+    cpus: int | None = None
+    memory: int | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        """Kubernetes quantities (`500m`, `4Gi`); unset amounts are left out."""
+        data: dict[str, str] = {}
+        if self.cpus is not None:
+            data["cpus"] = format_millicpus(self.cpus)
+        if self.memory is not None:
+            data["memory"] = format_bytes(self.memory)
+        return data
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """A slot's status (DESIGN §2)."""
+
+    name: str
+    phase: str
+    message: str = ""
+    conditions: tuple[Condition, ...] = ()
+    capacity: Resources = field(default_factory=Resources)
+    allocated: Resources = field(default_factory=Resources)
+    free: Resources = field(default_factory=Resources)
+    jobs: tuple[str, ...] = ()  # jobs whose spec names this slot, in spec order
+    active: tuple[str, ...] = ()  # those Starting or Running
+    cgroup: str | None = None
+
+    def condition(self, kind: str) -> Condition | None:
+        """The condition of a type, if the slot has it."""
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The camelCase `status` of `wnr get slot -o json`."""
+        data: dict[str, Any] = {
+            "phase": self.phase,
+            "message": self.message,
+            "conditions": [c.to_dict() for c in self.conditions],
+            "capacity": self.capacity.to_dict(),
+            "allocated": self.allocated.to_dict(),
+            "free": self.free.to_dict(),
+            "jobs": len(self.jobs),
+            "activeJobs": len(self.active),
+            "cgroup": self.cgroup,
+        }
+        return {k: v for k, v in data.items() if v not in (None, "")}
+
+
+def slot_statuses(
+    desired: Desired,
+    observed: Observed,
+    plan: Plan,
+    now: float,
+    failures: Mapping[str, str] | None = None,
+) -> dict[str, SlotStatus]:
+    """Every slot with a spec or a cgroup; `failures` maps an object to its error this pass."""
+    node = desired.node.spec if desired.node is not None else NodeSpec()
+    names = set(desired.slots) | set(observed.slots)
+    return {
+        name: _slot_status(name, desired, observed, plan, node, now, failures or {})
+        for name in sorted(names)
+    }
+
+
+def _slot_status(  # noqa: PLR0917
+    name: str,
+    desired: Desired,
+    observed: Observed,
+    plan: Plan,
+    node: NodeSpec,
+    now: float,
+    failures: Mapping[str, str],
+) -> SlotStatus:
+    slot = desired.slots.get(name)
+    obj, rel = f"Slot/{name}", f"slot.{name}"
+    cgroup = observed.slots.get(name)
+    jobs = tuple(
+        n
+        for n, j in sorted(desired.jobs.items(), key=lambda item: _order(desired, item[0]))
+        if j.spec.slot == name
+    )
+    active = tuple(n for n in jobs if _active(plan.jobs.get(n)))
+    running = any(s == name and c.populated for s, c in observed.jobs.values()) or any(
+        s == name and c.populated for (s, _), c in observed.agents.items()
+    )
+    setup = [
+        a
+        for a in plan.actions
+        if isinstance(a, CreateCgroup | EnableControllers) and a.path in (rel, "")
+    ]
+    phase, message = _slot_phase(slot, name, observed, now, running)
+    if phase in ("Pending", "Ready", "Cordoned") and (cgroup is None or setup):
+        phase = "Pending"
+        message = "the slot's cgroup is to be created" if cgroup is None else message
+    if obj in failures:
+        phase, message = "Failed", failures[obj]
+    capacity = Resources()
+    if slot is not None:
+        capacity = Resources(slot.spec.resources.cpus, slot.spec.resources.memory)
+    cpus = sum(desired.jobs[n].spec.resources.cpus or 0 for n in active)
+    memory = sum(desired.jobs[n].spec.resources.memory or 0 for n in active)
+    free = Resources(
+        max(0, capacity.cpus - cpus) if capacity.cpus is not None else None,
+        max(0, capacity.memory - memory) if capacity.memory is not None else None,
+    )
+    conditions = (
+        cgroup_condition(observed, rel, setup),
+        limits_condition(name, slot, jobs, observed, plan, node),
+        Condition("AgentsReady", UNKNOWN, "NotReported", "agent status is not reported yet"),
+        *spec_conditions(desired, "Slot", name),
+    )
+    return SlotStatus(
+        name=name,
+        phase=phase,
+        message=message,
+        conditions=conditions,
+        capacity=capacity,
+        allocated=Resources(cpus, memory),
+        free=free,
+        jobs=jobs,
+        active=active,
+        cgroup=f"{observed.root_path}/{rel}" if cgroup is not None else None,
+    )
+
+
+def _order(desired: Desired, job: str) -> tuple[str, int, str]:
+    source = desired.sources.get(("Job", job))
+    return (source.path, source.document, job) if source is not None else ("", 0, job)
+
+
+def _active(view: JobView | None) -> bool:
+    return view is not None and view.phase in (Phase.Starting, Phase.Running)
+
+
+def _slot_phase(
+    slot: Slot | None, name: str, observed: Observed, now: float, running: bool
+) -> tuple[str, str]:
+    """The phase from the spec and what runs, before setup and failures are considered."""
+    if slot is None:
+        if running:
+            return "Draining", "the spec was removed: jobs run until the drain grace, then stop"
+        return "Drained", "the spec was removed: the slot is removed once empty"
+    drain = _drain_start(slot, name, observed, now)
+    if drain is not None and now >= drain:
+        if running:
+            return "Draining", "no new jobs; running jobs stop after the drain grace period"
+        return "Drained", "no jobs run in the slot any more"
+    if slot.spec.state == SlotState.Cordoned:
+        return "Cordoned", "no new jobs start"
+    return "Ready", ""
+
+
+def _drain_start(slot: Slot, name: str, observed: Observed, now: float) -> float | None:
+    """When the slot's drain began or begins (its state, or its deadline less the drain grace)."""
+    start: float | None = None
+    if slot.spec.state == SlotState.Draining:
+        record = observed.slot_records.get(name)
+        since = record.draining_since if record is not None else None
+        start = since if since is not None else now
+    if slot.spec.deadline is not None:
+        by_deadline = slot.spec.deadline.timestamp() - slot.spec.drain_grace_period_seconds
+        start = by_deadline if start is None else min(start, by_deadline)
+    return start
