@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-.PHONY: install run test lint deps
+.PHONY: install run test lint deps bench
 install: $(VENV)/.installed
 
 # Debian packages the tests use for real: bubblewrap (container runtime tests) and
@@ -28,6 +28,7 @@ lint: install
 
 test: lint deps
 	$(VENV)/bin/pytest
+	$(VENV)/bin/python -m bench --quick
 
 # The real-kernel tier (DESIGN §6, tier 3), also run by tests/test_vm_tier.py: boot
 # Debian's 6.1 kernel under QEMU (TCG) with pure cgroup v2 and run tests/vm/guest in
@@ -37,3 +38,7 @@ test: lint deps
 vm: install
 	tests/vm/setup
 	VM_TIMES=1 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest
+
+# Every benchmark scenario at full size (about 9 minutes); see bench/README.md.
+bench: install
+	$(VENV)/bin/python -m bench

@@ -1,0 +1,120 @@
+"""Single passes in-process, with `Reconciler.run_pass` on the fleet's spec dir, root and state.
+
+Run after the daemon was stopped with SIGTERM (its jobs keep running), so
+nothing else acts on the tree meanwhile.
+
+- no-op pass: after two warm-up passes (cold spec cache, first usage
+  samples), the CPU time (this process, `time.process_time`) of passes that
+  find nothing to do and sample nothing (samples are due every 5 s; these
+  passes take a few seconds in all). Informational: a pass that also takes
+  every job's usage sample (PSS+swap for memory limits the kernel lacks,
+  `cpu.stat` for idleness), as the daemon does every `intervalSeconds`.
+- peer: reading `cgroup.procs` and `cpu.stat` of every job cgroup.
+- reload: one of the spec files is edited (a label changes: no action
+  follows), then one pass: its wall time (the spec loader re-parses only the
+  changed file). Peer: parsing every spec file with ruamel's round-trip
+  loader, what the loader would cost without its cache and C loader.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from bench.common import BenchError, median
+from bench.wnr import WnrDaemon, job_yaml
+from reconciler.cgroupfs import CgroupFS
+from reconciler.reconcile import Reconciler
+from reconciler.specs import SpecLoader
+from reconciler.state import StateDir
+from reconciler.usage import Sampler
+
+
+@dataclass(frozen=True)
+class PassTimes:
+    """Medians: no-op pass CPU, sampling pass CPU, reload wall time (seconds)."""
+
+    noop_cpu: float
+    sampling_cpu: float
+    reload_wall: float
+    reload_cpu: float
+
+
+def reconciler_for(daemon: WnrDaemon) -> Reconciler:
+    """A Reconciler wired like `wnr run`'s (trusted spec dir, the daemon's root and state)."""
+    loader = SpecLoader([daemon.specs], trusted_uid=os.geteuid())
+    return Reconciler(loader, CgroupFS(daemon.root), StateDir(daemon.state))
+
+
+def _timed(reconciler: Reconciler) -> tuple[float, float, int]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = reconciler.run_pass()
+    return time.process_time() - cpu, time.perf_counter() - wall, len(result.plan.actions)
+
+
+def measure(daemon: WnrDaemon, names: list[str], repeats: int) -> PassTimes:
+    """Run the passes; `names` are the fleet's jobs (one of them is edited for reload).
+
+    No-op and reload passes alternate, so that both meet the same conditions.
+    """
+    if daemon.alive():
+        raise BenchError("stop the daemon before passes are run in-process")
+    reconciler = reconciler_for(daemon)
+    for _ in range(2):
+        reconciler.run_pass()
+    name = names[len(names) // 2]
+    edited = daemon.specs / f"job-{name}.yaml"
+    noop, reload_wall, reload_cpu = [], [], []
+    for i in range(repeats):
+        cpu, _wall, actions = _timed(reconciler)
+        if actions:
+            raise BenchError(f"a no-op pass planned {actions} actions")
+        noop.append(cpu)
+        edited.write_text(job_yaml(name, ("sleep", "600"), labels=f"edit: e{i}"))
+        cpu, wall, actions = _timed(reconciler)
+        if actions:
+            raise BenchError(f"an edited label planned {actions} actions")
+        reload_wall.append(wall)
+        reload_cpu.append(cpu)
+    sampling = []
+    for _ in range(max(1, repeats // 3)):
+        reconciler.sampler = Sampler()
+        sampling.append(_timed(reconciler)[0])
+    return PassTimes(median(noop), median(sampling), median(reload_wall), median(reload_cpu))
+
+
+def read_cgroups(root: Path, repeats: int) -> float:
+    """Median CPU seconds to read cgroup.procs and cpu.stat of every job cgroup below `root`
+    (paths prepared beforehand; plain open/read/close)."""
+    files = [
+        os.path.join(directory, name)
+        for directory, _, _ in os.walk(root)
+        if os.path.basename(directory).startswith("job.")
+        for name in ("cgroup.procs", "cpu.stat")
+    ]
+    times = []
+    for _ in range(repeats):
+        cpu = time.process_time()
+        for path in files:
+            fd = os.open(path, os.O_RDONLY)
+            os.read(fd, 65536)
+            os.close(fd)
+        times.append(time.process_time() - cpu)
+    return median(times)
+
+
+def round_trip_parse(specs: Path, repeats: int) -> float:
+    """Median wall seconds to parse every spec file with ruamel's round-trip loader."""
+    files = sorted(specs.glob("*.yaml"))
+    loader = YAML(typ="rt")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for path in files:
+            list(loader.load_all(path.read_text()))
+        times.append(time.perf_counter() - start)
+    return median(times)
