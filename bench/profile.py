@@ -4,7 +4,8 @@
              with usage samples, and after one spec file was edited
     cold     py-spy (idle samples included) on the daemon while N jobs cold-start,
              plus the daemon's per-pass timeline
-    idle     py-spy (CPU samples only) on the daemon idling among N jobs
+    idle     py-spy (CPU samples only) on the daemon idling among N jobs, and the
+             CPU of a watchfiles watcher alone at the daemon's step and its default
     events   the daemon's per-pass timeline (start, wall, CPU, actions) while
              jobs are added, exit and are deleted, and a slot drains, among N jobs
 
@@ -180,6 +181,38 @@ def profile_idle(box: Sandbox, count: int, seconds: float) -> None:
     print(f"== idle daemon among {count} jobs, {seconds:g} s")
     spy(daemon.pid, raw, seconds=seconds).wait()
     summary(raw)
+    daemon.stop()
+    for debounce, step in ((20, 10), (1600, 50)):  # the daemon's settings, watchfiles' defaults
+        print(f"== watchfiles alone, debounce={debounce} step={step}, 10 s:", end=" ")
+        print(f"{watcher_cpu(box, debounce, step, 10.0):.2f} % of a core")
+
+
+def watcher_cpu(box: Sandbox, debounce: int, step: int, seconds: float) -> float:
+    """CPU (percent of a core) of a watchfiles watcher thread on idle directories."""
+    import threading  # noqa: PLC0415
+
+    import watchfiles  # noqa: PLC0415
+
+    dirs = [box.tmp / f"idle-watch-{step}-{i}" for i in range(2)]
+    for directory in dirs:
+        directory.mkdir()
+    stop = threading.Event()
+
+    def watch() -> None:
+        for _ in watchfiles.watch(
+            *dirs, debounce=debounce, step=step, stop_event=stop, rust_timeout=1000
+        ):
+            pass
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    time.sleep(1.0)
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(seconds)
+    used = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    stop.set()
+    thread.join(timeout=5)
+    return 100 * used
 
 
 def profile_events(box: Sandbox, count: int) -> None:
