@@ -15,7 +15,7 @@ from reconciler.models import API_VERSION
 from reconciler.reconcile import PassResult, Reconciler
 from reconciler.render import describe_job, describe_slot, dump, jobs_table, slots_table
 from reconciler.specs import Desired
-from reconciler.status import job_object, job_statuses, slot_object, slot_statuses
+from reconciler.status import api_object, job_statuses, slot_statuses
 
 
 def run_get(
@@ -30,7 +30,9 @@ def run_get(
             return _not_found("job", name, sorted(jobs))
         job_list = [jobs[name]] if name is not None else list(jobs.values())
         created = {s.name: _created(desired, kind, s.name) or s.first_spawned for s in job_list}
-        objects = [job_object(desired.jobs.get(s.name), s, created[s.name]) for s in job_list]
+        objects = [
+            api_object("Job", desired.jobs.get(s.name), s, created[s.name]) for s in job_list
+        ]
         text = jobs_table(job_list, created, now, output == "wide")
     else:
         failed = _failed_slots(reconciler, result)
@@ -39,7 +41,9 @@ def run_get(
             return _not_found("slot", name, sorted(slots))
         slot_list = [slots[name]] if name is not None else list(slots.values())
         created = {s.name: _created(desired, kind, s.name) for s in slot_list}
-        objects = [slot_object(desired.slots.get(s.name), s, created[s.name]) for s in slot_list]
+        objects = [
+            api_object("Slot", desired.slots.get(s.name), s, created[s.name]) for s in slot_list
+        ]
         text = slots_table(slot_list, desired.slots, created, now, output == "wide")
     if output in ("json", "yaml"):
         if name is not None:

@@ -13,7 +13,7 @@ object to error.
 
 from reconciler.status.conditions import FALSE, NOT_BY_KERNEL, TRUE, UNKNOWN, Condition
 from reconciler.status.jobs import JobStatus, job_statuses, timestamp
-from reconciler.status.objects import job_object, slot_object, spec_data
+from reconciler.status.objects import api_object, spec_data
 from reconciler.status.slots import SLOT_PHASES, Resources, SlotStatus, slot_statuses
 
 __all__ = [
@@ -26,9 +26,8 @@ __all__ = [
     "JobStatus",
     "Resources",
     "SlotStatus",
-    "job_object",
+    "api_object",
     "job_statuses",
-    "slot_object",
     "slot_statuses",
     "spec_data",
     "timestamp",

@@ -52,29 +52,16 @@ def _metadata(obj: Slot | Job | None, name: str, created: float | None) -> dict[
     return data
 
 
-def job_object(job: Job | None, status: JobStatus, created: float | None = None) -> dict[str, Any]:
-    """A Job as `wnr get job -o json|yaml` prints it: metadata, spec, status."""
-    data: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": "Job",
-        "metadata": _metadata(job, status.name, created),
-    }
-    if job is not None:
-        data["spec"] = spec_data(job)
-    data["status"] = status.to_dict()
-    return data
-
-
-def slot_object(
-    slot: Slot | None, status: SlotStatus, created: float | None = None
+def api_object(
+    kind: str, obj: Slot | Job | None, status: JobStatus | SlotStatus, created: float | None = None
 ) -> dict[str, Any]:
-    """A Slot as `wnr get slot -o json|yaml` prints it: metadata, spec, status."""
+    """A Slot or Job as `wnr get KIND -o json|yaml` prints it: metadata, spec, status."""
     data: dict[str, Any] = {
         "apiVersion": API_VERSION,
-        "kind": "Slot",
-        "metadata": _metadata(slot, status.name, created),
+        "kind": kind,
+        "metadata": _metadata(obj, status.name, created),
     }
-    if slot is not None:
-        data["spec"] = spec_data(slot)
+    if obj is not None:
+        data["spec"] = spec_data(obj)
     data["status"] = status.to_dict()
     return data
