@@ -23,6 +23,10 @@ from reconciler.errors import CgroupError
 
 T = TypeVar("T")
 
+_READ_SIZE = 65536
+# More cgroups than any node has slots, jobs and agents.
+_PATH_CACHE_SIZE = 16384
+
 _OWNED_SEGMENT = re.compile(
     r"^(?:(?:slot|job)\.[a-z0-9]([-a-z0-9]*[a-z0-9])?|agent\.[0-9]+|wnr\.daemon)$"
 )
@@ -50,19 +54,30 @@ class CgroupFS:
         self.root = Path(os.path.normpath(root))
         if not self.root.is_absolute():
             raise ValueError(f"cgroup root must be absolute: {root}")
+        # Checked paths, relative -> absolute: a pass reads every cgroup, so each path is
+        # checked once, not once per file read (bounded: cleared when it grows past a fleet).
+        self._dirs: dict[str, str] = {"": str(self.root)}
 
-    def path(self, rel: str) -> Path:
-        """Join a relative cgroup path to the root, refusing anything wnr does not own."""
-        if rel == "":
-            return self.root
+    def directory(self, rel: str) -> str:
+        """The absolute path of an owned cgroup, as a string; the one place paths are joined."""
+        found = self._dirs.get(rel)
+        if found is not None:
+            return found
         segments = rel.split("/")
         if not all(is_owned_name(s) for s in segments):
             raise ValueError(f"refusing cgroup path {rel!r}: not a name wnr owns below {self.root}")
-        return self.root.joinpath(*segments)
+        if len(self._dirs) > _PATH_CACHE_SIZE:
+            self._dirs = {"": str(self.root)}
+        found = self._dirs[rel] = "/".join((str(self.root), *segments))
+        return found
+
+    def path(self, rel: str) -> Path:
+        """Join a relative cgroup path to the root, refusing anything wnr does not own."""
+        return Path(self.directory(rel))
 
     def exists(self, rel: str) -> bool:
         """Whether the cgroup directory exists."""
-        return self.path(rel).is_dir()
+        return os.path.isdir(self.directory(rel))
 
     @_retry_brief
     def mkdir(self, rel: str) -> bool:
@@ -109,27 +124,37 @@ class CgroupFS:
 
     def read(self, rel: str, name: str) -> str | None:
         """Read an interface file, stripped; None when it does not exist (controller off)."""
-        target = self.path(rel) / _interface(name)
+        target = f"{self.directory(rel)}/{_interface(name)}"
         try:
-            with open(target, "rb") as handle:
-                return handle.read().decode().strip()
+            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise CgroupError("read", str(target), exc.errno or errno.EIO) from exc
+            raise CgroupError("read", target, exc.errno or errno.EIO) from exc
+        try:
+            chunks = [os.read(fd, _READ_SIZE)]
+            # Interface files are seq_files: a read returns all that fits, so only a full
+            # buffer (a cgroup.procs of thousands of PIDs) can have more behind it.
+            while len(chunks[-1]) == _READ_SIZE:
+                chunks.append(os.read(fd, _READ_SIZE))
+        except OSError as exc:
+            raise CgroupError("read", target, exc.errno or errno.EIO) from exc
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode().strip()
 
     @_retry_brief
     def write(self, rel: str, name: str, value: str) -> None:
         """Write one value to an interface file in a single write(2), as the kernel expects."""
-        target = self.path(rel) / _interface(name)
+        target = f"{self.directory(rel)}/{_interface(name)}"
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
         except OSError as exc:
-            raise CgroupError("open", str(target), exc.errno or errno.EIO, value) from exc
+            raise CgroupError("open", target, exc.errno or errno.EIO, value) from exc
         try:
             os.write(fd, value.encode())
         except OSError as exc:
-            raise CgroupError("write", str(target), exc.errno or errno.EIO, value) from exc
+            raise CgroupError("write", target, exc.errno or errno.EIO, value) from exc
         finally:
             os.close(fd)
 
@@ -140,12 +165,13 @@ class CgroupFS:
 
     def children(self, rel: str) -> list[str]:
         """Names of the child cgroups, sorted; an absent cgroup has none."""
+        directory = self.directory(rel)
         try:
-            entries = os.scandir(self.path(rel))
+            entries = os.scandir(directory)
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise CgroupError("list", str(self.path(rel)), exc.errno or errno.EIO) from exc
+            raise CgroupError("list", directory, exc.errno or errno.EIO) from exc
         with entries:
             return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
 
@@ -180,7 +206,7 @@ def _rmdir(directory: Path) -> None:
 
 def _interface(name: str) -> str:
     # Interface files are flat names like memory.max; refuse anything that could walk paths.
-    if "/" in name or name.startswith("."):
+    if "/" in name or name.startswith(".") or not name:
         raise ValueError(f"not a cgroup interface file name: {name!r}")
     return name
 

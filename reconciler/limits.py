@@ -7,6 +7,7 @@ the planner plans nothing. The same list is what `wnr plan` prints.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 CPU_PERIOD_USEC = 100_000
@@ -99,6 +100,8 @@ def cpuset_list(value: str | None) -> str:
     return ",".join(ranges)
 
 
+# Every pass renders every job's limits, and a fleet has few distinct ones.
+@functools.lru_cache(maxsize=1024)
 def render(limits: Limits, page_size: int) -> tuple[tuple[str, str], ...]:
     """Every limit file with its desired value, defaults included, so removing a limit resets it."""
     return (

@@ -22,33 +22,55 @@ def _split(text: str | None) -> frozenset[str]:
     return frozenset(text.split()) if text else frozenset()
 
 
-def read_cgroup(fs: CgroupFS, rel: str, with_limits: bool = True) -> CgroupState:
-    """Read one cgroup's membership, controllers and the limit files wnr writes."""
-    controllers = _split(fs.read(rel, "cgroup.controllers"))
+def _limits(fs: CgroupFS, rel: str, controllers: frozenset[str]) -> dict[str, str]:
+    """The limit files wnr writes, for the controllers the cgroup has."""
     limits: dict[str, str] = {}
-    if with_limits:
+    if controllers:
         for name, controller in CONTROLLER_OF.items():
             if controller in controllers:
                 value = fs.read(rel, name)
                 if value is not None:
                     limits[name] = value
+    return limits
+
+
+def _populated(fs: CgroupFS, rel: str) -> bool:
+    return bool(flat_keyed(fs.read(rel, "cgroup.events")).get("populated", 0))
+
+
+def read_cgroup(fs: CgroupFS, rel: str, with_limits: bool = True) -> CgroupState:
+    """Read one inner cgroup (the root, a slot): controllers, membership, children, limits."""
+    controllers = _split(fs.read(rel, "cgroup.controllers"))
     return CgroupState(
         path=rel,
-        populated=bool(flat_keyed(fs.read(rel, "cgroup.events")).get("populated", 0)),
+        populated=_populated(fs, rel),
         pids=fs.procs(rel),
         controllers=controllers,
         subtree_control=_split(fs.read(rel, "cgroup.subtree_control")),
-        limits=limits,
+        limits=_limits(fs, rel, controllers) if with_limits else {},
         children=tuple(fs.children(rel)),
+    )
+
+
+def read_leaf(fs: CgroupFS, rel: str, controllers: frozenset[str]) -> CgroupState:
+    """Read a job or agent cgroup: whether anything runs in it (or in cgroups its payload
+    nested) and its limits. Its controllers are what its slot enables (the kernel's rule
+    for cgroup.controllers), so they are not read; nor are its PIDs or children, which
+    apply reads itself when it signals or removes the cgroup."""
+    return CgroupState(
+        path=rel,
+        populated=_populated(fs, rel),
+        controllers=controllers,
+        limits=_limits(fs, rel, controllers),
     )
 
 
 def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) -> Observed:
     """Read the owned tree below the root, every job's records, and the node's facts."""
     facts = cached(site_overrides)
-    parent = fs.root.parent / "cgroup.subtree_control"
     try:
-        parent_controllers = _split(parent.read_text())
+        with open(f"{fs.root.parent}/cgroup.subtree_control", "rb") as handle:
+            parent_controllers = _split(handle.read().decode())
     except OSError:
         parent_controllers = frozenset()
     page_size = os.sysconf("SC_PAGE_SIZE")
@@ -80,15 +102,16 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
         slot_name = child.removeprefix("slot.")
         slot = read_cgroup(fs, child)
         slots[slot_name] = slot
+        enabled = slot.subtree_control
         for grandchild in slot.children:
             if grandchild.startswith("job.") and is_owned_name(grandchild):
                 jobs[grandchild.removeprefix("job.")] = (
                     slot_name,
-                    read_cgroup(fs, f"{child}/{grandchild}"),
+                    read_leaf(fs, f"{child}/{grandchild}", enabled),
                 )
             elif grandchild.startswith("agent.") and is_owned_name(grandchild):
                 index = int(grandchild.removeprefix("agent."))
-                agents[(slot_name, index)] = read_cgroup(fs, f"{child}/{grandchild}")
+                agents[(slot_name, index)] = read_leaf(fs, f"{child}/{grandchild}", enabled)
             else:
                 foreign.append(f"{child}/{grandchild}")
     return Observed(
@@ -100,7 +123,7 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
         records,
         tuple(foreign),
         page_size,
-        has_kill=os.path.exists(fs.path("") / "cgroup.kill"),
+        has_kill=os.path.exists(f"{fs.directory('')}/cgroup.kill"),
         slot_records=slot_records,
         agents=agents,
         agent_records=agent_records,

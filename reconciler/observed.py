@@ -13,7 +13,8 @@ from reconciler.state import AgentRecords, JobRecords, SlotRecord
 
 @dataclass(frozen=True)
 class CgroupState:
-    """One existing cgroup as the kernel shows it."""
+    """One existing cgroup as the kernel shows it. For job and agent cgroups (leaves) observe
+    reads only `populated` and the limits: `pids` and `children` stay empty there."""
 
     path: str
     populated: bool = False

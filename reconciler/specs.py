@@ -69,6 +69,7 @@ class SpecLoader:
         self._cache: dict[str, _Cached] = {}
         self._last_good: dict[str, Parsed] = {}
         self._last: Desired | None = None
+        self._seen: list[tuple[str, Parsed]] = []
 
     def load(self) -> Desired:
         """Read what changed since the last call and assemble the desired state."""
@@ -87,8 +88,12 @@ class SpecLoader:
         complete = True
         errors: list[SpecError] = []
         objects: list[tuple[ApiObject, Source]] = []
-        for path in files:
-            parsed = self._parse(path)
+        seen = [(path, self._parse(path)) for path in files]
+        if self._last is not None and _same(seen, self._seen):
+            # Not one file changed: the same objects assemble into the same desired state.
+            return self._last
+        self._seen = seen
+        for path, parsed in seen:
             if parsed.errors:
                 errors.extend(parsed.errors)
                 good = self._last_good.get(path)
@@ -128,7 +133,8 @@ class SpecLoader:
             except OSError as exc:
                 errors.append(SpecError(str(path), 1, 1, f"cannot list directory: {exc.strerror}"))
                 continue
-            files.extend(str(path / n) for n in names if is_spec_file(n))
+            prefix = f"{path}/"
+            files.extend(prefix + n for n in names if is_spec_file(n))
         return files, errors
 
     def _distrust(self, st: os.stat_result) -> str | None:
@@ -154,6 +160,15 @@ class SpecLoader:
         parsed = parse_text(path, text)
         self._cache[path] = _Cached(key, parsed)
         return parsed
+
+
+def _same(now: list[tuple[str, Parsed]], before: list[tuple[str, Parsed]]) -> bool:
+    """Whether the same files gave the very same parse results (the cache hands out one
+    object per unchanged file)."""
+    if len(now) != len(before):
+        return False
+    pairs = zip(now, before, strict=True)
+    return all(path == old_path and parsed is old for (path, parsed), (old_path, old) in pairs)
 
 
 def _winners(

@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,13 @@ from typing import Any
 from reconciler.atomicfile import read_json, write_json
 
 _ATTEMPT = re.compile(r"^attempt-([0-9]+)\.json$")
+
+# Every writer of the state dir replaces files by rename, which changes the directory's
+# mtime, so a job directory whose (inode, mtime) is unchanged holds the records last read.
+# Two changes within one timestamp tick leave the mtime equal, so records are kept only
+# for a directory last changed longer ago than this (git's rule for "racy" index entries).
+# The file system stamps mtimes with the real clock, hence time.time_ns(), not an injected one.
+_SETTLED_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class StateDir:
         self.jobs = self.root / "jobs"
         self.slots = self.root / "slots"
         self.agents = self.root / "agents"
+        self._settled: dict[str, tuple[tuple[int, int], JobRecords]] = {}
 
     def job_dir(self, job: str) -> Path:
         """The directory of one job (the name is a validated DNS label)."""
@@ -157,12 +166,30 @@ class StateDir:
         return self.job_dir(job) / "work"
 
     def read_all(self) -> dict[str, JobRecords]:
-        """The records of every job that has a directory."""
+        """The records of every job that has a directory; a directory unchanged since it was
+        last read (and settled) is not read again."""
         try:
-            names = [e.name for e in os.scandir(self.jobs) if e.is_dir()]
+            with os.scandir(self.jobs) as listing:
+                entries = {e.name: e for e in listing if e.is_dir(follow_symlinks=False)}
         except FileNotFoundError:
+            self._settled = {}
             return {}
-        return {name: self.read(name) for name in sorted(names)}
+        now = time.time_ns()
+        found: dict[str, JobRecords] = {}
+        settled: dict[str, tuple[tuple[int, int], JobRecords]] = {}
+        for name in sorted(entries):
+            try:
+                st = entries[name].stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            stamp = (st.st_ino, st.st_mtime_ns)
+            hit = self._settled.get(name)
+            records = hit[1] if hit is not None and hit[0] == stamp else self.read(name)
+            if now - st.st_mtime_ns > _SETTLED_NS:
+                settled[name] = (stamp, records)
+            found[name] = records
+        self._settled = settled
+        return found
 
     def read(self, job: str) -> JobRecords:
         """The records of one job (empty when it has none)."""

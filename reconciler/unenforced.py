@@ -33,7 +33,21 @@ def explicit_fields(model: BaseModel, prefix: str = "") -> list[str]:
     return paths
 
 
-def unenforced_fields(obj: ApiObject) -> list[str]:
+# Objects are frozen and the spec loader hands out the same object while its file is
+# unchanged, so each object's answer is worked out once. Keyed by id, holding the object so
+# that its id cannot be reused while the entry lives; dropped whole past a fleet's size.
+_KNOWN: dict[int, tuple[ApiObject, tuple[str, ...]]] = {}
+_KNOWN_SIZE = 16384
+
+
+def unenforced_fields(obj: ApiObject) -> tuple[str, ...]:
     """The fields of an object that are set but not acted on yet."""
+    hit = _KNOWN.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
     pending = NOT_ENFORCED_YET[obj.kind]
-    return [path for path in explicit_fields(obj) if path in pending]
+    fields = tuple(path for path in explicit_fields(obj) if path in pending) if pending else ()
+    if len(_KNOWN) >= _KNOWN_SIZE:
+        _KNOWN.clear()
+    _KNOWN[id(obj)] = (obj, fields)
+    return fields

@@ -38,12 +38,14 @@ def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Ne
         r = job.spec.resources
         idle = job.spec.idle or policy.idle
         cores = (r.cpus or 1000) / 1000
-        disk_dir = job.spec.working_dir or str(state.work_dir(name))
+        disk_dir = None
+        if r.disk is not None:
+            disk_dir = job.spec.working_dir or str(state.work_dir(name))
         result[name] = Need(
             rel=f"slot.{slot}/job.{name}",
             memory=r.memory is not None and "memory" not in kernel,
             tasks=r.pids is not None and "pids" not in kernel,
-            disk_dir=disk_dir if r.disk is not None else None,
+            disk_dir=disk_dir,
             busy_cpus=idle.min_cpu_fraction * cores,
             interval=min(policy.user_space.interval_seconds, idle.window_seconds / 10),
         )
