@@ -58,9 +58,12 @@ class Applier:
         self.fs = fs
         self.state = state
         self.clock = clock
+        # The wrappers the last `apply` spawned, so the daemon can wait on their exits.
+        self.spawned: list[int] = []
 
     def apply(self, actions: Sequence[Action]) -> list[Failure]:
         """Run the actions in order; returns the failures (empty when all succeeded)."""
+        self.spawned = []
         failures: list[Failure] = []
         failed_paths: list[str] = []
         for action in actions:
@@ -179,13 +182,14 @@ class Applier:
             message = f"cannot spawn the wrapper: {exc}"
             state.fail_run(state.attempt_path(action.job, action.attempt), message)
             raise
+        self.spawned.append(pid)
         state.note_wrapper(state.attempt_path(action.job, action.attempt), pid)
 
     def _start_agent(self, action: StartAgent) -> None:
         directory = self.state.begin_agent(action.slot, action.index, action.restarts, self.clock())
         env = job_environment(action.env, {"WNR_SLOT": action.slot, "WNR_AGENT": str(action.index)})
         try:
-            spawn_wrapper(
+            pid = spawn_wrapper(
                 record=directory / "run.json",
                 cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
                 workdir=str(directory / "work"),
@@ -196,6 +200,7 @@ class Applier:
         except OSError as exc:
             self.state.fail_run(directory / "run.json", f"cannot spawn the wrapper: {exc}")
             raise
+        self.spawned.append(pid)
 
     def _kill(self, rel: str) -> None:
         """cgroup.kill where the kernel has it (5.14+); else freeze, SIGKILL each PID, thaw."""

@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         reconciler.fs.root,
         reconciler.state.root,
     )
-    return Daemon(reconciler, [Path(args.specs), reconciler.state.jobs], resync=args.resync).run()
+    return Daemon(reconciler, [Path(args.specs)], resync=args.resync).run()
 
 
 def cmd_get(args: argparse.Namespace) -> int:

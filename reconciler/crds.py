@@ -49,12 +49,14 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
 _INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
 # Quantities as Kubernetes spells int-or-string (like resource.Quantity), with patterns
 # closer to what quantity.py parses than its shared one: bytes take no `m` and a plain
-# count is whole; CPUs take cores (at most 3 decimals) or whole millicores, never zero.
+# count is whole (`1.0` is); CPUs take cores (at most 3 decimals) or whole millicores, never zero.
 # Kubernetes has no int-or-number, so `cpus: 0.5` must be written "0.5" or "500m" there.
 _BYTES = {
     "anyOf": _INT_OR_STRING,
     "minimum": 0,
-    "pattern": r"^([0-9]+|([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E))$",
+    "pattern": (
+        r"^([0-9]+(\.0+)?|\.0+|([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E))$"
+    ),
     "x-kubernetes-int-or-string": True,
 }
 _CPUS = {

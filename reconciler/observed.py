@@ -30,7 +30,8 @@ class Need:
     """What to measure for one running job."""
 
     rel: str  # its cgroup
-    memory: bool = False
+    # Where wnr enforces the memory limit itself: PSS+swap above this many bytes is an OOM.
+    memory_over: int | None = None
     tasks: bool = False
     disk_dir: str | None = None
     # Idle tracking: busy means at least this many CPU-seconds per second.
@@ -43,6 +44,7 @@ class Usage:
     """The latest sample of one job."""
 
     sampled_at: float
+    # PSS+swap; below the job's limit it may be the cheaper RSS+swap, which is never less.
     memory_bytes: int | None = None
     tasks: int | None = None
     disk_bytes: int | None = None

@@ -63,6 +63,8 @@ class PassResult:
     failures: tuple[Failure, ...] = ()
     # When running jobs are due for their next sample (user-space limits, idleness).
     resample_after: float | None = None
+    # The PIDs of the wrappers this pass spawned.
+    spawned: tuple[int, ...] = ()
 
     @property
     def converged(self) -> bool:
@@ -109,7 +111,8 @@ class Reconciler:
         if dry_run:
             return PassResult(desired, observed, planned, resample_after=resample)
         failures = self.applier.apply(planned.actions) if planned.actions else []
-        result = PassResult(desired, observed, planned, tuple(failures), resample)
+        spawned = tuple(self.applier.spawned) if planned.actions else ()
+        result = PassResult(desired, observed, planned, tuple(failures), resample, spawned)
         self._report(result, now)
         return result
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -402,6 +402,8 @@ def test_cpu_pattern_accepts_what_the_parser_accepts(text: str) -> None:
 
 
 @given(QUANTITY_TEXT)
+@example(".0")
+@example("1.00")
 def test_bytes_pattern_accepts_what_the_parser_accepts(text: str) -> None:
     """The CRD's byte pattern accepts what parse_bytes accepts, and more only for suffixed fractions."""
     model, crd = parses(parse_bytes, text), bool(re.search(pattern("memory"), text))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.usage import memory_of
 from tests.conftest import wait_for
 from tests.test_daemon import DaemonProcess
 
@@ -106,3 +109,21 @@ def test_limits_the_kernel_lacks_are_enforced_by_sampling(
     } == reasons, (tmp_path / "daemon.log").read_text()
     assert "PSS+swap" in outcome(state_dir, "hog")["stop"]["reason"]
     assert 9 == outcome(state_dir, "hog")["signal"]
+
+
+def test_memory_bound_is_never_below_pss_and_pss_is_taken_past_it() -> None:
+    """Below the limit the cheap RSS+swap bound is returned (never under PSS+swap); past it, PSS+swap itself."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; b = bytearray(32 << 20); time.sleep(600)"]
+    )
+    try:
+        status = Path(f"/proc/{child.pid}/status")
+        wait_for(lambda: "VmRSS" in status.read_text() and memory_of((child.pid,)) > 32 << 20)
+        exact = memory_of((child.pid,))
+        bound = memory_of((child.pid,), over=1 << 40)
+        assert bound >= exact
+        assert memory_of((child.pid,), over=1 << 20) <= bound
+        assert 0 == memory_of((2**22 + 12345,), over=1 << 40)
+    finally:
+        child.kill()
+        child.wait()

@@ -1,0 +1,93 @@
+"""The daemon's sleep: woken by real process exits, a real cgroup emptying, and its pipe."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from reconciler.waker import Waker
+
+
+def test_a_watched_process_exit_ends_the_wait() -> None:
+    """The wait ends when a watched process exits, long before its timeout."""
+    waker = Waker()
+    child = subprocess.Popen(["sleep", "0.2"])
+    try:
+        waker.watch_exit(child.pid)
+        assert waker.wait(30.0)
+    finally:
+        child.wait()
+        waker.close()
+
+
+def test_nothing_watched_times_out() -> None:
+    """With no event the wait ends at its timeout and says it was not woken."""
+    waker = Waker()
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        waker.watch_exit(child.pid)
+        assert not waker.wait(0.05)
+    finally:
+        child.kill()
+        child.wait()
+        waker.close()
+
+
+def test_a_process_already_gone_wakes_once() -> None:
+    """A PID gone before it is watched wakes the next wait, and only that one."""
+    waker = Waker()
+    child = subprocess.Popen(["true"])
+    child.wait()
+    try:
+        waker.watch_exit(child.pid)
+        assert waker.wait(30.0)
+        waker.watch_exit(child.pid)
+        assert not waker.wait(0.05)
+    finally:
+        waker.close()
+
+
+def test_wake_from_another_thread_ends_the_wait() -> None:
+    """`wake` from another thread (the spec watcher) ends the wait."""
+    waker = Waker()
+    timer = threading.Timer(0.1, waker.wake)
+    timer.start()
+    try:
+        assert waker.wait(30.0)
+        assert not waker.wait(0.05)  # the pipe was drained
+    finally:
+        timer.cancel()
+        waker.close()
+
+
+def test_an_emptying_cgroup_ends_the_wait(cgroup_root: Path) -> None:
+    """The kernel's cgroup.events notification ends the wait when the cgroup's last process dies."""
+    cgroup_root.mkdir()
+    child = subprocess.Popen(["sleep", "600"])
+    waker = Waker()
+    try:
+        (cgroup_root / "cgroup.procs").write_text(str(child.pid))
+        waker.watch_emptying([str(cgroup_root / "cgroup.events")])
+        assert not waker.wait(0.05)
+        threading.Timer(0.1, os.kill, (child.pid, signal.SIGKILL)).start()
+        assert waker.wait(30.0)
+        assert b"populated 0" in (cgroup_root / "cgroup.events").read_bytes()
+    finally:
+        child.kill()
+        child.wait()
+        waker.close()
+
+
+def test_an_already_empty_cgroup_wakes_at_once(cgroup_root: Path) -> None:
+    """A cgroup that emptied before it was watched does not wait for a notification."""
+    cgroup_root.mkdir()
+    waker = Waker()
+    try:
+        waker.watch_emptying([str(cgroup_root / "cgroup.events")])
+        assert waker.wait(30.0)
+        waker.watch_emptying([])
+    finally:
+        waker.close()
