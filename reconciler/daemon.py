@@ -1,10 +1,12 @@
 """The daemon (`wnr run`): level-triggered passes, woken by file events, exits, timers and resyncs.
 
-An event only wakes the loop; every pass re-reads everything. watchfiles
-watches the spec directory; a wrapper's exit (its pidfd) is the job-exit
-event, and a stopping job's `cgroup.events` says when its cgroup has emptied
-(reconciler.waker). The state dir is not watched: wnr writes it itself, and a
-wrapper's only record that needs a prompt pass, its end, comes with its exit.
+An event only wakes the loop; every pass re-reads everything. The loop sleeps
+in poll(2) (reconciler.waker) on the spec directory's inotify descriptor, on a
+pidfd per wrapper (its exit, just after it recorded how its payload ended, is
+the job-exit event) and on the `cgroup.events` of stopping jobs (the kernel
+says when one has emptied). Where inotify is unavailable a watchfiles thread
+polls the spec directory instead. The state dir is not watched: wnr writes it
+itself, and the one wrapper record that needs a prompt pass comes with an exit.
 SIGTERM stops the daemon between passes and leaves every job running.
 """
 
@@ -19,6 +21,7 @@ from types import FrameType
 
 import watchfiles
 
+from reconciler.inotify import DirWatch
 from reconciler.reconcile import PassResult, Reconciler
 from reconciler.waker import Waker
 
@@ -28,9 +31,6 @@ RESYNC_SECONDS = 30.0
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
 VERIFY_SECONDS = 0.5
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
-# watchfiles wakes every STEP ms to look for changes (and, with the GIL, for a stop): 25 ms
-# notices a spec change within 25-50 ms for ~0.15 % of a core, where 10 ms costs ~0.5 %.
-WATCH_STEP_MS, WATCH_DEBOUNCE_MS = 25, 50
 
 
 class Daemon:
@@ -40,7 +40,8 @@ class Daemon:
         self, reconciler: Reconciler, watch: Sequence[Path], resync: float = RESYNC_SECONDS
     ) -> None:
         self.reconciler = reconciler
-        self.watch = list(watch)
+        # A spec file given by name is watched through its directory.
+        self.watch = sorted({str(p if p.is_dir() or not p.exists() else p.parent) for p in watch})
         self.resync = resync
         self.stop = threading.Event()
         self.waker = Waker()
@@ -50,18 +51,17 @@ class Daemon:
         self.stop.set()
         self.waker.wake()
 
-    def _watcher(self) -> None:
-        """Turn file events into wake-ups; fall back to resync when a path cannot be watched."""
+    def _poll_specs(self) -> None:
+        """Where inotify is unavailable: watchfiles, polling, turns changes into wake-ups."""
         while not self.stop.is_set():
-            paths = [p for p in self.watch if p.is_dir()]
+            paths = [p for p in self.watch if Path(p).is_dir()]
             if not paths:
                 self.stop.wait(self.resync)
                 continue
             try:
                 for _changes in watchfiles.watch(
                     *paths,
-                    debounce=WATCH_DEBOUNCE_MS,
-                    step=WATCH_STEP_MS,
+                    force_polling=True,
                     stop_event=self.stop,
                     raise_interrupt=False,
                     rust_timeout=1000,
@@ -72,14 +72,26 @@ class Daemon:
                 log.warning("watching %s failed (%s); relying on resync", paths, exc)
                 self.stop.wait(1.0)
 
+    def _spec_events(self) -> DirWatch | None:
+        """The spec directories' inotify, in the loop's poll set; else the polling thread."""
+        try:
+            dirs = DirWatch()
+        except OSError as exc:
+            log.warning("inotify unavailable (%s): polling %s for changes", exc, self.watch)
+            threading.Thread(target=self._poll_specs, name="wnr-watch", daemon=True).start()
+            return None
+        self.waker.add_reader(dirs.fd, dirs.drain)
+        return dirs
+
     def run(self) -> int:
         """The loop; returns the process exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        watcher = threading.Thread(target=self._watcher, name="wnr-watch", daemon=True)
-        watcher.start()
+        dirs = self._spec_events()
         backoff = BACKOFF_MIN
         while not self.stop.is_set():
+            if dirs is not None:
+                dirs.ensure(self.watch)  # before the pass: a change during it wakes the next
             result = self.reconciler.run_pass()
             for error in result.desired.errors:
                 log.error("%s", error)
@@ -101,8 +113,8 @@ class Daemon:
             self.waker.watch_emptying(emptying(result, self.reconciler.fs.directory))
             if not self.stop.is_set():
                 self.waker.wait(delay)
-        self.stop.set()
-        watcher.join(timeout=2.0)
+        if dirs is not None:
+            dirs.close()
         self.waker.close()
         return 0
 

@@ -2,8 +2,9 @@
 `cgroup.events` of cgroups that are emptying.
 
 Part of the daemon, below the loop: an event only ends the sleep, the pass
-that follows reads everything. Three kinds of event end it: a write to the
-pipe (the spec watcher thread, a signal), a wrapper's exit (its pidfd turns
+that follows reads everything. Four kinds of event end it: a change in the
+spec directory (reconciler.inotify), a write to the pipe (a signal, or the
+polling watcher where inotify is unavailable), a wrapper's exit (its pidfd turns
 readable; the wrapper has recorded how its payload ended just before), and
 the kernel's notification that a stopping job's cgroup changed (POLLPRI on
 `cgroup.events`, as `populated` drops to 0 when the last process is gone).
@@ -16,7 +17,7 @@ import contextlib
 import logging
 import os
 import select
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger("wnr.daemon")
 
@@ -35,6 +36,7 @@ class Waker:
         self._pids: set[int] = set()
         self._events: dict[str, int] = {}  # cgroup.events path -> fd
         self._gone: set[int] = set()
+        self._readers: dict[int, Callable[[], None]] = {}  # fd -> what drains it
         self._pending = False
         self._warned: set[int | None] = set()
 
@@ -42,6 +44,11 @@ class Waker:
         """End the current or next wait at once."""
         with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending
             os.write(self._write, b"w")
+
+    def add_reader(self, fd: int, drain: Callable[[], None]) -> None:
+        """Wake when `fd` is readable (the spec directory's inotify); `drain` empties it."""
+        self._readers[fd] = drain
+        self._poll.register(fd, select.POLLIN)
 
     def watch_exit(self, pid: int) -> None:
         """Wake when this process exits; kept until it does."""
@@ -95,6 +102,8 @@ class Waker:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._read, 4096):
                         pass
+            elif fd in self._readers:
+                self._readers[fd]()
             elif fd in self._pidfds:
                 self._pids.discard(self._pidfds.pop(fd))
                 self._close(fd)

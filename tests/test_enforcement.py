@@ -122,8 +122,10 @@ def test_memory_bound_is_never_below_pss_and_pss_is_taken_past_it() -> None:
         exact = memory_of((child.pid,))
         bound = memory_of((child.pid,), over=1 << 40)
         assert bound >= exact
+        assert memory_of((child.pid,), over=1 << 40, swap=False) >= exact
         assert memory_of((child.pid,), over=1 << 20) <= bound
         assert 0 == memory_of((2**22 + 12345,), over=1 << 40)
+        assert 0 == memory_of((2**22 + 12345,), over=1 << 40, swap=False)
     finally:
         child.kill()
         child.wait()

@@ -1,0 +1,96 @@
+"""Spec directory events: real inotify wakes the daemon's wait; watchfiles polling where it cannot."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.cgroupfs import CgroupFS
+from reconciler.daemon import Daemon
+from reconciler.inotify import DirWatch
+from reconciler.reconcile import Reconciler
+from reconciler.specs import SpecLoader
+from reconciler.state import StateDir
+from reconciler.waker import Waker
+
+
+@pytest.fixture
+def woken(tmp_path: Path) -> Iterator[tuple[DirWatch, Waker]]:
+    """A DirWatch in a Waker's poll set, both closed afterwards."""
+    dirs, waker = DirWatch(), Waker()
+    waker.add_reader(dirs.fd, dirs.drain)
+    try:
+        yield dirs, waker
+    finally:
+        dirs.close()
+        waker.close()
+
+
+def test_a_written_spec_file_wakes_the_wait(woken: tuple[DirWatch, Waker], tmp_path: Path) -> None:
+    """Closing a file after writing it in a watched directory ends the wait; the events are drained."""
+    dirs, waker = woken
+    dirs.ensure([str(tmp_path)])
+    assert not waker.wait(0.05)
+    (tmp_path / "job.yaml").write_text("kind: Job\n")
+    assert waker.wait(30.0)
+    assert not waker.wait(0.05)
+
+
+def test_rename_delete_and_chmod_wake_the_wait(
+    woken: tuple[DirWatch, Waker], tmp_path: Path
+) -> None:
+    """An atomic rename into the directory, a deletion and a mode change each end the wait."""
+    dirs, waker = woken
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (outside / "a.yaml").write_text("{}\n")
+    dirs.ensure([str(specs)])
+    os.rename(outside / "a.yaml", specs / "a.yaml")
+    assert waker.wait(30.0)
+    (specs / "a.yaml").chmod(0o600)
+    assert waker.wait(30.0)
+    (specs / "a.yaml").unlink()
+    assert waker.wait(30.0)
+    assert not waker.wait(0.05)
+
+
+def test_a_replaced_directory_is_watched_again(
+    woken: tuple[DirWatch, Waker], tmp_path: Path
+) -> None:
+    """A spec directory deleted and created anew is watched again after the next ensure."""
+    dirs, waker = woken
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    dirs.ensure([str(specs)])
+    specs.rmdir()
+    assert waker.wait(30.0)
+    specs.mkdir()
+    dirs.ensure([str(specs)])
+    (specs / "b.yaml").write_text("{}\n")
+    assert waker.wait(30.0)
+
+
+def test_without_inotify_watchfiles_polling_wakes_the_wait(
+    tmp_path: Path, cgroup_root: Path, state_dir: Path
+) -> None:
+    """The fallback (watchfiles polling the spec directory) also turns a new file into a wake-up."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    reconciler = Reconciler(SpecLoader([specs]), CgroupFS(cgroup_root), StateDir(state_dir))
+    daemon = Daemon(reconciler, [specs])
+    thread = threading.Thread(target=daemon._poll_specs, daemon=True)
+    thread.start()
+    try:
+        assert not daemon.waker.wait(1.0)
+        (specs / "c.yaml").write_text("{}\n")
+        assert daemon.waker.wait(30.0)
+    finally:
+        daemon.stop.set()
+        thread.join(timeout=10)
+        daemon.waker.close()
