@@ -33,7 +33,7 @@ from reconciler.actions import (
 )
 from reconciler.cgroupfs import CgroupFS
 from reconciler.errors import CgroupError, WnrError
-from reconciler.process import job_environment, signal_pids, spawn_wrapper
+from reconciler.process import job_environment, signal_pids, spawn_wrapper, wrapper_missing
 from reconciler.state import SlotRecord, StateDir
 
 log = logging.getLogger("wnr.apply")
@@ -155,7 +155,7 @@ class Applier:
     def _start(self, action: StartJob) -> None:
         state = self.state
         record = state.attempt_path(action.job, action.attempt)
-        state.begin_attempt(action.job, action.attempt, self.clock(), action.gpus)
+        base = state.begin_attempt(action.job, action.attempt, self.clock(), action.gpus)
         missing = action.error or _missing_image_or_runtime(action)
         if missing:
             # ErrorA: the attempt fails before anything runs; retried per maxStartAttempts.
@@ -175,18 +175,21 @@ class Applier:
                 log=state.log_path(action.job, action.attempt),
                 argv=action.argv,
                 env=env,
+                base=base,
             )
         except OSError as exc:
             # Recorded at once, so the next pass retries (or gives up) without waiting for
             # the start timeout.
-            message = f"cannot spawn the wrapper: {exc}"
+            message = wrapper_missing() or f"cannot spawn the wrapper: {exc}"
             state.fail_run(state.attempt_path(action.job, action.attempt), message)
             raise
         self.spawned.append(pid)
         state.note_wrapper(state.attempt_path(action.job, action.attempt), pid)
 
     def _start_agent(self, action: StartAgent) -> None:
-        directory = self.state.begin_agent(action.slot, action.index, action.restarts, self.clock())
+        directory, base = self.state.begin_agent(
+            action.slot, action.index, action.restarts, self.clock()
+        )
         env = job_environment(action.env, {"WNR_SLOT": action.slot, "WNR_AGENT": str(action.index)})
         try:
             pid = spawn_wrapper(
@@ -196,9 +199,11 @@ class Applier:
                 log=directory / "run.log",
                 argv=action.argv,
                 env=env,
+                base=base,
             )
         except OSError as exc:
-            self.state.fail_run(directory / "run.json", f"cannot spawn the wrapper: {exc}")
+            message = wrapper_missing() or f"cannot spawn the wrapper: {exc}"
+            self.state.fail_run(directory / "run.json", message)
             raise
         self.spawned.append(pid)
 

@@ -1,8 +1,11 @@
-"""Atomic JSON files (write, fsync, rename): how the wrapper and the daemon record state.
+"""Atomic JSON files (write, rename; fsync where durable): how the daemon records state.
 
-Standard library only, because the job wrapper imports it in an interpreter
-started without site-packages. A reader sees the old file or the new one,
-never half of either, even when the writer is killed mid-write.
+A reader sees the old file or the new one, never half of either, even when the
+writer is killed mid-write: rename is atomic, and a process crash loses nothing
+the kernel has. Syncing to disk matters only for a power cut, after which every
+job on the node is gone anyway; so only records of how an attempt ended are
+synced (the wrapper syncs its own, reconciler/wrapper.c), not the daemon's
+bookkeeping, whose fsyncs were most of the cost of starting a job.
 """
 
 from __future__ import annotations
@@ -12,17 +15,20 @@ import os
 from typing import Any
 
 
-def write_json(path: str, data: dict[str, Any]) -> None:
-    """Replace `path` with `data` as JSON, durably."""
+def write_json(path: str, data: dict[str, Any], durable: bool = False) -> None:
+    """Replace `path` with `data` as JSON; `durable` also syncs the file and its directory."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, json.dumps(data, sort_keys=True).encode())
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
+    if not durable:
+        return
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dir_fd)

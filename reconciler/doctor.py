@@ -17,6 +17,7 @@ from pathlib import Path
 from reconciler.errors import WnrError
 from reconciler.mounts import cgroup2_mounts, choose_root, own_cgroup
 from reconciler.nodefacts import detect_gpus
+from reconciler.process import WRAPPER, wrapper_missing
 from reconciler.runtime import resolve
 
 # Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation").
@@ -144,6 +145,14 @@ def check_runtimes(requested: str) -> Check:
     return Check("runtimes", Verdict.ok, detail)
 
 
+def check_wrapper() -> Check:
+    """The compiled job wrapper every attempt runs under."""
+    missing = wrapper_missing()
+    if missing is not None:
+        return Check("wrapper", Verdict.fail, missing, "pip install --force-reinstall wnr")
+    return Check("wrapper", Verdict.ok, WRAPPER)
+
+
 def check_gpus() -> Check:
     """NVIDIA GPUs found through /dev/nvidia* or nvidia-smi -L."""
     gpus = detect_gpus()
@@ -199,6 +208,7 @@ def run_checks(
     checks.append(check_controllers(root, wanted))
     checks.append(check_kill(platform.release()))
     checks.append(check_spec_dir(specs, uid))
+    checks.append(check_wrapper())
     checks.append(check_runtimes(runtime))
     checks.append(check_gpus())
     checks.append(check_cpu())

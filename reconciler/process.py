@@ -8,25 +8,25 @@ go only to PIDs read from cgroups wnr owns.
 from __future__ import annotations
 
 import contextlib
-import functools
+import json
 import os
-import shutil
 import signal
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-WRAPPER = str(Path(__file__).with_name("wrapper.py"))
+# The job wrapper (reconciler/wrapper.c), compiled by the package's build step (setup.py).
+WRAPPER = str(Path(__file__).with_name("_bin") / "wnr-wrapper")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@functools.cache
-def wrapper_interpreter() -> str:
-    """The Python that runs the wrapper: wnr's own, unless this user may not execute it
-    (an interpreter under another user's home), then the system's python3."""
-    if os.access(sys.executable, os.X_OK):
-        return sys.executable
-    return shutil.which("python3", path=DEFAULT_PATH) or sys.executable
+def wrapper_missing() -> str | None:
+    """Why jobs cannot be started here: the wrapper binary is absent or not executable."""
+    if os.access(WRAPPER, os.X_OK):
+        return None
+    return (
+        f"the job wrapper {WRAPPER} is missing or not executable: install wnr with pip, "
+        "which compiles it (reconciler/wrapper.c; needs a C compiler)"
+    )
 
 
 def job_environment(spec_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
@@ -45,14 +45,18 @@ def spawn_wrapper(
     log: Path,
     argv: Iterable[str],
     env: Mapping[str, str],
+    base: Mapping[str, object],
 ) -> int:
-    """Start the wrapper for one attempt; returns its PID. It enters the cgroup itself."""
-    python = wrapper_interpreter()
-    args = [python, "-I", "-S", WRAPPER, str(record), str(cgroup_procs), workdir, "--"]
-    args.extend(argv)
+    """Start the wrapper for one attempt; returns its PID. It enters the cgroup itself.
+
+    `base` is what the daemon recorded before the spawn; the wrapper keeps it in every
+    record it writes (the record is the wrapper's from now on).
+    """
+    members = json.dumps({k: v for k, v in base.items() if k != "phase"}, sort_keys=True)
+    args = [WRAPPER, str(record), str(cgroup_procs), workdir, members[1:-1], "--", *argv]
     out_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return os.posix_spawn(
-        python,
+        WRAPPER,
         args,
         dict(env),
         file_actions=[

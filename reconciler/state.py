@@ -208,14 +208,17 @@ class StateDir:
         attempts.sort(key=lambda record: record.attempt)
         return JobRecords(tuple(attempts), _read_stop(directory))
 
-    def begin_attempt(self, job: str, attempt: int, now: float, gpus: tuple[str, ...] = ()) -> None:
+    def begin_attempt(
+        self, job: str, attempt: int, now: float, gpus: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """Record an attempt (and the GPUs it holds) before its wrapper is spawned, so a crash
-        cannot start it twice."""
+        cannot start it twice; returns the record, which the wrapper keeps."""
         os.makedirs(self.work_dir(job), exist_ok=True)
         data: dict[str, Any] = {"phase": "starting", "spawnedAt": now}
         if gpus:
             data["gpus"] = list(gpus)
         write_json(str(self.attempt_path(job, attempt)), data)
+        return data
 
     def note_wrapper(self, record: Path, pid: int) -> None:
         """Keep the spawned wrapper's PID beside its record (`attempt-N.pid`): the wrapper
@@ -232,7 +235,7 @@ class StateDir:
         """Mark an attempt or agent run that could not be started (the wrapper never ran)."""
         data = read_json(str(record)) or {}
         data.update(phase="failed-start", message=message, errorClass=error_class)
-        write_json(str(record), data)
+        write_json(str(record), data, durable=True)
 
     def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:
         """Record the start of a job's stop (its first signal); the first wins."""
@@ -262,17 +265,18 @@ class StateDir:
                         )
         return found
 
-    def begin_agent(self, slot: str, index: int, restarts: int, now: float) -> Path:
-        """Record a new run of an agent before spawning it; returns its directory."""
+    def begin_agent(
+        self, slot: str, index: int, restarts: int, now: float
+    ) -> tuple[Path, dict[str, Any]]:
+        """Record a new run of an agent before spawning it; returns its directory and the
+        record, which the wrapper keeps."""
         directory = self.agent_dir(slot, index)
         os.makedirs(directory / "work", exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(directory / "stop.json")
-        write_json(
-            str(directory / "run.json"),
-            {"phase": "starting", "spawnedAt": now, "restarts": restarts},
-        )
-        return directory
+        data: dict[str, Any] = {"phase": "starting", "spawnedAt": now, "restarts": restarts}
+        write_json(str(directory / "run.json"), data)
+        return directory, data
 
     def record_agent_stop(
         self, slot: str, index: int, now: float, grace: float, reason: str

@@ -1,0 +1,122 @@
+"""The C job wrapper run directly: it enters its cgroup, runs the payload and records how it ended."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.process import WRAPPER
+from tests.conftest import wait_for
+
+BASE = '"gpus": ["0"], "spawnedAt": 100.5'
+
+
+def run_wrapper(
+    record: Path, procs: Path, workdir: Path, *argv: str, base: str = BASE
+) -> subprocess.Popen[bytes]:
+    """The wrapper as apply spawns it (its own session), for one attempt."""
+    args = [WRAPPER, str(record), str(procs), str(workdir), base, "--", *argv]
+    return subprocess.Popen(args, start_new_session=True)
+
+
+def load(record: Path) -> dict[str, Any]:
+    """The record, which must always be valid JSON."""
+    data = json.loads(record.read_bytes())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture
+def job(cgroup_root: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A job cgroup's cgroup.procs, a record path and a working directory."""
+    cgroup_root.mkdir()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    return cgroup_root / "cgroup.procs", tmp_path / "attempt-1.json", workdir
+
+
+def test_records_running_then_the_exit_code_keeping_the_daemons_members(
+    job: tuple[Path, Path, Path],
+) -> None:
+    """The payload runs in the cgroup; the records keep spawnedAt and gpus, then hold the exit code and CPU time."""
+    procs, record, workdir = job
+    wrapper = run_wrapper(record, procs, workdir, "sh", "-c", "sleep 0.3; exit 7")
+    wait_for(lambda: load(record)["phase"] == "running")
+    running = load(record)
+    assert {wrapper.pid, running["pid"]} <= {int(p) for p in procs.read_text().split()}
+    assert 0 == wrapper.wait(timeout=30)
+    ended = load(record)
+    assert "exited" == ended["phase"]
+    assert (7, None, False) == (ended["exitCode"], ended["signal"], ended["coreDumped"])
+    assert (100.5, ["0"]) == (ended["spawnedAt"], ended["gpus"])
+    assert (running["pid"], wrapper.pid) == (ended["pid"], ended["wrapperPid"])
+    assert ended["startedAt"] <= ended["finishedAt"] <= time.time()
+    assert ended["cpuSeconds"] >= 0
+    assert ended["peakMemoryBytes"] > 0
+    assert (None, []) == (ended["terminatedBy"], ended["coreFiles"])
+
+
+def test_sigterm_is_recorded_and_the_wrapper_outlives_its_payload(
+    job: tuple[Path, Path, Path],
+) -> None:
+    """SIGTERM to every process in the cgroup ends the payload; the wrapper stays to record it."""
+    procs, record, workdir = job
+    wrapper = run_wrapper(record, procs, workdir, "sleep", "600")
+    wait_for(lambda: load(record)["phase"] == "running")
+    for pid in procs.read_text().split():
+        os.kill(int(pid), signal.SIGTERM)
+    assert 0 == wrapper.wait(timeout=30)
+    ended = load(record)
+    assert (None, signal.SIGTERM, signal.SIGTERM) == (
+        ended["exitCode"],
+        ended["signal"],
+        ended["terminatedBy"],
+    )
+
+
+def test_core_files_left_in_the_working_directory_are_listed(
+    job: tuple[Path, Path, Path],
+) -> None:
+    """Files named core and core.<pid> in the working directory are recorded, sorted; others are not."""
+    procs, record, workdir = job
+    script = "touch core.12 core notcore core.x core."
+    assert 0 == run_wrapper(record, procs, workdir, "sh", "-c", script).wait(timeout=30)
+    assert ["core", "core.12"] == load(record)["coreFiles"]
+
+
+def test_a_program_that_cannot_run_is_a_failed_start(job: tuple[Path, Path, Path]) -> None:
+    """A payload that cannot be executed is recorded as failed-start with the reason."""
+    procs, record, workdir = job
+    assert 122 == run_wrapper(record, procs, workdir, "/nonexistent/program").wait(timeout=30)
+    data = load(record)
+    assert "failed-start" == data["phase"]
+    expected = f"cannot run '/nonexistent/program' in {workdir}: No such file or directory"
+    assert expected == data["message"]
+    assert 100.5 == data["spawnedAt"]
+
+
+def test_a_cgroup_it_cannot_enter_is_a_failed_start(tmp_path: Path) -> None:
+    """A cgroup.procs the wrapper cannot write to stops it before the payload runs."""
+    record, marker = tmp_path / "attempt-1.json", tmp_path / "ran"
+    procs = tmp_path / "no-such-cgroup" / "cgroup.procs"
+    wrapper = run_wrapper(record, procs, tmp_path, "touch", str(marker), base="")
+    assert 121 == wrapper.wait(timeout=30)
+    data = load(record)
+    assert "failed-start" == data["phase"]
+    assert data["message"].startswith(f"cannot enter cgroup {procs}: [Errno 2]")
+    assert not marker.exists()
+
+
+def test_bytes_that_are_not_utf8_still_give_valid_json(job: tuple[Path, Path, Path]) -> None:
+    """A command name that is not UTF-8 (or has quotes) is recorded as valid JSON."""
+    procs, record, workdir = job
+    name = os.fsdecode(b'/nonexistent/\xff"quoted"\\')
+    assert 122 == run_wrapper(record, procs, workdir, name).wait(timeout=30)
+    assert "cannot run '/nonexistent/\ufffd\"quoted\"\\'" in load(record)["message"]
