@@ -8,8 +8,9 @@
   each exit is an event of its own) end; done when the daemon's event log
   holds the job's `Completed` event (polled every 2 ms), counted from the
   wrapper's `finishedAt` (just after wait4 returned).
-- peers: watchfiles' notification latency for one written file, at its
-  default step and at the daemon's own settings; and the kernel's
+- peers: watchfiles' notification latency for one written file at its
+  default step; the kernel's inotify event waking a poll(2), as the
+  daemon's own sleep takes it (the floor of a spec change); and the kernel's
   `cgroup.events` notification (poll(2), POLLPRI) for a cgroup whose only
   process is SIGKILLed, counted from the kill.
 The added jobs are deleted again afterwards (and waited for), so the fleet
@@ -27,8 +28,10 @@ import time
 
 import watchfiles
 
-from bench.common import Sandbox, median, until_empty, wait_until
+from bench.common import BenchError, Sandbox, median, until_empty, wait_until
 from bench.wnr import WnrDaemon, job_yaml
+from reconciler.inotify import DirWatch
+from reconciler.waker import Waker
 
 PAYLOAD = ("sleep", "600")
 POLL = 0.002
@@ -124,6 +127,28 @@ def watchfiles_latency(box: Sandbox, samples: int, **settings: int) -> float:
     finally:
         stop.set()
         thread.join(timeout=5)
+    return median(latencies)
+
+
+def inotify_latency(box: Sandbox, samples: int) -> float:
+    """Median seconds from writing a file to the kernel's inotify event waking a poll(2), as
+    the daemon sleeps (reconciler.inotify in a reconciler.waker): the floor of a spec change."""
+    directory = box.tmp / f"inotify.{time.monotonic_ns()}"
+    directory.mkdir()
+    dirs, waker = DirWatch(), Waker()
+    waker.add_reader(dirs.fd, dirs.drain)
+    dirs.ensure([str(directory)])
+    latencies = []
+    try:
+        for i in range(samples):
+            start = time.perf_counter()
+            (directory / f"f{i}.yaml").write_text("x: 1\n")
+            if not waker.wait(10.0):
+                raise BenchError(f"no inotify event for {directory}/f{i}.yaml")
+            latencies.append(time.perf_counter() - start)
+    finally:
+        dirs.close()
+        waker.close()
     return median(latencies)
 
 

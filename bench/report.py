@@ -67,7 +67,8 @@ def rows(s: Sizes) -> list[Row]:
         Row(f"no-op pass, {m} jobs (CPU)", "ms", 20, "noop", "read procs+cpu.stat", "noop_peer"),
         Row("  (pass taking usage samples, CPU)", "ms", None, "noop_sampling"),
         Row(f"spec change -> applied, {m} jobs", "ms", 100, "spec", "watchfiles default", "wf"),
-        Row("  (-> payload running)", "ms", None, "spec_running", "watchfiles step=10", "wf_wnr"),
+        Row(f"spec change -> applied, {m} jobs", "ms", 100, "spec", "inotify alone", "inotify"),
+        Row("  (-> payload running)", "ms", None, "spec_running", "inotify alone", "inotify"),
         Row(
             f"job exit -> status recorded, {m} jobs",
             "ms",

@@ -109,7 +109,7 @@ class Bench:
             put("spec", median(applied), 1e3)
             put("spec_running", median(running), 1e3)
             put("wf", latency.watchfiles_latency(box, s.samples), 1e3)
-            put("wf_wnr", latency.watchfiles_latency(box, s.samples, debounce=20, step=10), 1e3)
+            put("inotify", latency.inotify_latency(box, s.samples), 1e3)
 
         def exits() -> None:
             ended = [f"exit{run}-{i}" for i in range(s.samples)]

@@ -14,8 +14,10 @@ Only the loop's thread polls; other threads only write to the pipe.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import resource
 import select
 from collections.abc import Callable, Iterable
 
@@ -23,6 +25,17 @@ log = logging.getLogger("wnr.daemon")
 
 # PIDs found gone on registration: each wakes the loop once, not on every pass.
 _GONE_MEMORY = 4096
+# Descriptors left for everything else the daemon opens (cgroup files, records, specs).
+_RESERVED_FDS = 256
+
+
+def _fd_budget() -> int:
+    """How many descriptors the waker may hold: the soft limit less the reserve. The limit
+    is not raised: wrappers and payloads would inherit it."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(0, soft - _RESERVED_FDS)
 
 
 class Waker:
@@ -39,6 +52,7 @@ class Waker:
         self._readers: dict[int, Callable[[], None]] = {}  # fd -> what drains it
         self._pending = False
         self._warned: set[int | None] = set()
+        self._budget = _fd_budget()
 
     def wake(self) -> None:
         """End the current or next wait at once."""
@@ -53,6 +67,8 @@ class Waker:
     def watch_exit(self, pid: int) -> None:
         """Wake when this process exits; kept until it does."""
         if pid in self._pids:
+            return
+        if not self._room():
             return
         try:
             fd = os.pidfd_open(pid)
@@ -77,6 +93,8 @@ class Waker:
         for path in set(self._events) - wanted:
             self._close(self._events.pop(path))
         for path in wanted - set(self._events):
+            if not self._room():
+                return
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 # Reading arms the notification; a cgroup already empty needs no waiting.
@@ -129,6 +147,13 @@ class Waker:
         with contextlib.suppress(KeyError, ValueError):
             self._poll.unregister(fd)
         os.close(fd)
+
+    def _room(self) -> bool:
+        """Whether one more descriptor fits the budget; past it, timers and resync notice."""
+        if len(self._pidfds) + len(self._events) < self._budget:
+            return True
+        self._cannot_watch(OSError(errno.EMFILE, f"{self._budget} descriptors in use for waking"))
+        return False
 
     def _cannot_watch(self, exc: OSError) -> None:
         # Out of descriptors, say: events are then noticed by timers and the resync.

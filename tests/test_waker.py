@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -90,4 +91,28 @@ def test_an_already_empty_cgroup_wakes_at_once(cgroup_root: Path) -> None:
         assert waker.wait(30.0)
         waker.watch_emptying([])
     finally:
+        waker.close()
+
+
+def test_descriptors_past_the_budget_are_not_taken() -> None:
+    """The waker keeps 256 descriptors free for the daemon's reads: exits past its budget wake nothing."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    children = [subprocess.Popen(["sleep", "600"]) for _ in range(4)]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256 + 2, hard))
+    try:
+        waker = Waker()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        for child in children:
+            waker.watch_exit(child.pid)
+        children[3].kill()
+        children[3].wait()
+        assert not waker.wait(0.2)
+        children[0].kill()
+        assert waker.wait(30.0)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
         waker.close()
