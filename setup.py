@@ -13,7 +13,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
 SOURCE = Path("reconciler") / "wrapper.c"
@@ -47,4 +47,11 @@ class BuildWithWrapper(build_py):
         compile_wrapper(base / "reconciler" / "_bin" / "wnr-wrapper")
 
 
-setup(cmdclass={"build_py": BuildWithWrapper})
+class WithBinary(Distribution):
+    """A wheel holding a compiled program is for one platform, not py3-none-any."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
+setup(cmdclass={"build_py": BuildWithWrapper}, distclass=WithBinary)

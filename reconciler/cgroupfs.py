@@ -132,10 +132,10 @@ class CgroupFS:
         except OSError as exc:
             raise CgroupError("read", target, exc.errno or errno.EIO) from exc
         try:
+            # Interface files are seq_files, which hand out about a page per read(2): read
+            # to the end (a cgroup.procs of hundreds of PIDs is longer than a page).
             chunks = [os.read(fd, _READ_SIZE)]
-            # Interface files are seq_files: a read returns all that fits, so only a full
-            # buffer (a cgroup.procs of thousands of PIDs) can have more behind it.
-            while len(chunks[-1]) == _READ_SIZE:
+            while chunks[-1]:
                 chunks.append(os.read(fd, _READ_SIZE))
         except OSError as exc:
             raise CgroupError("read", target, exc.errno or errno.EIO) from exc

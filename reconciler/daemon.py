@@ -22,6 +22,7 @@ from types import FrameType
 import watchfiles
 
 from reconciler.inotify import DirWatch
+from reconciler.process import is_wrapper
 from reconciler.reconcile import PassResult, Reconciler
 from reconciler.waker import Waker
 
@@ -45,6 +46,7 @@ class Daemon:
         self.resync = resync
         self.stop = threading.Event()
         self.waker = Waker()
+        self.polling: threading.Thread | None = None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping the daemon; jobs keep running", signal.Signals(signum).name)
@@ -77,11 +79,25 @@ class Daemon:
         try:
             dirs = DirWatch()
         except OSError as exc:
-            log.warning("inotify unavailable (%s): polling %s for changes", exc, self.watch)
-            threading.Thread(target=self._poll_specs, name="wnr-watch", daemon=True).start()
+            self._start_polling(f"inotify unavailable ({exc})")
             return None
         self.waker.add_reader(dirs.fd, dirs.drain)
         return dirs
+
+    def _start_polling(self, why: str) -> None:
+        if self.polling is None:
+            log.warning("%s: polling %s for changes", why, ", ".join(self.watch))
+            self.polling = threading.Thread(target=self._poll_specs, name="wnr-watch", daemon=True)
+            self.polling.start()
+
+    def _watch(self, result: PassResult) -> None:
+        """Wait on what this pass left in motion: wrappers' exits, cgroups emptying."""
+        for pid in result.spawned:
+            self.waker.watch_exit(pid)
+        for pid in recorded_wrappers(result):
+            if not self.waker.watching(pid) and is_wrapper(pid):
+                self.waker.watch_exit(pid)
+        self.waker.watch_emptying(emptying(result, self.reconciler.fs.directory))
 
     def run(self) -> int:
         """The loop; returns the process exit code."""
@@ -90,8 +106,9 @@ class Daemon:
         dirs = self._spec_events()
         backoff = BACKOFF_MIN
         while not self.stop.is_set():
-            if dirs is not None:
-                dirs.ensure(self.watch)  # before the pass: a change during it wakes the next
+            # Before the pass, so that a change during it wakes the next one.
+            if dirs is not None and dirs.ensure(self.watch):
+                self._start_polling("inotify refused a watch")
             result = self.reconciler.run_pass()
             for error in result.desired.errors:
                 log.error("%s", error)
@@ -108,9 +125,7 @@ class Daemon:
             else:
                 backoff = BACKOFF_MIN
             log.debug("pass: %d actions, next in %.2fs", len(result.plan.actions), delay)
-            for pid in wrapper_pids(result):
-                self.waker.watch_exit(pid)
-            self.waker.watch_emptying(emptying(result, self.reconciler.fs.directory))
+            self._watch(result)
             if not self.stop.is_set():
                 self.waker.wait(delay)
         if dirs is not None:
@@ -119,17 +134,21 @@ class Daemon:
         return 0
 
 
-def wrapper_pids(result: PassResult) -> Iterator[int]:
-    """The wrappers whose exit is news: those this pass spawned and those recorded running."""
-    yield from result.spawned
+def recorded_wrappers(result: PassResult) -> Iterator[int]:
+    """The wrappers that records name as starting or running, in cgroups still populated
+    (a record left `running` by a wrapper killed from outside names a PID that may be reused)."""
     observed = result.observed
-    for records in observed.records.values():
-        last = records.last
-        if last is not None and last.wrapper_pid and last.phase in ("starting", "running"):
+    for name, records in observed.records.items():
+        last, where = records.last, observed.jobs.get(name)
+        if last is None or not last.wrapper_pid or last.phase not in _LIVE:
+            continue
+        if where is not None and where[1].populated:
             yield last.wrapper_pid
-    for agent in observed.agent_records.values():
-        run = agent.run
-        if run is not None and run.wrapper_pid and run.phase in ("starting", "running"):
+    for key, agent in observed.agent_records.items():
+        run, cgroup = agent.run, observed.agents.get(key)
+        if run is None or not run.wrapper_pid or run.phase not in _LIVE:
+            continue
+        if cgroup is not None and cgroup.populated:
             yield run.wrapper_pid
 
 

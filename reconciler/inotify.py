@@ -5,11 +5,12 @@ so a spec file written wakes the loop within microseconds and an idle daemon
 wakes for nothing. watchfiles, even on inotify, looks at its event queue every
 `step` ms from a thread (measured: 10 ms costs ~0.3-0.5 % of a core idle, 25 ms
 ~0.15-0.3 % and 25-50 ms of latency); the daemon uses it only to poll the
-directory where inotify is not available (its instances used up, say).
+directory where inotify is not available (its instances or watches used up).
 
-Only finished changes count: a file closed after writing, renamed in or out,
-deleted, or its mode or owner changed (spec files are trusted by owner and
-mode). A watched directory deleted or replaced is watched again by `ensure`,
+What counts: a file created (a link, say; a file being written wakes the loop
+again when it is closed), closed after writing, renamed in or out, deleted, or
+its mode or owner changed (spec files are trusted by owner and mode); not each
+write(2). A watched directory deleted or replaced is watched again by `ensure`,
 which the loop calls before every pass.
 """
 
@@ -27,6 +28,7 @@ IN_ATTRIB = 0x4
 IN_CLOSE_WRITE = 0x8
 IN_MOVED_FROM = 0x40
 IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
 IN_DELETE = 0x200
 IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
@@ -37,6 +39,7 @@ MASK = (
     | IN_CLOSE_WRITE
     | IN_MOVED_FROM
     | IN_MOVED_TO
+    | IN_CREATE
     | IN_DELETE
     | IN_DELETE_SELF
     | IN_MOVE_SELF
@@ -65,8 +68,10 @@ class DirWatch:
         self._watched: dict[str, tuple[int, int, int]] = {}
         self._warned: set[str] = set()
 
-    def ensure(self, paths: Iterable[str]) -> None:
-        """Watch each directory, again if it was replaced since; absent ones are skipped."""
+    def ensure(self, paths: Iterable[str]) -> list[str]:
+        """Watch each directory, again if it was replaced since; absent ones are skipped.
+        Returns those the kernel refused to watch (its max_user_watches used up, say)."""
+        refused: list[str] = []
         for path in paths:
             try:
                 st = os.stat(path)
@@ -80,11 +85,13 @@ class DirWatch:
             if wd < 0:
                 error = _failed("inotify_add_watch", path)
                 if path not in self._warned:
-                    log.warning("cannot watch %s (%s): relying on resync", path, error)
+                    log.warning("cannot watch %s with inotify: %s", path, error)
                     self._warned.add(path)
+                refused.append(path)
                 continue
             self._warned.discard(path)
             self._watched[path] = (wd, st.st_dev, st.st_ino)
+        return refused
 
     def drain(self) -> None:
         """Read every pending event; forget the watches of directories deleted or moved."""

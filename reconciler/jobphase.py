@@ -24,6 +24,8 @@ from reconciler.state import JobRecords
 
 # How long a spawned wrapper may take to report before the attempt counts as failed.
 START_TIMEOUT_SECONDS = 30.0
+# How soon to look again at a job whose wrapper is in its cgroup but has not recorded `running`.
+STARTING_RECHECK_SECONDS = 0.5
 # Delay before retrying a failed start: 1 s, doubling per failed attempt, at most 60 s.
 START_BACKOFF_SECONDS, START_BACKOFF_MAX_SECONDS = 1.0, 60.0
 
@@ -109,8 +111,9 @@ def job_view(
         )
     timeout = last.spawned_at + START_TIMEOUT_SECONDS
     if last.phase == "starting" and populated:
-        # The wrapper is in the cgroup; its own record wakes the loop, no timer needed.
-        return JobView(Phase.Starting, attempts=count)
+        # The wrapper is in the cgroup and about to record `running`, which wakes nothing (the
+        # state dir is not watched): look again shortly, to start the job's own deadlines.
+        return JobView(Phase.Starting, attempts=count, deadline=now + STARTING_RECHECK_SECONDS)
     if last.phase == "starting" and now < timeout and last.wrapper_alive is not False:
         return JobView(Phase.Starting, attempts=count, deadline=timeout)
     # failed-start, or a start that never reported: retry while attempts remain.

@@ -14,7 +14,7 @@ from reconciler.cgroupfs import CgroupFS, flat_keyed, is_owned_name
 from reconciler.limits import CONTROLLER_OF
 from reconciler.nodefacts import cached
 from reconciler.observed import CgroupState, Observed
-from reconciler.process import WRAPPER
+from reconciler.process import is_wrapper
 from reconciler.state import JobRecords, StateDir
 
 
@@ -141,13 +141,5 @@ def _check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecord
     pid = state.spawned_pid(state.attempt_path(job, last.attempt))
     if pid is None:
         return records
-    alive = _is_wrapper(pid)
+    alive = is_wrapper(pid)
     return replace(records, attempts=(*records.attempts[:-1], replace(last, wrapper_alive=alive)))
-
-
-def _is_wrapper(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return WRAPPER.encode() in handle.read()
-    except OSError:
-        return False

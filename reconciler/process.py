@@ -29,6 +29,16 @@ def wrapper_missing() -> str | None:
     )
 
 
+def is_wrapper(pid: int) -> bool:
+    """Whether the process is a job wrapper (its PID may have been reused since a record
+    named it; a zombie has no command line)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().startswith(WRAPPER.encode() + b"\0")
+    except OSError:
+        return False
+
+
 def job_environment(spec_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """A job's environment: a sane PATH, wnr's variables, then the spec's own (which win)."""
     env = {"PATH": os.environ.get("PATH", DEFAULT_PATH)}

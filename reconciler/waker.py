@@ -64,6 +64,10 @@ class Waker:
         self._readers[fd] = drain
         self._poll.register(fd, select.POLLIN)
 
+    def watching(self, pid: int) -> bool:
+        """Whether this process's exit is watched already."""
+        return pid in self._pids
+
     def watch_exit(self, pid: int) -> None:
         """Wake when this process exits; kept until it does."""
         if pid in self._pids:
@@ -97,14 +101,19 @@ class Waker:
                 return
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                # Reading arms the notification; a cgroup already empty needs no waiting.
-                if b"populated 0" in os.pread(fd, 4096, 0):
-                    self._pending = True
             except FileNotFoundError:
-                self._pending = True
+                self._pending = True  # removed since the pass: look again
                 continue
             except OSError as exc:
                 self._cannot_watch(exc)
+                continue
+            try:
+                # Reading arms the notification; a cgroup already empty needs no waiting.
+                if b"populated 0" in os.pread(fd, 4096, 0):
+                    self._pending = True
+            except OSError:
+                os.close(fd)
+                self._pending = True  # removed between open and read (ENODEV)
                 continue
             self._events[path] = fd
             self._poll.register(fd, select.POLLPRI)

@@ -91,11 +91,26 @@ static void addf(struct text *t, const char *format, ...) {
     free(big);
 }
 
-/* The length of the valid UTF-8 sequence at s, or 0 when it is not one. */
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one: Python's json refuses those. */
 static size_t utf8_length(const unsigned char *s) {
-    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (s[0] >= 0xf8) return 0;
-    for (size_t i = 1; i < n; i++)
+    unsigned char low = 0x80, high = 0xbf;
+    size_t n;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        if (s[0] == 0xe0) low = 0xa0;
+        if (s[0] == 0xed) high = 0x9f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        if (s[0] == 0xf0) low = 0x90;
+        if (s[0] == 0xf4) high = 0x8f;
+    } else {
+        return 0;
+    }
+    if (s[1] < low || s[1] > high) return 0;
+    for (size_t i = 2; i < n; i++)
         if ((s[i] & 0xc0) != 0x80) return 0;
     return n;
 }
@@ -231,23 +246,35 @@ static int by_name(const void *a, const void *b) {
 
 /* Core dumps the payload left in its working directory (`core`, `core.<pid>`), sorted. */
 static void add_core_files(struct text *t, const char *workdir) {
-    char *names[256];
-    size_t count = 0;
+    char **names = NULL;
+    size_t count = 0, cap = 0;
     DIR *dir = opendir(workdir);
     if (dir != NULL) {
         struct dirent *entry;
-        while ((entry = readdir(dir)) != NULL && count < 256)
-            if (is_core_file(entry->d_name)) names[count++] = strdup(entry->d_name);
+        while ((entry = readdir(dir)) != NULL) {
+            if (!is_core_file(entry->d_name)) continue;
+            if (count == cap) {
+                size_t grown_cap = cap ? cap * 2 : 8;
+                char **grown = realloc(names, grown_cap * sizeof *names);
+                if (grown == NULL) break;
+                names = grown;
+                cap = grown_cap;
+            }
+            char *name = strdup(entry->d_name);
+            if (name == NULL) break;
+            names[count++] = name;
+        }
         closedir(dir);
     }
-    qsort(names, count, sizeof names[0], by_name);
+    if (count > 1) qsort(names, count, sizeof names[0], by_name);
     ADD_LITERAL(t, "[");
     for (size_t i = 0; i < count; i++) {
         if (i) ADD_LITERAL(t, ", ");
-        add_string(t, names[i] ? names[i] : "");
+        add_string(t, names[i]);
         free(names[i]);
     }
     ADD_LITERAL(t, "]");
+    free(names);
 }
 
 static int enter_cgroup(const char *procs) {
@@ -285,18 +312,24 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &keep, NULL);
     sigaction(SIGINT, &keep, NULL);
     signal(SIGHUP, SIG_IGN);
+    /* An inherited SIG_IGN would make the kernel reap the payload before wait4 sees it. */
+    signal(SIGCHLD, SIG_DFL);
 
     pid_t pid;
     int error = chdir(workdir) == 0 ? 0 : errno;
     if (error == 0) {
-        /* The payload gets default dispositions: caught ones reset at exec, SIGHUP here. */
+        /* The payload starts as from a login: every signal at its default disposition (the
+         * daemon's Python ignores SIGPIPE and SIGXFSZ, the wrapper SIGHUP) and none blocked. */
         posix_spawnattr_t attr;
-        sigset_t defaults;
+        sigset_t defaults, unblocked;
         posix_spawnattr_init(&attr);
-        sigemptyset(&defaults);
-        sigaddset(&defaults, SIGHUP);
+        sigfillset(&defaults);
+        sigdelset(&defaults, SIGKILL);
+        sigdelset(&defaults, SIGSTOP);
+        sigemptyset(&unblocked);
         posix_spawnattr_setsigdefault(&attr, &defaults);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+        posix_spawnattr_setsigmask(&attr, &unblocked);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
         error = posix_spawnp(&pid, command[0], NULL, &attr, command, environ);
         posix_spawnattr_destroy(&attr);
     }
@@ -313,11 +346,10 @@ int main(int argc, char **argv) {
 
     int status = 0;
     struct rusage usage;
-    int have_usage = 1;
+    int reaped = 1;
     while (wait4(pid, &status, 0, &usage) < 0) {
         if (errno == EINTR) continue;
-        have_usage = 0; /* only if something else reaped it */
-        status = 0;
+        reaped = 0; /* something else reaped it: how it ended is unknown */
         break;
     }
 
@@ -325,13 +357,15 @@ int main(int argc, char **argv) {
     struct text ended = {0};
     ADD_LITERAL(&ended, "\"phase\": \"exited\"");
     add(&ended, r.members.data + running, r.members.len - running);
-    if (WIFSIGNALED(status))
+    if (!reaped)
+        ADD_LITERAL(&ended, ", \"exitCode\": null, \"signal\": null, \"coreDumped\": false");
+    else if (WIFSIGNALED(status))
         addf(&ended, ", \"exitCode\": null, \"signal\": %d, \"coreDumped\": %s", WTERMSIG(status),
              WCOREDUMP(status) ? "true" : "false");
     else
         addf(&ended, ", \"exitCode\": %d, \"signal\": null, \"coreDumped\": false",
              WEXITSTATUS(status));
-    if (have_usage) {
+    if (reaped) {
         double cpu = (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 +
                      (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6;
         addf(&ended, ", \"cpuSeconds\": %.3f, \"peakMemoryBytes\": %ld", cpu,

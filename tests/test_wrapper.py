@@ -21,9 +21,10 @@ BASE = '"gpus": ["0"], "spawnedAt": 100.5'
 def run_wrapper(
     record: Path, procs: Path, workdir: Path, *argv: str, base: str = BASE
 ) -> subprocess.Popen[bytes]:
-    """The wrapper as apply spawns it (its own session), for one attempt."""
+    """The wrapper as apply spawns it from the daemon: its own session, and the signal
+    dispositions of a Python process (SIGPIPE and SIGXFSZ ignored)."""
     args = [WRAPPER, str(record), str(procs), str(workdir), base, "--", *argv]
-    return subprocess.Popen(args, start_new_session=True)
+    return subprocess.Popen(args, start_new_session=True, restore_signals=False)
 
 
 def load(record: Path) -> dict[str, Any]:
@@ -114,9 +115,46 @@ def test_a_cgroup_it_cannot_enter_is_a_failed_start(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_bytes_that_are_not_utf8_still_give_valid_json(job: tuple[Path, Path, Path]) -> None:
-    """A command name that is not UTF-8 (or has quotes) is recorded as valid JSON."""
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (b'\xff"quoted"\\', '\ufffd"quoted"\\'),
+        (b"\xe0\x80\x80", "\ufffd\ufffd\ufffd"),  # overlong
+        (b"\xed\xa0\x80", "\ufffd\ufffd\ufffd"),  # a surrogate
+        (b"\xf5\x80\x80\x80", "\ufffd" * 4),  # above U+10FFFF
+        (b"caf\xc3\xa9 \xf0\x9f\x90\x8d", "caf\u00e9 \U0001f40d"),  # well-formed
+    ],
+)
+def test_bytes_that_are_not_utf8_still_give_valid_json(
+    job: tuple[Path, Path, Path], raw: bytes, shown: str
+) -> None:
+    """A command name that is not well-formed UTF-8 (or has quotes) is recorded as valid JSON."""
     procs, record, workdir = job
-    name = os.fsdecode(b'/nonexistent/\xff"quoted"\\')
+    name = os.fsdecode(b"/nonexistent/" + raw)
     assert 122 == run_wrapper(record, procs, workdir, name).wait(timeout=30)
-    assert "cannot run '/nonexistent/\ufffd\"quoted\"\\'" in load(record)["message"]
+    assert f"cannot run '/nonexistent/{shown}' in" in load(record)["message"]
+
+
+def test_the_payload_starts_with_default_signal_dispositions(
+    job: tuple[Path, Path, Path],
+) -> None:
+    """Signals the daemon's Python ignores (SIGPIPE, SIGXFSZ) and the wrapper's SIGHUP are at their defaults in the payload."""
+    procs, record, workdir = job
+    command = ("sh", "-c", "cat /proc/self/status > status")
+    assert 0 == run_wrapper(record, procs, workdir, *command).wait(timeout=30)
+    fields = dict(
+        line.split(":\t", 1)
+        for line in (workdir / "status").read_text().splitlines()
+        if ":\t" in line
+    )
+    # glibc's posix_spawn leaves its two internal real-time signals (32, 33) ignored.
+    standard = (1 << 31) - 1
+    assert (0, 0) == (int(fields["SigIgn"], 16) & standard, int(fields["SigBlk"], 16))
+
+
+def test_hundreds_of_core_files_are_all_listed(job: tuple[Path, Path, Path]) -> None:
+    """Every core file is recorded, however many there are."""
+    procs, record, workdir = job
+    script = "i=0; while [ $i -lt 300 ]; do : > core.$i; i=$((i+1)); done"
+    assert 0 == run_wrapper(record, procs, workdir, "sh", "-c", script).wait(timeout=30)
+    assert sorted(f"core.{i}" for i in range(300)) == load(record)["coreFiles"]
