@@ -41,6 +41,6 @@ vm: install
 	tests/vm/setup
 	VM_TIMES=1 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest
 
-# Every benchmark scenario at full size (about 9 minutes); see bench/README.md.
+# Every benchmark scenario at full size (about 7 minutes); see bench/README.md.
 bench: install
 	$(VENV)/bin/python -m bench
