@@ -32,6 +32,8 @@ RESYNC_SECONDS = 30.0
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
 VERIFY_SECONDS = 0.5
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+# Attempt phases in which the wrapper should be alive.
+_LIVE = ("starting", "running")
 
 
 class Daemon:
@@ -167,6 +169,3 @@ def emptying(result: PassResult, directory: Callable[[str], str]) -> Iterator[st
         agent = observed.agent_records.get((slot, index))
         if cgroup.populated and agent is not None and agent.stop is not None:
             yield f"{directory(f'slot.{slot}/agent.{index}')}/cgroup.events"
-
-
-_LIVE = ("starting", "running")
