@@ -7,11 +7,12 @@ wakes for nothing. watchfiles, even on inotify, looks at its event queue every
 ~0.15-0.3 % and 25-50 ms of latency); the daemon uses it only to poll the
 directory where inotify is not available (its instances or watches used up).
 
-What counts: a file created (a link, say; a file being written wakes the loop
-again when it is closed), closed after writing, renamed in or out, deleted, or
-its mode or owner changed (spec files are trusted by owner and mode); not each
-write(2). A watched directory deleted or replaced is watched again by `ensure`,
-which the loop calls before every pass.
+What counts: a link created (symbolic or hard: it arrives whole), a file closed
+after writing (not its creation, nor each write(2): a pass between them would
+read half a spec), renamed in or out, deleted, or its mode or owner changed
+(spec files are trusted by owner and mode). Subdirectories are not specs. A
+watched directory deleted or replaced is watched again by `ensure`, which the
+loop calls before every pass.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import stat
 import struct
 from collections.abc import Iterable
 
@@ -34,6 +36,7 @@ IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
 IN_IGNORED = 0x8000
 IN_ONLYDIR = 0x1000000
+IN_ISDIR = 0x40000000
 MASK = (
     IN_ATTRIB
     | IN_CLOSE_WRITE
@@ -93,19 +96,40 @@ class DirWatch:
             self._watched[path] = (wd, st.st_dev, st.st_ino)
         return refused
 
-    def drain(self) -> None:
-        """Read every pending event; forget the watches of directories deleted or moved."""
+    def drain(self) -> bool:
+        """Read every pending event; forget the watches of directories deleted or moved.
+        Returns whether any of them matters: not a subdirectory made, nor a regular file
+        created (it is being written: its IN_CLOSE_WRITE follows)."""
+        matters = False
         while True:
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
-                return
+                return matters
             offset = 0
             while offset + _EVENT.size <= len(data):
                 wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
                 offset += _EVENT.size + length
                 if mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
                     self._forget(wd, removed=bool(mask & IN_IGNORED))
+                matters = matters or self._matters(wd, mask, name)
+
+    def _matters(self, wd: int, mask: int, name: bytes) -> bool:
+        if mask & IN_ISDIR and not mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+            return False
+        if not mask & IN_CREATE:
+            return True
+        directory = next((p for p, (known, _, _) in self._watched.items() if known == wd), None)
+        if directory is None:
+            return True
+        try:
+            st = os.lstat(os.path.join(os.fsencode(directory), name))
+        except OSError:
+            return True  # gone again: a pass sees that
+        # A link (symbolic or hard) arrives whole and no IN_CLOSE_WRITE follows it; a new
+        # regular file is being written, however much of it is there already.
+        return not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
 
     def _forget(self, wd: int, removed: bool) -> None:
         for path, (known, _, _) in list(self._watched.items()):

@@ -19,6 +19,7 @@ import logging
 import os
 import resource
 import select
+import time
 from collections.abc import Callable, Iterable
 
 log = logging.getLogger("wnr.daemon")
@@ -49,7 +50,7 @@ class Waker:
         self._pids: set[int] = set()
         self._events: dict[str, int] = {}  # cgroup.events path -> fd
         self._gone: set[int] = set()
-        self._readers: dict[int, Callable[[], None]] = {}  # fd -> what drains it
+        self._readers: dict[int, Callable[[], bool]] = {}  # fd -> what drains it
         self._pending = False
         self._warned: set[int | None] = set()
         self._budget = _fd_budget()
@@ -59,8 +60,9 @@ class Waker:
         with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending
             os.write(self._write, b"w")
 
-    def add_reader(self, fd: int, drain: Callable[[], None]) -> None:
-        """Wake when `fd` is readable (the spec directory's inotify); `drain` empties it."""
+    def add_reader(self, fd: int, drain: Callable[[], bool]) -> None:
+        """Wake when `fd` is readable (the spec directory's inotify) and `drain`, which
+        empties it, says what it read matters."""
         self._readers[fd] = drain
         self._poll.register(fd, select.POLLIN)
 
@@ -119,28 +121,46 @@ class Waker:
             self._poll.register(fd, select.POLLPRI)
 
     def wait(self, timeout: float) -> bool:
-        """Sleep up to `timeout` seconds or until an event; True when woken before the timeout."""
-        pending, self._pending = self._pending, False
-        if pending:
+        """Sleep up to `timeout` seconds or until an event; True when woken before the timeout.
+
+        A reader whose drain finds nothing that matters (a spec file only just created, not
+        yet written) does not end the sleep.
+        """
+        if self._pending:
+            self._pending = False
             timeout = 0.0
-        ready = self._poll.poll(max(0, int(timeout * 1000 + 0.999)))
-        for fd, _mask in ready:
-            if fd == self._read:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self._read, 4096):
-                        pass
-            elif fd in self._readers:
-                self._readers[fd]()
-            elif fd in self._pidfds:
-                self._pids.discard(self._pidfds.pop(fd))
-                self._close(fd)
-            else:
-                # A changed cgroup.events: the next pass decides whether to watch it again.
-                for path, known in list(self._events.items()):
-                    if known == fd:
-                        del self._events[path]
-                self._close(fd)
-        return pending or bool(ready)
+            woken = True
+        else:
+            woken = False
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            ready = self._poll.poll(int(left * 1000 + 0.999))
+            # Every ready descriptor is handled (drained, closed), not only the first news.
+            handled = [self._handle(fd) for fd, _mask in ready]
+            woken = woken or any(handled)
+            if woken or not ready or time.monotonic() >= deadline:
+                return woken
+
+    def _handle(self, fd: int) -> bool:
+        """Take one ready descriptor's event; whether it is news for the loop."""
+        if fd == self._read:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._read, 4096):
+                    pass
+            return True
+        if fd in self._readers:
+            return self._readers[fd]()
+        if fd in self._pidfds:
+            self._pids.discard(self._pidfds.pop(fd))
+            self._close(fd)
+            return True
+        # A changed cgroup.events: the next pass decides whether to watch it again.
+        for path, known in list(self._events.items()):
+            if known == fd:
+                del self._events[path]
+        self._close(fd)
+        return True
 
     def close(self) -> None:
         """Release every descriptor."""

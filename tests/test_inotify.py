@@ -94,3 +94,36 @@ def test_without_inotify_watchfiles_polling_wakes_the_wait(
         daemon.stop.set()
         thread.join(timeout=10)
         daemon.waker.close()
+
+
+def test_a_file_being_written_wakes_only_once_closed(
+    woken: tuple[DirWatch, Waker], tmp_path: Path
+) -> None:
+    """Creating a spec file does not end the wait (half a spec would be read); closing it does."""
+    dirs, waker = woken
+    dirs.ensure([str(tmp_path)])
+    fd = os.open(tmp_path / "half.yaml", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"kind: Job\n")
+        assert not waker.wait(0.2)
+    finally:
+        os.close(fd)
+    assert waker.wait(30.0)
+
+
+def test_links_wake_the_wait_and_subdirectories_do_not(
+    woken: tuple[DirWatch, Waker], tmp_path: Path
+) -> None:
+    """A symbolic or hard link arrives whole and ends the wait; a new subdirectory is not a spec."""
+    dirs, waker = woken
+    specs, outside = tmp_path / "specs", tmp_path / "outside"
+    specs.mkdir()
+    outside.mkdir()
+    (outside / "a.yaml").write_text("{}\n")
+    dirs.ensure([str(specs)])
+    (specs / "sub").mkdir()
+    assert not waker.wait(0.2)
+    (specs / "a.yaml").symlink_to(outside / "a.yaml")
+    assert waker.wait(30.0)
+    os.link(outside / "a.yaml", specs / "b.yaml")
+    assert waker.wait(30.0)
