@@ -127,3 +127,11 @@ def test_links_wake_the_wait_and_subdirectories_do_not(
     assert waker.wait(30.0)
     os.link(outside / "a.yaml", specs / "b.yaml")
     assert waker.wait(30.0)
+
+
+def test_a_path_inotify_refuses_is_returned(woken: tuple[DirWatch, Waker], tmp_path: Path) -> None:
+    """A path the kernel will not watch as a directory is handed back (the daemon then polls it)."""
+    dirs, _waker = woken
+    plain = tmp_path / "not-a-directory"
+    plain.write_text("")
+    assert [str(plain)] == dirs.ensure([str(tmp_path), str(plain), str(tmp_path / "absent")])
