@@ -3,7 +3,8 @@
 Part of observe: the reconciler says which jobs need which measurements
 (`Need`), the sampler reads them at most once per interval and hands the
 planner plain `Usage` data. Memory is PSS+swap of the cgroup's processes
-(as JAliEn measures it), tasks come from `cgroup.threads`, CPU from
+(as JAliEn measures it), taken only once the cheap RSS+swap bound passes the
+limit (`memory_of`), tasks come from `cgroup.threads`, CPU from
 `cpu.stat usage_usec` (present on every cgroup2, controller or not), disk
 from walking the working directory. The sampler remembers, per job, when
 the job was last busy; a restarted daemon starts counting afresh, which
