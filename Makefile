@@ -41,6 +41,12 @@ vm: install
 	tests/vm/setup
 	VM_TIMES=1 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest
 
+# The long fuzz of the loader, planner, status and rendering (tests/test_fuzz.py):
+# 100,000 cases of each generator; prints cases/s and every case over 1 s.
+.PHONY: fuzz
+fuzz: install
+	WNR_FUZZ_CASES=100000 $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/test_fuzz.py
+
 # Every benchmark scenario at full size (about 7 minutes); see bench/README.md.
 bench: install
 	$(VENV)/bin/python -m bench

@@ -78,6 +78,10 @@ class Applier:
             except (OSError, WnrError) as exc:
                 failures.append(Failure(action, str(exc), False))
                 failed_paths.append(action.path)
+            except Exception as exc:  # a bug must cost one action, not the pass
+                log.exception("%s %s: unexpected error", action.op, action.obj)
+                failures.append(Failure(action, f"{type(exc).__name__}: {exc}", False))
+                failed_paths.append(action.path)
         for failure in failures:
             log.warning("%s", failure)
         return failures
@@ -179,9 +183,12 @@ class Applier:
             )
         except OSError as exc:
             # Recorded at once, so the next pass retries (or gives up) without waiting for
-            # the start timeout.
+            # the start timeout; an argv the kernel refuses (E2BIG) is refused every time.
             message = wrapper_missing() or f"cannot spawn the wrapper: {exc}"
-            state.fail_run(state.attempt_path(action.job, action.attempt), message)
+            terminal = exc.errno == errno.E2BIG
+            state.fail_run(
+                state.attempt_path(action.job, action.attempt), message, terminal=terminal
+            )
             raise
         self.spawned.append(pid)
         state.note_wrapper(state.attempt_path(action.job, action.attempt), pid)

@@ -22,6 +22,7 @@ from types import FrameType
 import watchfiles
 
 from reconciler.inotify import DirWatch
+from reconciler.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
 from reconciler.process import is_wrapper
 from reconciler.reconcile import PassResult, Reconciler
 from reconciler.waker import Waker
@@ -31,7 +32,6 @@ log = logging.getLogger("wnr.daemon")
 RESYNC_SECONDS = 30.0
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
 VERIFY_SECONDS = 0.5
-BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 # Attempt phases in which the wrapper should be alive.
 _LIVE = ("starting", "running")
 
@@ -49,6 +49,9 @@ class Daemon:
         self.stop = threading.Event()
         self.waker = Waker()
         self.polling: threading.Thread | None = None
+        self.guard = PassGuard(reconciler.events, reconciler.clock)
+        reconciler.quarantined = self.guard.quarantined
+        self.spec_errors = ErrorLog()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping the daemon; jobs keep running", signal.Signals(signum).name)
@@ -111,9 +114,13 @@ class Daemon:
             # Before the pass, so that a change during it wakes the next one.
             if dirs is not None and dirs.ensure(self.watch):
                 self._start_polling("inotify refused a watch")
-            result = self.reconciler.run_pass()
-            for error in result.desired.errors:
-                log.error("%s", error)
+            result = self.guard.run(self.reconciler.run_pass)
+            if result is None:
+                # The pass raised: logged and recorded by the guard; look again after a pause.
+                self.waker.wait(self.guard.backoff)
+                continue
+            self.spec_errors.log(result.desired.errors)
+            self.guard.track(result.desired.jobs)
             delay = self.resync
             if result.plan.requeue_after is not None:
                 delay = min(delay, result.plan.requeue_after)

@@ -7,8 +7,10 @@ the loop reports it and does not hammer the kernel with it.
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_codes
 import os
+from collections.abc import Iterator
 
 
 class WnrError(Exception):
@@ -56,3 +58,23 @@ _HINTS = {
     errno_codes.EOPNOTSUPP: " - the kernel does not support this operation here",
     errno_codes.EBUSY: " - the cgroup is still in use",
 }
+
+
+class ObjectError(Exception):
+    """An unexpected exception raised while working on one object (its cause is the bug);
+    the daemon's pass guard counts it against that object instead of the whole node."""
+
+    def __init__(self, obj: str) -> None:
+        super().__init__(obj)
+        self.obj = obj
+
+
+@contextlib.contextmanager
+def attributed(obj: str) -> Iterator[None]:
+    """Raise whatever escapes the block as an ObjectError for `obj` (the first one wins)."""
+    try:
+        yield
+    except ObjectError:
+        raise
+    except Exception as exc:
+        raise ObjectError(obj) from exc

@@ -122,7 +122,7 @@ def job_view(
         if last.wrapper_alive is False
         else f"the wrapper did not report within {START_TIMEOUT_SECONDS:g}s"
     )
-    if count < max_attempts:
+    if count < max_attempts and not last.terminal:
         delay = min(START_BACKOFF_SECONDS * 2 ** (count - 1), START_BACKOFF_MAX_SECONDS)
         retry_at = max(last.spawned_at, last.finished_at or 0.0) + delay
         return JobView(
@@ -133,7 +133,10 @@ def job_view(
             deadline=retry_at,
         )
     reason = "ErrorA" if last.error_class == "ErrorA" else "ErrorVN"
-    message = f"{count} attempts failed to start; last: {message}"
+    if last.terminal:
+        message = f"attempt {count} cannot ever start: {message}"
+    else:
+        message = f"{count} attempts failed to start; last: {message}"
     return JobView(Phase.Failed, reason, message, count)
 
 

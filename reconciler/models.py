@@ -21,6 +21,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from reconciler.quantity import Bytes, MilliCPUs
@@ -33,9 +34,11 @@ _DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
+    # fullmatch: `$` in match() also matches before a final newline ("evil\n").
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        shown = repr(value) if len(value) <= 80 else f"{value[:70]!r}... ({len(value)} characters)"
         raise ValueError(
-            f"invalid name {value!r}: must be a DNS-1123 label (lowercase letters, digits and '-', "
+            f"invalid name {shown}: must be a DNS-1123 label (lowercase letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters)"
         )
     return value
@@ -47,16 +50,50 @@ Name = Annotated[
     AfterValidator(_dns_label),
     WithJsonSchema({"type": "string", "pattern": DNS_LABEL_PATTERN, "maxLength": 63}),
 ]
-AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/")]
+
+
+def _no_nul(value: str) -> str:
+    # Every string may end up in an argv, an environment or a path, where C stops at NUL.
+    if "\0" in value:
+        raise ValueError(f"must not contain a NUL character (at offset {value.index(chr(0))})")
+    return value
+
+
+# Text that may reach exec(2) or a path: no NUL byte.
+Text = Annotated[str, AfterValidator(_no_nul)]
+# One argument or environment value: the kernel refuses any longer than MAX_ARG_STRLEN
+# (128 KiB with its NUL) with E2BIG, on every attempt.
+MAX_ARG_BYTES = 128 * 1024 - 1
+
+
+def _arg(value: str) -> str:
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_ARG_BYTES:
+        raise ValueError(f"is {size} bytes long; exec(2) takes at most {MAX_ARG_BYTES}")
+    return value
+
+
+Arg = Annotated[str, AfterValidator(_no_nul), AfterValidator(_arg)]
+# A job's command and environment together; Linux's ARG_MAX is 2 MiB with the default stack.
+MAX_EXEC_BYTES = 1024 * 1024
+AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/"), AfterValidator(_no_nul)]
 # Environment variable names as POSIX shells accept them.
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-PositiveSeconds = Annotated[int, Field(ge=0)]
+# Seconds of any grace, deadline or window: 2^32 s is 136 years, and keeps every sum
+# with a timestamp an exact float (10^309 once overflowed in the planner).
+MAX_SECONDS = 2**32
+PositiveSeconds = Annotated[int, Field(ge=0, le=MAX_SECONDS)]
+# The kernel's pid_max ceiling on 64-bit (PID_MAX_LIMIT): pids.max takes no more.
+PID_MAX_LIMIT = 4 * 1024 * 1024
+# Counts (replicas, attempts, GPUs) far beyond any node, still far below 64 bits.
+MAX_COUNT = 1_000_000
 
 
 class Strict(BaseModel):
     """Base of every API model: unknown fields are errors, and models are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # No infinities or NaNs in floats: every float field is a fraction, factor or interval.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class ObjectMeta(Strict):
@@ -111,30 +148,30 @@ class CapacitySpec(Strict):
 class IdlePolicy(Strict):
     """A job idles when its CPU use stays below a fraction of its cores for a window."""
 
-    window_seconds: int = Field(default=900, alias="windowSeconds", ge=1)
+    window_seconds: int = Field(default=900, alias="windowSeconds", ge=1, le=MAX_SECONDS)
     min_cpu_fraction: float = Field(default=0.10, alias="minCpuFraction", ge=0, le=1)
 
 
 class BackoffPolicy(Strict):
     """Exponential restart delay for agents (the kubelet's CrashLoopBackOff numbers)."""
 
-    initial_seconds: int = Field(default=10, alias="initialSeconds", ge=0)
-    max_seconds: int = Field(default=300, alias="maxSeconds", ge=0)
-    reset_after_seconds: int = Field(default=600, alias="resetAfterSeconds", ge=0)
+    initial_seconds: PositiveSeconds = Field(default=10, alias="initialSeconds")
+    max_seconds: PositiveSeconds = Field(default=300, alias="maxSeconds")
+    reset_after_seconds: PositiveSeconds = Field(default=600, alias="resetAfterSeconds")
 
 
 class CpuFeaturePolicy(Strict):
     """CPU features (as /proc/cpuinfo names them) every job on this node requires."""
 
-    required: list[str] = Field(default_factory=list)
+    required: list[Text] = Field(default_factory=list)
 
 
 class UserSpacePolicy(Strict):
     """Limits the kernel cannot enforce (a missing controller) are sampled and enforced by wnr."""
 
-    interval_seconds: float = Field(default=5.0, alias="intervalSeconds", gt=0)
+    interval_seconds: float = Field(default=5.0, alias="intervalSeconds", gt=0, le=MAX_SECONDS)
     # Kill a job whose PSS+swap exceeds memory x this factor (JAliEn uses 1.2).
-    memory_factor: float = Field(default=1.0, alias="memoryFactor", ge=1.0)
+    memory_factor: float = Field(default=1.0, alias="memoryFactor", ge=1.0, le=1000.0)
 
 
 class Policies(Strict):
@@ -142,9 +179,16 @@ class Policies(Strict):
 
     idle: IdlePolicy = Field(default_factory=IdlePolicy)
     user_space: UserSpacePolicy = Field(default_factory=UserSpacePolicy, alias="userSpace")
-    max_start_attempts: int = Field(default=3, alias="maxStartAttempts", ge=1)
+    max_start_attempts: int = Field(default=3, alias="maxStartAttempts", ge=1, le=MAX_COUNT)
     core_files: CoreFiles = Field(default=CoreFiles.check, alias="coreFiles")
     agent_backoff: BackoffPolicy = Field(default_factory=BackoffPolicy, alias="agentBackoff")
+
+
+class SpecLimits(Strict):
+    """What one spec file may hold; a larger file is refused whole (never partly read)."""
+
+    max_file_size: Bytes = Field(default=4 * 2**20, alias="maxFileSize", ge=1, le=2**30)
+    max_documents: int = Field(default=1000, alias="maxDocuments", ge=1, le=100_000)
 
 
 class NodeSpec(Strict):
@@ -156,17 +200,18 @@ class NodeSpec(Strict):
     )
     capacity: CapacitySpec = Field(default_factory=CapacitySpec)
     reserved: CapacitySpec = Field(default_factory=CapacitySpec)
-    architecture: str = "auto"
+    architecture: Text = "auto"
     cpu_features: CpuFeaturePolicy = Field(default_factory=CpuFeaturePolicy, alias="cpuFeatures")
     runtime: Runtime = Runtime.auto
     # platform -> architecture -> image path, e.g. el9 -> x86_64 -> /cvmfs/.../compat_el9-x86_64
-    images: dict[str, dict[str, AbsolutePath]] = Field(default_factory=dict)
+    images: dict[Text, dict[Text, AbsolutePath]] = Field(default_factory=dict)
     # Extra bind mounts for containers, "source" or "source:target" (e.g. /cvmfs).
-    binds: list[Annotated[str, StringConstraints(pattern=r"^/[^:]*(:/[^:]*)?$")]] = Field(
-        default_factory=list
-    )
+    binds: list[
+        Annotated[str, StringConstraints(pattern=r"^/[^:]*(:/[^:]*)?$"), AfterValidator(_no_nul)]
+    ] = Field(default_factory=list)
     site_overrides: AbsolutePath | None = Field(default=None, alias="siteOverrides")
     policies: Policies = Field(default_factory=Policies)
+    spec_limits: SpecLimits = Field(default_factory=SpecLimits, alias="specLimits")
 
 
 class SlotResources(Strict):
@@ -176,7 +221,7 @@ class SlotResources(Strict):
     memory: Bytes | None = None
     memory_high: Bytes | None = Field(default=None, alias="memoryHigh")
     swap: Bytes | None = None
-    pids: int | None = Field(default=None, ge=1)
+    pids: int | None = Field(default=None, ge=1, le=PID_MAX_LIMIT)
     io_weight: int | None = Field(default=None, alias="ioWeight", ge=1, le=10000)
     disk: Bytes | None = None
 
@@ -184,9 +229,9 @@ class SlotResources(Strict):
 class AgentSpec(Strict):
     """Long-running per-slot processes (a pilot's JobAgent), restarted with backoff."""
 
-    replicas: int = Field(default=1, ge=0)
-    command: list[str] = Field(min_length=1)
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    replicas: int = Field(default=1, ge=0, le=1024)
+    command: list[Arg] = Field(min_length=1)
+    env: dict[EnvName, Arg] = Field(default_factory=dict)
     resources: SlotResources = Field(default_factory=SlotResources)
 
 
@@ -203,16 +248,20 @@ def _cpu_list(value: str) -> str:
     return value
 
 
-# A cpuset.cpus list such as "0-3,8"; ranges ascend.
+# A cpuset.cpus list such as "0-3,8"; ranges ascend; CPU numbers have at most 5 digits
+# (the kernel's NR_CPUS is at most 8192).
+CPU_LIST_PATTERN = r"^[0-9]{1,5}(-[0-9]{1,5})?(,[0-9]{1,5}(-[0-9]{1,5})?)*$"
 CpuList = Annotated[
     str,
     BeforeValidator(_as_text),
-    StringConstraints(pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"),
+    StringConstraints(pattern=CPU_LIST_PATTERN),
     AfterValidator(_cpu_list),
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"}),
+    WithJsonSchema({"type": "string", "pattern": CPU_LIST_PATTERN}),
 ]
 # A GPU id as the node names it ("0", "1", or a UUID).
-DeviceId = Annotated[str, BeforeValidator(_as_text), WithJsonSchema({"type": "string"})]
+DeviceId = Annotated[
+    str, BeforeValidator(_as_text), AfterValidator(_no_nul), WithJsonSchema({"type": "string"})
+]
 
 
 class SlotSpec(Strict):
@@ -221,9 +270,9 @@ class SlotSpec(Strict):
     resources: SlotResources = Field(default_factory=SlotResources)
     cpuset: CpuList | None = None
     gpus: list[DeviceId] = Field(default_factory=list)
-    platform: str | None = None
+    platform: Text | None = None
     image: AbsolutePath | None = None
-    user: str | None = None
+    user: Text | None = None
     state: SlotState = SlotState.Active
     drain_grace_period_seconds: PositiveSeconds = Field(
         default=300, alias="drainGracePeriodSeconds"
@@ -240,26 +289,30 @@ class JobResources(Strict):
 
     cpus: MilliCPUs | None = None
     memory: Bytes | None = None
-    pids: int | None = Field(default=None, ge=1)
+    pids: int | None = Field(default=None, ge=1, le=PID_MAX_LIMIT)
     disk: Bytes | None = None
-    gpus: int | None = Field(default=None, ge=0)
+    gpus: int | None = Field(default=None, ge=0, le=MAX_COUNT)
 
 
 class JobSpec(Strict):
     """One payload to run to completion inside a slot."""
 
     slot: Name
-    command: list[str] = Field(min_length=1)
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    command: list[Arg] = Field(min_length=1)
+    env: dict[EnvName, Arg] = Field(default_factory=dict)
     working_dir: AbsolutePath | None = Field(default=None, alias="workingDir")
-    platform: str | None = None
+    platform: Text | None = None
     image: AbsolutePath | None = None
-    architecture: str | None = None
-    cpu_features: list[str] = Field(default_factory=list, alias="cpuFeatures")
+    architecture: Text | None = None
+    cpu_features: list[Text] = Field(default_factory=list, alias="cpuFeatures")
     resources: JobResources = Field(default_factory=JobResources)
-    active_deadline_seconds: int | None = Field(default=None, alias="activeDeadlineSeconds", ge=1)
+    active_deadline_seconds: int | None = Field(
+        default=None, alias="activeDeadlineSeconds", ge=1, le=MAX_SECONDS
+    )
     idle: IdlePolicy | None = None
-    max_start_attempts: int | None = Field(default=None, alias="maxStartAttempts", ge=1)
+    max_start_attempts: int | None = Field(
+        default=None, alias="maxStartAttempts", ge=1, le=MAX_COUNT
+    )
     core_files: CoreFiles | None = Field(default=None, alias="coreFiles")
 
     @field_validator("command")
@@ -268,6 +321,19 @@ class JobSpec(Strict):
         if not command[0]:
             raise ValueError("the program (first element) must not be empty")
         return command
+
+    @model_validator(mode="after")
+    def _fits_exec(self) -> JobSpec:
+        size = sum(len(a.encode("utf-8", "surrogatepass")) + 1 for a in self.command)
+        size += sum(
+            len(k) + len(v.encode("utf-8", "surrogatepass")) + 2 for k, v in self.env.items()
+        )
+        if size > MAX_EXEC_BYTES:
+            raise ValueError(
+                f"command and env take {size} bytes; exec(2) is given at most {MAX_EXEC_BYTES} "
+                "here (the rest of ARG_MAX is the wrapper's and the runtime's)"
+            )
+        return self
 
 
 class Node(Strict):

@@ -24,10 +24,24 @@ _QUANTITY_RE = re.compile(
 QUANTITY_PATTERN = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$"
 
 
+# The largest memory or disk quantity: the kernel's page counters stop at 2^63 bytes.
+MAX_BYTES = 2**63 - 1
+# A million CPUs: cpu.max's quota for that many still fits the kernel's limit.
+MAX_MILLICPUS = 10**9
+
+
+def _shown(value: object) -> str:
+    """A quantity as written, cut short for messages (a quantity can be 5,000 digits)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
 def _decimal(value: object, what: str) -> tuple[Decimal, str]:
     """Split a quantity into its number and suffix, refusing anything else."""
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a number or a quantity string, not a boolean")
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise ValueError(f"{what} is too large: {value.bit_length()} bits")
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError(f"{what} must be a finite number, got {value}")
@@ -39,24 +53,28 @@ def _decimal(value: object, what: str) -> tuple[Decimal, str]:
     match = _QUANTITY_RE.match(value.strip())
     if match is None:
         raise ValueError(
-            f"invalid quantity {value!r}: expected a number with an optional suffix "
+            f"invalid quantity {_shown(value)}: expected a number with an optional suffix "
             "(Ki, Mi, Gi, Ti, k, M, G, T, m), e.g. '8Gi', '512Mi', '500m'"
         )
     try:
         return Decimal(match["num"]), match["suffix"] or ""
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise ValueError(f"invalid quantity {value!r}") from exc
+        raise ValueError(f"invalid quantity {_shown(value)}") from exc
 
 
 def parse_bytes(value: object) -> int:
     """Parse a memory or disk quantity into whole bytes (`1.5Gi` -> 1610612736)."""
     number, suffix = _decimal(value, "a byte quantity")
     if suffix == "m":
-        raise ValueError(f"invalid byte quantity {value!r}: 'm' (milli) makes no sense for bytes")
+        raise ValueError(
+            f"invalid byte quantity {_shown(value)}: 'm' (milli) makes no sense for bytes"
+        )
     multiplier = _BINARY.get(suffix) or _DECIMAL.get(suffix) or 1
     result = number * multiplier
+    if result > MAX_BYTES:
+        raise ValueError(f"byte quantity {_shown(value)} is over the kernel's maximum (8Ei)")
     if result != result.to_integral_value():
-        raise ValueError(f"byte quantity {value!r} is not a whole number of bytes")
+        raise ValueError(f"byte quantity {_shown(value)} is not a whole number of bytes")
     return int(result)
 
 
@@ -69,12 +87,14 @@ def parse_millicpus(value: object) -> int:
         millis = number * 1000
     else:
         raise ValueError(
-            f"invalid CPU quantity {value!r}: use cores ('2', '0.5') or millicores ('500m')"
+            f"invalid CPU quantity {_shown(value)}: use cores ('2', '0.5') or millicores ('500m')"
         )
+    if millis > MAX_MILLICPUS:
+        raise ValueError(f"CPU quantity {_shown(value)} is over a million CPUs")
     if millis != millis.to_integral_value():
-        raise ValueError(f"CPU quantity {value!r} is finer than one millicore")
+        raise ValueError(f"CPU quantity {_shown(value)} is finer than one millicore")
     if millis <= 0:
-        raise ValueError(f"CPU quantity {value!r} must be greater than zero")
+        raise ValueError(f"CPU quantity {_shown(value)} must be greater than zero")
     return int(millis)
 
 

@@ -95,6 +95,8 @@ class Reconciler:
         self._reported: dict[str, str] | None = None
         # Failures reported in the previous pass: the same error again is not logged again.
         self._failing: dict[tuple[str, str, str], str] = {}
+        # Jobs the daemon's pass guard quarantined (name -> error): planned as Failed, untouched.
+        self.quarantined: Mapping[str, str] = {}
 
     def run_pass(self, dry_run: bool = False) -> PassResult:
         """Read everything, plan, and apply the plan unless this is a dry run."""
@@ -106,7 +108,7 @@ class Reconciler:
         now = self.clock()
         wanted = needs(desired, observed, self.state)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
-        planned = plan(desired, observed, now)
+        planned = plan(desired, observed, now, self.quarantined)
         resample = min((n.interval for n in wanted.values()), default=None)
         if dry_run:
             return PassResult(desired, observed, planned, resample_after=resample)

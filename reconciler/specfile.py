@@ -1,9 +1,13 @@
-"""Parse one spec file into API objects, or into errors that point at the offending value.
+"""Parse one spec file's text into API objects, or into errors that point at the offending value.
 
-The first stage of spec loading (`specs` assembles a directory from these).
-Files are read with ruamel's C safe loader; only when something is wrong is
-the file parsed again with the round-trip loader, whose node positions turn a
-pydantic error location into `file:line:col`.
+The third step of spec loading (`specread` reads a file's bytes,
+`yamlbounds` decodes and bounds them, this module parses and validates,
+`specs` assembles a directory). The text is loaded with ruamel's C safe
+loader, whose constructor here refuses (with a position) the integers and
+dates that would otherwise raise without one. Only when a document is
+invalid is the text composed again by the same parser, whose node marks
+turn a pydantic error location into `file:line:col`. A file's errors are
+capped at `MAX_ERRORS_PER_FILE` and a summary line.
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import Node
 
-from reconciler.models import KINDS, ApiObject
+from reconciler import specnodes, yamlbounds
+from reconciler.models import KINDS, ApiObject, SpecLimits
+from reconciler.specnodes import clip
+
+DEFAULT_MAX_DOCUMENTS = SpecLimits().max_documents
 
 
 @dataclass(frozen=True, order=True)
@@ -58,42 +67,88 @@ class Parsed:
     errors: tuple[SpecError, ...]
 
 
-_FAST = YAML(typ="safe", pure=False)
+# A file's errors beyond these are summed up in one more line: 100,000 bad documents once
+# produced hundreds of megabytes of log.
+MAX_ERRORS_PER_FILE = 20
 
 
-def _round_trip() -> YAML:
-    # A fresh instance per call: ruamel's YAML objects are not safe to share between threads.
-    return YAML(typ="rt")
+class _BoundedConstructor(SafeConstructor):
+    """ruamel's safe constructor, refusing with a position what would raise without one."""
+
+    def construct_yaml_int(self, node: Any) -> int:
+        """No field takes a 64-bit-plus number; past 4,300 digits `int()` itself refuses."""
+        if len(node.value) > 40:
+            raise ConstructorError(
+                None,
+                None,
+                f"an integer of {len(node.value)} characters is too large",
+                node.start_mark,
+            )
+        return int(super().construct_yaml_int(node))
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        """`2030-02-30` matches YAML's timestamp pattern but is no date."""
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except (ValueError, OverflowError) as exc:
+            raise ConstructorError(
+                None, None, f"invalid date or time {clip(node.value)}: {exc}", node.start_mark
+            ) from None
 
 
-def parse_text(path: str, text: str) -> Parsed:
-    """Parse and validate every document of a file's text."""
+_BoundedConstructor.add_constructor("tag:yaml.org,2002:int", _BoundedConstructor.construct_yaml_int)
+_BoundedConstructor.add_constructor(
+    "tag:yaml.org,2002:timestamp", _BoundedConstructor.construct_yaml_timestamp
+)
+
+
+def _yaml() -> YAML:
+    # A fresh instance per file: ruamel's YAML objects keep a DocInfo per document ever
+    # loaded (memory that grew with every spec seen) and are not safe to share between threads.
+    yaml = YAML(typ="safe", pure=False)
+    yaml.Constructor = _BoundedConstructor
+    return yaml
+
+
+def parse_text(path: str, text: str, max_documents: int = DEFAULT_MAX_DOCUMENTS) -> Parsed:
+    """Parse and validate every document of a file's text, within yamlbounds' limits."""
+    refusal = yamlbounds.check(text, max_documents)
+    if refusal is not None:
+        return Parsed((), (SpecError(path, refusal.line, refusal.column, refusal.message),))
     try:
-        documents = list(_FAST.load_all(text))
+        documents = list(_yaml().load_all(text))
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        return Parsed((), (SpecError(path, line, column, f"YAML syntax error: {problem}"),))
+        return Parsed((), (_constructor_error(path, text, exc),))
     except YAMLError as exc:
-        return Parsed((), (SpecError(path, 1, 1, f"YAML error: {exc}"),))
+        return Parsed((), (SpecError(path, 1, 1, f"YAML error: {str(exc)[:200]}"),))
 
     objects: list[tuple[ApiObject, Source]] = []
     errors: list[SpecError] = []
-    tree: list[Any] | None = None
+    tree: list[Node] | None = None
     for index, document in enumerate(documents):
         if document is None:
             continue  # an empty document, e.g. a trailing `---`
-        problem = _validate(path, index, document)
+        problem = _validate(document)
         if isinstance(problem, list):
             if tree is None:
-                tree = list(_round_trip().load_all(text))
-            errors.extend(_locate(path, tree[index], index, document, issue) for issue in problem)
+                # The same parser as the load, so this cannot fail where the load did not.
+                tree = list(_yaml().compose_all(text))
+            errors.extend(_locate(path, tree[index], issue) for issue in problem)
         else:
             objects.append((problem, Source(path, index)))
     if errors:
-        return Parsed((), tuple(errors))
+        return Parsed((), _summarized(path, errors))
     return Parsed(tuple(objects), ())
+
+
+def _summarized(path: str, errors: list[SpecError]) -> tuple[SpecError, ...]:
+    if len(errors) <= MAX_ERRORS_PER_FILE:
+        return tuple(errors)
+    shown = errors[:MAX_ERRORS_PER_FILE]
+    last = shown[-1]
+    more = len(errors) - len(shown)
+    summary = SpecError(path, last.line, last.column, f"... and {more} more errors in this file")
+    return (*shown, summary)
 
 
 @dataclass(frozen=True)
@@ -105,7 +160,7 @@ class _Issue:
     error_type: str
 
 
-def _validate(path: str, index: int, document: object) -> ApiObject | list[_Issue]:
+def _validate(document: object) -> ApiObject | list[_Issue]:
     if not isinstance(document, dict):
         return [
             _Issue((), "a document must be a mapping with apiVersion, kind, metadata, spec", "type")
@@ -114,7 +169,9 @@ def _validate(path: str, index: int, document: object) -> ApiObject | list[_Issu
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         return [
-            _Issue(("kind",), f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}", "kind")
+            _Issue(
+                ("kind",), f"unknown kind {clip(kind)}: expected one of {', '.join(KINDS)}", "kind"
+            )
         ]
     try:
         return model.model_validate(document)
@@ -129,59 +186,35 @@ def _validate(path: str, index: int, document: object) -> ApiObject | list[_Issu
         return [_Issue(loc, "; ".join(messages), types[loc]) for loc, messages in issues.items()]
 
 
-def _locate(path: str, tree: Any, index: int, document: Any, issue: _Issue) -> SpecError:
-    """Walk the round-trip tree along a pydantic location to find line and column."""
-    node = tree
-    line, column = _node_position(tree)
-    field: list[str] = []
-    loc = list(issue.loc)
-    for position, step in enumerate(loc):
-        following = loc[position + 1] if position + 1 < len(loc) else None
-        if isinstance(node, CommentedMap) and isinstance(step, str) and step in node:
-            if following == "[key]" or (
-                following is None and issue.error_type == "extra_forbidden"
-            ):
-                line, column = _pair(node.lc.key(step))
-            else:
-                line, column = _pair(node.lc.value(step))
-            field.append(step)
-            node = node[step]
-        elif isinstance(node, CommentedSeq) and isinstance(step, int) and step < len(node):
-            line, column = _pair(node.lc.item(step))
-            field[-1:] = [f"{field[-1]}[{step}]"] if field else [f"[{step}]"]
-            node = node[step]
-        elif issue.error_type == "missing" and following is None and isinstance(step, str):
-            field.append(step)
-        # Other steps are pydantic's union and validator tags ("literal['auto']"): no YAML node.
-    kind, name = _identity(document)
-    return SpecError(path, line, column, issue.message, kind, name, ".".join(field))
+def _locate(path: str, tree: Node | None, issue: _Issue) -> SpecError:
+    """The error of one issue, at the node its location names."""
+    on_key = issue.error_type == "extra_forbidden"
+    where = specnodes.locate(tree, issue.loc, on_key, missing=issue.error_type == "missing")
+    kind, name = specnodes.identity(tree)
+    return SpecError(path, where.line, where.column, issue.message, kind, name, where.field)
 
 
-def _identity(document: Any) -> tuple[str, str]:
-    if not isinstance(document, dict):
-        return "", ""
-    kind = document.get("kind")
-    metadata = document.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    return (str(kind) if kind is not None else "", str(name) if name is not None else "")
-
-
-def _node_position(node: Any) -> tuple[int, int]:
-    lc = getattr(node, "lc", None)
-    if lc is None or lc.line is None:
-        return 1, 1
-    return lc.line + 1, lc.col + 1
-
-
-def _pair(position: Any) -> tuple[int, int]:
-    line, column = position
-    return int(line) + 1, int(column) + 1
+def _constructor_error(path: str, text: str, exc: MarkedYAMLError) -> SpecError:
+    """A value the constructor refused, named by its object and field where the tree says."""
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    message = f"{exc.problem or exc.context or 'invalid YAML'}"
+    try:
+        trees = list(_yaml().compose_all(text))
+    except YAMLError:
+        return SpecError(path, line, column, f"YAML error: {message}")
+    for tree in trees:
+        field = specnodes.field_at(tree, line, column) if tree is not None else None
+        if field is not None:
+            kind, name = specnodes.identity(tree)
+            return SpecError(path, line, column, message, kind, name, field)
+    return SpecError(path, line, column, f"YAML error: {message}")
 
 
 def locate_field(
     path: str, text: str, document: int, loc: tuple[str | int, ...]
 ) -> tuple[int, int]:
     """The position of a field (e.g. `spec.slot`) in a valid file, for cross-object errors."""
-    tree = list(_round_trip().load_all(text))[document]
-    located = _locate(path, tree, document, None, _Issue(loc, "", "value"))
+    tree = list(_yaml().compose_all(text))[document]
+    located = specnodes.locate(tree, loc, on_key=False)
     return located.line, located.column

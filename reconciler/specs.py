@@ -8,16 +8,24 @@ marks the desired state incomplete, which freezes every deletion.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruamel.yaml.error import YAMLError
 
-from reconciler.models import ApiObject, Job, Node, Slot
+from reconciler.models import ApiObject, Job, Node, Slot, SpecLimits
 from reconciler.specfile import Parsed, Source, SpecError, locate_field, parse_text
+from reconciler.specread import Content, FileKey, Outcome, Unreadable, read_spec, untrusted
+from reconciler.yamlbounds import Refusal, decode
+
+log = logging.getLogger("wnr.specs")
+# Reads a file's text again, by the loader's rules; None when it cannot.
+Reader = Callable[[str], str | None]
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -43,29 +51,22 @@ def is_spec_file(name: str) -> bool:
 
 @dataclass
 class _Cached:
-    key: tuple[int, int, int]
+    key: FileKey
     parsed: Parsed
-
-
-def untrusted(st: os.stat_result, trusted_uid: int) -> str | None:
-    """Why a spec file or directory may not be trusted (someone else can write it), or None."""
-    if st.st_uid not in (0, trusted_uid):
-        return f"owned by uid {st.st_uid}, not by wnr's user (uid {trusted_uid}) or root"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"writable by group or others (mode {stat.filemode(st.st_mode)})"
-    return None
 
 
 class SpecLoader:
     """Loads spec files from directories and explicit files, remembering the last good version.
 
     With `trusted_uid`, files and directories that anyone but that user or root
-    can write are refused like invalid files: a Job spec runs a command.
+    can write are refused like invalid files: a Job spec runs a command. The
+    Node's `specLimits` bound every file as soon as the Node is loaded.
     """
 
     def __init__(self, paths: Iterable[Path | str], trusted_uid: int | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.trusted_uid = trusted_uid
+        self.limits = SpecLimits()
         self._cache: dict[str, _Cached] = {}
         self._last_good: dict[str, Parsed] = {}
         self._last: Desired | None = None
@@ -73,6 +74,16 @@ class SpecLoader:
 
     def load(self) -> Desired:
         """Read what changed since the last call and assemble the desired state."""
+        desired = self._load()
+        limits = desired.node.spec.spec_limits if desired.node is not None else SpecLimits()
+        if limits != self.limits:
+            # Files refused under the old limits may pass the new ones, and the reverse.
+            self.limits = limits
+            self._cache.clear()
+            desired = self._load()
+        return desired
+
+    def _load(self) -> Desired:
         files, listing_errors = self._list()
         if listing_errors:
             # An unreadable or vanished directory freezes the desired state.
@@ -85,14 +96,14 @@ class SpecLoader:
                 tuple(listing_errors),
                 complete=False,
             )
-        complete = True
-        errors: list[SpecError] = []
-        objects: list[tuple[ApiObject, Source]] = []
-        seen = [(path, self._parse(path)) for path in files]
+        seen = [(path, parsed) for path in files if (parsed := self._parse(path)) is not None]
         if self._last is not None and _same(seen, self._seen):
             # Not one file changed: the same objects assemble into the same desired state.
             return self._last
         self._seen = seen
+        complete = True
+        errors: list[SpecError] = []
+        objects: list[tuple[ApiObject, Source]] = []
         for path, parsed in seen:
             if parsed.errors:
                 errors.extend(parsed.errors)
@@ -104,11 +115,11 @@ class SpecLoader:
             else:
                 self._last_good[path] = parsed
                 objects.extend(parsed.objects)
-        for gone in set(self._cache) - set(files):
-            del self._cache[gone]
-            self._last_good.pop(gone, None)
+        present = {path for path, _ in seen}
+        self._cache = {p: c for p, c in self._cache.items() if p in present}
+        self._last_good = {p: g for p, g in self._last_good.items() if p in present}
         known = self._last.sources if self._last is not None else {}
-        desired = _assemble(objects, errors, complete, known)
+        desired = _assemble(objects, errors, complete, known, self._text)
         self._last = desired
         return desired
 
@@ -124,42 +135,60 @@ class SpecLoader:
             if not stat.S_ISDIR(st.st_mode):
                 files.append(str(path))
                 continue
-            reason = self._distrust(st)
+            reason = untrusted(st, self.trusted_uid) if self.trusted_uid is not None else None
             if reason is not None:
                 errors.append(SpecError(str(path), 1, 1, f"refusing spec directory: {reason}"))
                 continue
             try:
-                names = sorted(e.name for e in os.scandir(path) if e.is_file())
+                # Every entry with a spec file's name, whatever its type: a FIFO or a dangling
+                # symlink is that path's error (its objects freeze), never silently skipped.
+                names = sorted(e.name for e in os.scandir(path) if is_spec_file(e.name))
             except OSError as exc:
                 errors.append(SpecError(str(path), 1, 1, f"cannot list directory: {exc.strerror}"))
                 continue
-            prefix = f"{path}/"
-            files.extend(prefix + n for n in names if is_spec_file(n))
+            files.extend(f"{path}/{n}" for n in names)
         return files, errors
 
-    def _distrust(self, st: os.stat_result) -> str | None:
-        if self.trusted_uid is None:
-            return None
-        return untrusted(st, self.trusted_uid)
+    def _read(self, path: str, known: FileKey | None = None) -> Content | Unreadable | Outcome:
+        return read_spec(
+            path, trusted_uid=self.trusted_uid, max_bytes=self.limits.max_file_size, known=known
+        )
 
-    def _parse(self, path: str) -> Parsed:
-        try:
-            st = os.stat(path)
-            reason = self._distrust(st)
-            if reason is not None:
-                return Parsed((), (SpecError(path, 1, 1, f"refusing spec file: {reason}"),))
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
-            cached = self._cache.get(path)
-            if cached is not None and cached.key == key:
-                return cached.parsed
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            return Parsed((), (SpecError(path, 1, 1, f"cannot read file: {reason}"),))
-        parsed = parse_text(path, text)
-        self._cache[path] = _Cached(key, parsed)
+    def _text(self, path: str) -> str | None:
+        """A file's text again (for positions of cross-object errors), by the same rules."""
+        got = self._read(path)
+        text = decode(got.data) if isinstance(got, Content) else None
+        return text if isinstance(text, str) else None
+
+    def _parse(self, path: str) -> Parsed | None:
+        """The parse of one file, from the cache while unchanged; None when it is gone."""
+        cached = self._cache.get(path)
+        got = self._read(path, cached.key if cached is not None else None)
+        if got is Outcome.GONE:
+            return None
+        if got is Outcome.UNCHANGED and cached is not None:
+            return cached.parsed
+        if isinstance(got, Unreadable):
+            # Not cached: the next pass looks again (a dangling symlink's target may return).
+            return Parsed((), (SpecError(path, 1, 1, got.message),))
+        assert isinstance(got, Content)
+        parsed = guarded_parse(path, got.data, self.limits.max_documents)
+        self._cache[path] = _Cached(got.key, parsed)
         return parsed
+
+
+def guarded_parse(path: str, data: bytes, max_documents: int) -> Parsed:
+    """Decode and parse a file's bytes; whatever goes wrong is that file's error, never the
+    caller's exception (a parser bug must not stop the node's reconciler)."""
+    try:
+        text = decode(data)
+        if isinstance(text, Refusal):
+            return Parsed((), (SpecError(path, text.line, text.column, text.message),))
+        return parse_text(path, text, max_documents)
+    except Exception as exc:  # RecursionError and MemoryError included
+        log.exception("%s: unexpected error while parsing", path)
+        message = f"cannot parse: {type(exc).__name__}: {str(exc)[:200]}"
+        return Parsed((), (SpecError(path, 1, 1, message),))
 
 
 def _same(now: list[tuple[str, Parsed]], before: list[tuple[str, Parsed]]) -> bool:
@@ -175,6 +204,7 @@ def _winners(
     objects: list[tuple[ApiObject, Source]],
     previous: Mapping[tuple[str, str], Source],
     errors: list[SpecError],
+    reader: Reader,
 ) -> set[Source]:
     """For each name defined twice, report both places and keep one: the copy that was
     already in effect (so adding a duplicate never replaces running work), else the first."""
@@ -188,12 +218,9 @@ def _winners(
         kept.add(winner[1])
         for obj, source in found:
             if source != winner[1]:
-                errors.append(
-                    _field_error(source, obj, ("metadata", "name"), _duplicate(obj, winner[1]))
-                )
-                errors.append(
-                    _field_error(winner[1], obj, ("metadata", "name"), _duplicate(obj, source))
-                )
+                name = ("metadata", "name")
+                errors.append(_field_error(source, obj, name, _duplicate(obj, winner[1]), reader))
+                errors.append(_field_error(winner[1], obj, name, _duplicate(obj, source), reader))
     return kept
 
 
@@ -202,13 +229,14 @@ def _assemble(
     errors: list[SpecError],
     complete: bool,
     previous: Mapping[tuple[str, str], Source],
+    reader: Reader,
 ) -> Desired:
     """Check names across files: duplicates, a second Node, Jobs naming missing Slots."""
     node: Node | None = None
     slots: dict[str, Slot] = {}
     jobs: dict[str, Job] = {}
     sources: dict[tuple[str, str], Source] = {}
-    kept = _winners(objects, previous, errors)
+    kept = _winners(objects, previous, errors, reader)
     for obj, source in sorted(objects, key=lambda pair: pair[1]):
         key = (obj.kind, obj.metadata.name)
         if source not in kept:
@@ -218,7 +246,7 @@ def _assemble(
                 message = (
                     f"at most one Node may exist; Node/{node.metadata.name} is already defined"
                 )
-                errors.append(_field_error(source, obj, ("kind",), message))
+                errors.append(_field_error(source, obj, ("kind",), message, reader))
                 continue
             node = obj
         elif isinstance(obj, Slot):
@@ -230,7 +258,7 @@ def _assemble(
         if job.spec.slot not in slots:
             source = sources[("Job", name)]
             message = f"Slot {job.spec.slot!r} does not exist"
-            errors.append(_field_error(source, job, ("spec", "slot"), message))
+            errors.append(_field_error(source, job, ("spec", "slot"), message, reader))
     return Desired(node, slots, jobs, sources, tuple(errors), complete)
 
 
@@ -238,12 +266,14 @@ def _duplicate(obj: ApiObject, other: Source) -> str:
     return f"duplicate {obj.kind} name {obj.metadata.name!r} (also defined in {other.path})"
 
 
-def _field_error(source: Source, obj: ApiObject, loc: tuple[str, ...], message: str) -> SpecError:
-    try:
-        with open(source.path, encoding="utf-8") as handle:
-            line, column = locate_field(source.path, handle.read(), source.document, loc)
-    except (OSError, IndexError, YAMLError):
-        # The file changed since its objects were last good (it may not even parse now):
-        # the error still names the object and field, at the top of the file.
-        line, column = 1, 1
+def _field_error(
+    source: Source, obj: ApiObject, loc: tuple[str, ...], message: str, reader: Reader
+) -> SpecError:
+    text = reader(source.path)
+    line, column = 1, 1
+    if text is not None:
+        # The file may have changed since its objects were last good (it may not even parse
+        # now): the error then still names the object and field, at the top of the file.
+        with contextlib.suppress(IndexError, YAMLError):
+            line, column = locate_field(source.path, text, source.document, loc)
     return SpecError(source.path, line, column, message, obj.kind, obj.metadata.name, ".".join(loc))

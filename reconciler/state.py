@@ -55,6 +55,8 @@ class AttemptRecord:
     gpus: tuple[str, ...] = ()
     error_class: str = ""  # for failed-start: ErrorA (image or runtime missing) or ErrorVN
     message: str = ""
+    # For failed-start: the same attempt would fail the same way (E2BIG), so no retry.
+    terminal: bool = False
     # For a starting attempt, whether its wrapper process still exists (set by observe).
     wrapper_alive: bool | None = None
 
@@ -78,6 +80,7 @@ class AttemptRecord:
             gpus=tuple(data.get("gpus") or ()),
             error_class=str(data.get("errorClass", "")),
             message=str(data.get("message", "")),
+            terminal=data.get("terminal") is True,
         )
 
 
@@ -231,10 +234,15 @@ class StateDir:
         pid = data.get("wrapperPid") if data is not None else None
         return pid if isinstance(pid, int) else None
 
-    def fail_run(self, record: Path, message: str, error_class: str = "ErrorVN") -> None:
-        """Mark an attempt or agent run that could not be started (the wrapper never ran)."""
+    def fail_run(
+        self, record: Path, message: str, error_class: str = "ErrorVN", terminal: bool = False
+    ) -> None:
+        """Mark an attempt or agent run that could not be started (the wrapper never ran);
+        a `terminal` failure would repeat on every attempt, so none follows."""
         data = read_json(str(record)) or {}
         data.update(phase="failed-start", message=message, errorClass=error_class)
+        if terminal:
+            data["terminal"] = True
         write_json(str(record), data, durable=True)
 
     def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:

@@ -7,6 +7,9 @@ lands, its paths leave this table; a set field still listed here shows up in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import ClassVar
+
 from pydantic import BaseModel
 
 from reconciler.models import ApiObject
@@ -33,21 +36,26 @@ def explicit_fields(model: BaseModel, prefix: str = "") -> list[str]:
     return paths
 
 
-# Objects are frozen and the spec loader hands out the same object while its file is
-# unchanged, so each object's answer is worked out once. Keyed by id, holding the object so
-# that its id cannot be reused while the entry lives; dropped whole past a fleet's size.
-_KNOWN: dict[int, tuple[ApiObject, tuple[str, ...]]] = {}
-_KNOWN_SIZE = 16384
+class _Known:
+    """The answers for the objects of the last desired state, by id (holding each object, so
+    its id cannot be reused while the entry lives). Objects are frozen and the spec loader
+    hands out the same object while its file is unchanged, so an answer is worked out once;
+    objects that left the desired state leave this too (churn must not grow memory)."""
+
+    answers: ClassVar[dict[int, tuple[ApiObject, tuple[str, ...]]]] = {}
 
 
-def unenforced_fields(obj: ApiObject) -> tuple[str, ...]:
-    """The fields of an object that are set but not acted on yet."""
-    hit = _KNOWN.get(id(obj))
-    if hit is not None and hit[0] is obj:
-        return hit[1]
+def unenforced_fields(objects: Iterable[ApiObject]) -> list[tuple[ApiObject, tuple[str, ...]]]:
+    """Each object with its fields that are set but not acted on yet."""
+    before = _Known.answers
+    now: dict[int, tuple[ApiObject, tuple[str, ...]]] = {}
+    for obj in objects:
+        hit = before.get(id(obj))
+        now[id(obj)] = hit if hit is not None and hit[0] is obj else (obj, _unenforced(obj))
+    _Known.answers = now
+    return list(now.values())
+
+
+def _unenforced(obj: ApiObject) -> tuple[str, ...]:
     pending = NOT_ENFORCED_YET[obj.kind]
-    fields = tuple(path for path in explicit_fields(obj) if path in pending) if pending else ()
-    if len(_KNOWN) >= _KNOWN_SIZE:
-        _KNOWN.clear()
-    _KNOWN[id(obj)] = (obj, fields)
-    return fields
+    return tuple(path for path in explicit_fields(obj) if path in pending) if pending else ()

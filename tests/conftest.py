@@ -48,12 +48,18 @@ def remove_tree(root: Path) -> None:
         raise RuntimeError(f"could not remove test cgroup {root}")
 
 
+def make_cgroup_root() -> Path:
+    """A unique path for wnr's root under the cgroup2 mount, not yet created; the caller
+    removes it with `remove_tree`."""
+    if os.geteuid() != 0:
+        pytest.fail("the real-cgroup tests need root (they create cgroups under the cgroup2 mount)")
+    return _mount() / f"wnr-test-{uuid.uuid4().hex[:12]}"
+
+
 @pytest.fixture
 def cgroup_root() -> Iterator[Path]:
     """A path for wnr's root under the cgroup2 mount, unique to this test, not yet created."""
-    if os.geteuid() != 0:
-        pytest.fail("the real-cgroup tests need root (they create cgroups under the cgroup2 mount)")
-    root = _mount() / f"wnr-test-{uuid.uuid4().hex[:12]}"
+    root = make_cgroup_root()
     try:
         yield root
     finally:

@@ -603,6 +603,14 @@ PHASE_CASES = [
         id="failed-start-3-of-3",
     ),
     pytest.param(
+        records(attempt(1, "failed-start", message="E2BIG", terminal=True)),
+        False,
+        100.0,
+        JobView(Phase.Failed, "ErrorVN", "attempt 1 cannot ever start: E2BIG", 1),
+        [RemoveCgroup("Job/x", "slot.a/job.x")],
+        id="failed-start-terminal-is-not-retried",
+    ),
+    pytest.param(
         records(attempt(1, "starting", spawned_at=100.0)),
         False,
         110.0,

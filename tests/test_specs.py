@@ -112,12 +112,14 @@ def test_yml_extension_is_accepted(spec_dir: Path) -> None:
     assert ((), ["short"]) == (desired.errors, list(desired.slots))
 
 
-def test_subdirectories_named_like_spec_files_are_not_read(spec_dir: Path) -> None:
-    """A directory called `x.yaml` inside the spec dir is skipped, not reported as unreadable."""
+def test_subdirectories_named_like_spec_files_are_errors_that_freeze(spec_dir: Path) -> None:
+    """A directory called `x.yaml` inside the spec dir is that path's error (never read into), and freezes deletions."""
     (spec_dir / "x.yaml").mkdir()
     write(spec_dir / "x.yaml" / "inner.yaml", slot_text("inner"))
     desired = SpecLoader([spec_dir]).load()
-    assert ((), True, {}) == (desired.errors, desired.complete, desired.slots)
+    message = "not a regular file but a directory: only regular files are read"
+    expected = (SpecError(str(spec_dir / "x.yaml"), 1, 1, message),)
+    assert (expected, False, {}) == (desired.errors, desired.complete, desired.slots)
 
 
 @pytest.fixture
@@ -126,9 +128,9 @@ def parse_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = specs.parse_text
 
-    def counting(path: str, text: str) -> Parsed:
+    def counting(path: str, text: str, max_documents: int) -> Parsed:
         calls.append(Path(path).name)
-        return real(path, text)
+        return real(path, text, max_documents)
 
     monkeypatch.setattr(specs, "parse_text", counting)
     return calls

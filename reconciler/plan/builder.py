@@ -45,8 +45,16 @@ class Plan:
 class Builder:
     """What every planner step reads (desired, observed, now) and what it adds to."""
 
-    def __init__(self, desired: Desired, observed: Observed, now: float) -> None:
+    def __init__(
+        self,
+        desired: Desired,
+        observed: Observed,
+        now: float,
+        quarantined: Mapping[str, str] | None = None,
+    ) -> None:
         self.desired = desired
+        # Jobs left alone because planning them kept raising (reconciler.passguard).
+        self.quarantined = quarantined or {}
         self.observed = observed
         self.node = desired.node.spec if desired.node is not None else NodeSpec()
         self.enabled: frozenset[str] = frozenset()

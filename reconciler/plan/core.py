@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from reconciler.models import Job, Node, Slot, SlotState
 from reconciler.observed import Observed
 from reconciler.plan.agents import plan_agents
@@ -13,11 +15,17 @@ from reconciler.specs import Desired
 from reconciler.unenforced import unenforced_fields
 
 
-def plan(desired: Desired, observed: Observed, now: float) -> Plan:
-    """Compute the actions that make the observed tree match the desired state."""
-    out = Builder(desired, observed, now)
-    for obj in _objects(desired):
-        for path in unenforced_fields(obj):
+def plan(
+    desired: Desired,
+    observed: Observed,
+    now: float,
+    quarantined: Mapping[str, str] | None = None,
+) -> Plan:
+    """Compute the actions that make the observed tree match the desired state; the jobs in
+    `quarantined` (name -> error) are reported Failed and left alone."""
+    out = Builder(desired, observed, now, quarantined)
+    for obj, fields in unenforced_fields(_objects(desired)):
+        for path in fields:
             out.note(f"{obj.kind}/{obj.metadata.name}", "not-enforced-yet", path)
     out.enabled = plan_root(out)
     for name in sorted(desired.slots):

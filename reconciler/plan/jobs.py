@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
+from reconciler.errors import attributed
 from reconciler.jobphase import JobView, Phase, job_view
 from reconciler.limits import Limits
 from reconciler.models import CoreFiles, Job, Slot, SlotState
@@ -53,15 +54,24 @@ def plan_slot_jobs(out: Builder, slot: Slot, drain_start: float | None) -> None:
     draining = drain_start is not None and out.now >= drain_start
     accepting = slot.spec.state == SlotState.Active and not draining
     here = SlotPass(slot, accepting, SlotQueue.of(slot), drain_start)
-    jobs = spec_order(out, slot.metadata.name)
+    jobs = []
     views: dict[str, JobView] = {}
-    for job in jobs:
-        views[job.metadata.name] = _view(out, job)
-        if views[job.metadata.name].phase in (Phase.Starting, Phase.Running):
-            last = out.observed.records.get(job.metadata.name, JobRecords()).last
+    for job in spec_order(out, slot.metadata.name):
+        name = job.metadata.name
+        if name in out.quarantined:
+            # A job whose planning kept raising: reported, and left as it is.
+            message = f"wnr cannot reconcile this job: {out.quarantined[name]}"
+            out.jobs[name] = JobView(Phase.Failed, "ReconcileError", message)
+            continue
+        with attributed(f"Job/{name}"):
+            views[name] = _view(out, job)
+        jobs.append(job)
+        if views[name].phase in (Phase.Starting, Phase.Running):
+            last = out.observed.records.get(name, JobRecords()).last
             here.queue.take(job, last.gpus if last is not None else ())
     for job in jobs:
-        _plan_job(out, here, job, views[job.metadata.name])
+        with attributed(f"Job/{job.metadata.name}"):
+            _plan_job(out, here, job, views[job.metadata.name])
 
 
 def _view(out: Builder, job: Job) -> JobView:
