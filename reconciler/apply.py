@@ -148,16 +148,25 @@ class Applier:
             self.fs.rmdir(rel)
 
     def _signal(self, action: Signal) -> None:
-        """Record when the stop began (for the grace deadline), then signal all but the spared."""
+        """Record when the stop began (for the grace deadline), then signal all but the spared.
+
+        A graceful stop waits for its record (the grace deadline lives there); a SIGKILL (a
+        limit wnr enforces itself) is sent even when the state dir cannot take the record,
+        since the node's memory matters more than the reason the job will show."""
         now = self.clock()
-        if action.agent is not None:
-            slot = action.obj.removeprefix("Slot/")
-            self.state.record_agent_stop(
-                slot, action.agent, now, action.grace_seconds, action.reason
-            )
-        else:
-            self.state.record_stop(action.job, now, action.grace_seconds, action.reason)
         pids = [p for p in self.fs.procs_tree(action.path) if p != action.spare]
+        try:
+            if action.agent is not None:
+                slot = action.obj.removeprefix("Slot/")
+                self.state.record_agent_stop(
+                    slot, action.agent, now, action.grace_seconds, action.reason
+                )
+            else:
+                self.state.record_stop(action.job, now, action.grace_seconds, action.reason)
+        except StateDirError:
+            if action.signal == "SIGKILL":
+                signal_pids(pids, signal.SIGKILL)
+            raise
         signal_pids(pids, signal.Signals[action.signal])
 
     def _record(self, action: Action) -> None:

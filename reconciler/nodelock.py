@@ -62,7 +62,7 @@ class NodeLock:
             raise
         return self
 
-    def _lock_state(self) -> int | None:
+    def _lock_state(self, quiet: bool = False) -> int | None:
         """Lock (creating) `<state>/wnr.lock` and write this process into it. The descriptor
         held is read-only, so the lock never keeps the file system from being remounted
         read-only. A state dir that cannot take the file (read-only, full) is reported by
@@ -70,7 +70,8 @@ class NodeLock:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            log.warning("cannot create %s (%s): only the cgroup root is locked", self.path, exc)
+            if not quiet:
+                log.warning("cannot create %s (%s): only the root is locked", self.path, exc)
             return None
         if not _try_lock(fd):
             holder = _read_holder(fd) or holder_pid(fd)
@@ -105,7 +106,7 @@ class NodeLock:
         if not self.state_root.is_dir():
             return
         try:
-            self.state_fd = self._lock_state()
+            self.state_fd = self._lock_state(quiet=True)  # tried again after every pass
         except LockBusyError as exc:
             log.error("%s", exc)
 

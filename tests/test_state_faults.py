@@ -21,12 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.actions import StartJob
+from reconciler.actions import ForgetJob, StartJob
 from reconciler.apply import Applier
 from reconciler.atomicfile import write_json
 from reconciler.cgroupfs import CgroupFS
+from reconciler.doctor import Verdict, check_state_dir
+from reconciler.jobphase import Phase, job_view
 from reconciler.nodelock import LockBusyError, NodeLock
-from reconciler.state import StateDir, StateDirError
+from reconciler.observed import Observed
+from reconciler.state import AttemptRecord, JobRecords, StateDir, StateDirError
+from reconciler.statekeeper import StateKeeper
 from tests import test_daemon
 from tests.conftest import wait_for
 from tests.test_apply_e2e import common, wnr, write_slot
@@ -261,6 +265,11 @@ def test_a_write_on_a_full_file_system_leaves_no_trace_and_spawns_nothing(
     assert "NoSpace" == applier.fault.reason
     assert [True, True] == [f.node_fault for f in failures]
     assert not state.attempt_path("a", 1).exists()
+    # After a spawn, a PID file that cannot be written fails nothing: the PID is in memory.
+    record = state.attempt_path("c", 1)
+    applier._note_wrapper(record, 4242)  # the step after a spawn
+    assert 4242 == state.spawned_pid(record)
+    assert not record.with_suffix(".pid").exists()
 
 
 def test_the_lock_names_its_holder(state_dir: Path, cgroup_root: Path) -> None:
@@ -277,3 +286,54 @@ def test_the_lock_names_its_holder(state_dir: Path, cgroup_root: Path) -> None:
         if remove.exists():
             remove.rmdir()
     NodeLock(state_dir, cgroup_root, "run").acquire().release()
+
+
+def test_a_restored_attempt_that_ended_unrecorded_is_records_lost_and_not_retried() -> None:
+    """An attempt put back from memory whose wrapper is gone may have run: Failed, never again."""
+    for phase_name in ("starting", "running"):
+        last = AttemptRecord(1, phase_name, 100.0, restored_at=110.0, wrapper_alive=False)
+        view = job_view(JobRecords((last,)), None, 3, 200.0)
+        assert (Phase.Failed, "RecordsLost", 1) == (view.phase, view.reason, view.attempts)
+    alive = AttemptRecord(1, "starting", 100.0, restored_at=110.0, wrapper_alive=True)
+    assert Phase.Starting == job_view(JobRecords((alive,)), None, 3, 101.0).phase
+
+
+def test_the_keeper_puts_lost_records_back_and_forgets_deleted_jobs(tmp_path: Path) -> None:
+    """Records gone since the last pass come back (on disk too); a ForgetJob ends that."""
+    state = StateDir(tmp_path / "state")
+    state.begin_attempt("a", 1, 100.0)
+    keeper = StateKeeper(state)
+    seen = Observed("/r", None, frozenset(), records=state.read_all())
+    keeper.before_plan(seen, 101.0)
+    shutil.rmtree(state.root)
+    assert keeper.recreate(102.0)
+    back = keeper.before_plan(Observed("/r", None, frozenset(), records=state.read_all()), 102.0)
+    assert 102.0 == back.records["a"].attempts[0].restored_at
+    assert 102.0 == json.loads(state.attempt_path("a", 1).read_text())["restoredAt"]
+    reasons = [e.reason for e in keeper.take_events()]
+    assert ["StateDirRecreated", "RecordsLost"] == reasons
+    keeper.after_apply((ForgetJob("Job/a", "", job="a"),), None, 103.0)
+    state.forget("a")
+    gone = keeper.before_plan(Observed("/r", None, frozenset(), records=state.read_all()), 104.0)
+    assert "a" not in gone.records
+
+
+def test_doctor_checks_that_the_state_dir_can_record(statefs: Path, tmp_path: Path) -> None:
+    """`wnr doctor`: ok with room, FAIL with a hint when full or read-only."""
+    state = statefs / "state"
+    state.mkdir()
+    small = check_state_dir(state)  # 512 KiB: records for a few hundred jobs at most
+    assert (Verdict.warn, "free space") == (small.verdict, small.hint[:10])
+    assert Verdict.ok == check_state_dir(tmp_path / "new").verdict
+    filler = fill(statefs, 0)
+    full = check_state_dir(state)
+    assert (Verdict.fail, "ENOSPC") == (full.verdict, full.detail.split()[1])
+    assert "free space" in full.hint
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,ro", statefs], check=True)
+    try:
+        read_only = check_state_dir(state)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", statefs], check=True)
+    assert Verdict.fail == read_only.verdict
+    assert "remount" in read_only.hint
