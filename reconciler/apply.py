@@ -3,7 +3,10 @@
 The only place with side effects. A failing action is reported with its
 object and the kernel's errno and the actions that depend on it (same
 cgroup or below) are skipped; the next pass, which re-reads everything,
-tries again. Time comes from the injected clock.
+tries again. A state dir that cannot record (full, read-only, vanished:
+reconciler.statefault) is the node's fault, kept in `fault`: no attempt is
+spawned that is not recorded first, and once one could not be, no further
+job or agent is started in the pass. Time comes from the injected clock.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from reconciler.actions import (
     Action,
@@ -33,8 +37,10 @@ from reconciler.actions import (
 )
 from reconciler.cgroupfs import CgroupFS
 from reconciler.errors import CgroupError, WnrError
+from reconciler.observed import StateFault
 from reconciler.process import job_environment, signal_pids, spawn_wrapper, wrapper_missing
 from reconciler.state import SlotRecord, StateDir
+from reconciler.statefault import StateDirError, check
 
 log = logging.getLogger("wnr.apply")
 
@@ -46,6 +52,8 @@ class Failure:
     action: Action
     error: str
     transient: bool
+    # The state dir could not record (reported once for the node, not per action).
+    node_fault: bool = False
 
     def __str__(self) -> str:
         return f"{self.action.op} {self.action.obj}: {self.error}"
@@ -60,18 +68,32 @@ class Applier:
         self.clock = clock
         # The wrappers the last `apply` spawned, so the daemon can wait on their exits.
         self.spawned: list[int] = []
+        # The state-dir fault the last `apply` met, if any.
+        self.fault: StateFault | None = None
 
     def apply(self, actions: Sequence[Action]) -> list[Failure]:
         """Run the actions in order; returns the failures (empty when all succeeded)."""
         self.spawned = []
+        self.fault = None
         failures: list[Failure] = []
         failed_paths: list[str] = []
         for action in actions:
             if any(_within(action.path, bad) for bad in failed_paths):
                 failures.append(Failure(action, "skipped: an earlier action on it failed", True))
                 continue
+            if isinstance(action, StartJob | StartAgent) and self.fault is None:
+                # The planner saw room; each start takes some. Stopping at the margin leaves
+                # the wrappers already running room to record how their payloads end.
+                self.fault = check(self.state.root)
+            if self.fault is not None and isinstance(action, StartJob | StartAgent):
+                failures.append(Failure(action, "skipped: the state dir cannot record", True, True))
+                continue
             try:
                 self._one(action)
+            except StateDirError as exc:
+                self.fault = exc.fault
+                failures.append(Failure(action, str(exc), True, True))
+                failed_paths.append(action.path)
             except CgroupError as exc:
                 failures.append(Failure(action, str(exc), exc.transient))
                 failed_paths.append(action.path)
@@ -130,16 +152,25 @@ class Applier:
             self.fs.rmdir(rel)
 
     def _signal(self, action: Signal) -> None:
-        """Record when the stop began (for the grace deadline), then signal all but the spared."""
+        """Record when the stop began (for the grace deadline), then signal all but the spared.
+
+        A graceful stop waits for its record (the grace deadline lives there); a SIGKILL (a
+        limit wnr enforces itself) is sent even when the state dir cannot take the record,
+        since the node's memory matters more than the reason the job will show."""
         now = self.clock()
-        if action.agent is not None:
-            slot = action.obj.removeprefix("Slot/")
-            self.state.record_agent_stop(
-                slot, action.agent, now, action.grace_seconds, action.reason
-            )
-        else:
-            self.state.record_stop(action.job, now, action.grace_seconds, action.reason)
         pids = [p for p in self.fs.procs_tree(action.path) if p != action.spare]
+        try:
+            if action.agent is not None:
+                slot = action.obj.removeprefix("Slot/")
+                self.state.record_agent_stop(
+                    slot, action.agent, now, action.grace_seconds, action.reason
+                )
+            else:
+                self.state.record_stop(action.job, now, action.grace_seconds, action.reason)
+        except StateDirError:
+            if action.signal == "SIGKILL":
+                signal_pids(pids, signal.SIGKILL)
+            raise
         signal_pids(pids, signal.Signals[action.signal])
 
     def _record(self, action: Action) -> None:
@@ -159,6 +190,7 @@ class Applier:
     def _start(self, action: StartJob) -> None:
         state = self.state
         record = state.attempt_path(action.job, action.attempt)
+        # Raises (and nothing is spawned) unless the attempt is recorded and reads back.
         base = state.begin_attempt(action.job, action.attempt, self.clock(), action.gpus)
         missing = action.error or _missing_image_or_runtime(action)
         if missing:
@@ -173,7 +205,7 @@ class Applier:
         )
         try:
             pid = spawn_wrapper(
-                record=state.attempt_path(action.job, action.attempt),
+                record=record,
                 cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
                 workdir=action.working_dir or str(state.work_dir(action.job)),
                 log=state.log_path(action.job, action.attempt),
@@ -185,13 +217,28 @@ class Applier:
             # Recorded at once, so the next pass retries (or gives up) without waiting for
             # the start timeout; an argv the kernel refuses (E2BIG) is refused every time.
             message = wrapper_missing() or f"cannot spawn the wrapper: {exc}"
-            terminal = exc.errno == errno.E2BIG
-            state.fail_run(
-                state.attempt_path(action.job, action.attempt), message, terminal=terminal
-            )
+            self._fail_run(record, message, terminal=exc.errno == errno.E2BIG)
             raise
         self.spawned.append(pid)
-        state.note_wrapper(state.attempt_path(action.job, action.attempt), pid)
+        self._note_wrapper(record, pid)
+
+    def _fail_run(self, record: Path, message: str, terminal: bool = False) -> None:
+        """Mark a run whose wrapper could not be spawned; a state dir that cannot take the
+        mark leaves it `starting`, which the start timeout fails in its turn."""
+        try:
+            self.state.fail_run(record, message, terminal=terminal)
+        except StateDirError as exc:
+            self.fault = exc.fault
+            log.warning("%s: %s", record, exc)
+
+    def _note_wrapper(self, record: Path, pid: int) -> None:
+        """The wrapper runs and owns its record: a PID file the state dir cannot take must
+        not make the attempt look failed (the PID is kept in memory too)."""
+        try:
+            self.state.note_wrapper(record, pid)
+        except StateDirError as exc:
+            self.fault = exc.fault
+            log.warning("wrapper %d started, but its PID file was not written: %s", pid, exc)
 
     def _start_agent(self, action: StartAgent) -> None:
         directory, base = self.state.begin_agent(
@@ -210,7 +257,7 @@ class Applier:
             )
         except OSError as exc:
             message = wrapper_missing() or f"cannot spawn the wrapper: {exc}"
-            self.state.fail_run(directory / "run.json", message)
+            self._fail_run(directory / "run.json", message)
             raise
         self.spawned.append(pid)
 

@@ -21,6 +21,7 @@ from reconciler.errors import ObjectError, WnrError
 from reconciler.inspection import run_describe, run_get
 from reconciler.models import NodeSpec
 from reconciler.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
+from reconciler.nodelock import NodeLock
 from reconciler.reconcile import PassResult, Reconciler
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs import SpecLoader
@@ -107,11 +108,21 @@ def _reconciler(args: argparse.Namespace) -> Reconciler:
         requested = node.spec.cgroup_root if node is not None else "auto"
     root = choose_root(requested)
     state = StateDir(args.state_dir or default_state_dir())
-    fs = CgroupFS(root)
     if args.command not in READ_ONLY:  # a dry run leaves no trace, not even a directory
-        state.jobs.mkdir(parents=True, exist_ok=True)
-        leave_root(fs)
-    return Reconciler(loader, fs, state)
+        try:
+            state.jobs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # Reported by the passes (StateDirWritable); the daemon creates it when it can.
+            logging.getLogger("wnr").error("cannot create the state dir %s: %s", state.root, exc)
+    return Reconciler(loader, CgroupFS(root), state)
+
+
+def _take_over(args: argparse.Namespace, reconciler: Reconciler) -> NodeLock:
+    """Before `run` or `apply` changes anything: lock the state dir and the root (refused,
+    naming the holder, while another wnr has them), then leave the root if wnr sits in it."""
+    lock = NodeLock(reconciler.state.root, reconciler.fs.root, args.command).acquire()
+    leave_root(reconciler.fs)
+    return lock
 
 
 def leave_root(fs: CgroupFS) -> None:
@@ -165,7 +176,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    """One pass, or passes until converged with --wait."""
+    """One pass, or passes until converged with --wait; refused while a daemon runs."""
     reconciler = _reconciler(args)
     if args.expect:
         current = reconciler.run_pass(dry_run=True).plan.fingerprint
@@ -175,6 +186,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    _lock = _take_over(args, reconciler)  # held until the process exits
     deadline = time.monotonic() + args.timeout
     while True:
         result = reconciler.run_pass()
@@ -200,6 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from reconciler.daemon import Daemon  # noqa: PLC0415 - watchfiles is only needed here
 
     reconciler = _reconciler(args)
+    lock = _take_over(args, reconciler)
     logging.getLogger("wnr").info(
         "wnr %s: specs %s, root %s, state %s",
         "run",
@@ -207,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         reconciler.fs.root,
         reconciler.state.root,
     )
-    return Daemon(reconciler, [Path(args.specs)], resync=args.resync).run()
+    return Daemon(reconciler, [Path(args.specs)], resync=args.resync, lock=lock).run()
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -240,7 +253,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     requested = args.root or (node.spec.cgroup_root if node is not None else "auto")
     wanted = tuple(str(c) for c in (node.spec.controllers if node else NodeSpec().controllers))
     runtime = str(node.spec.runtime) if node is not None else "auto"
-    checks = run_checks(requested, Path(args.specs), wanted, runtime)
+    state = Path(args.state_dir or default_state_dir())
+    checks = run_checks(requested, Path(args.specs), wanted, runtime, state)
     for check in checks:
         print(check)
     return 1 if any(c.verdict is Verdict.fail for c in checks) else 0

@@ -8,6 +8,8 @@ says when one has emptied). Where inotify is unavailable a watchfiles thread
 polls the spec directory instead. The state dir is not watched: wnr writes it
 itself, and the one wrapper record that needs a prompt pass comes with an exit.
 SIGTERM stops the daemon between passes and leaves every job running.
+While the state dir cannot record (reconciler.statekeeper), the loop looks
+again every STATE_RECHECK_SECONDS, so it resumes by itself once it can.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from types import FrameType
 import watchfiles
 
 from reconciler.inotify import DirWatch
+from reconciler.nodelock import NodeLock
 from reconciler.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
 from reconciler.process import is_wrapper
 from reconciler.reconcile import PassResult, Reconciler
@@ -32,6 +35,7 @@ log = logging.getLogger("wnr.daemon")
 RESYNC_SECONDS = 30.0
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
 VERIFY_SECONDS = 0.5
+STATE_RECHECK_SECONDS = 1.0
 # Attempt phases in which the wrapper should be alive.
 _LIVE = ("starting", "running")
 
@@ -40,9 +44,14 @@ class Daemon:
     """Runs passes until stopped."""
 
     def __init__(
-        self, reconciler: Reconciler, watch: Sequence[Path], resync: float = RESYNC_SECONDS
+        self,
+        reconciler: Reconciler,
+        watch: Sequence[Path],
+        resync: float = RESYNC_SECONDS,
+        lock: NodeLock | None = None,
     ) -> None:
         self.reconciler = reconciler
+        self.lock = lock
         # A spec file given by name is watched through its directory.
         self.watch = sorted({str(p if p.is_dir() or not p.exists() else p.parent) for p in watch})
         self.resync = resync
@@ -133,6 +142,10 @@ class Daemon:
                 backoff = min(backoff * 2, BACKOFF_MAX)
             else:
                 backoff = BACKOFF_MIN
+            if result.state_fault is not None:
+                delay = min(delay, STATE_RECHECK_SECONDS)
+            if self.lock is not None:
+                self.lock.ensure()  # the state dir may have been deleted and created again
             log.debug("pass: %d actions, next in %.2fs", len(result.plan.actions), delay)
             self._watch(result)
             if not self.stop.is_set():

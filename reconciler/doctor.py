@@ -19,6 +19,7 @@ from reconciler.mounts import cgroup2_mounts, choose_root, own_cgroup
 from reconciler.nodefacts import detect_gpus
 from reconciler.process import WRAPPER, wrapper_missing
 from reconciler.runtime import resolve
+from reconciler.statefault import MIN_FREE_BYTES, check
 
 # Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation").
 DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
@@ -135,6 +136,43 @@ def check_spec_dir(specs: Path, uid: int) -> Check:
     )
 
 
+_STATE_HINTS = {
+    "NoSpace": "free space on its file system or point --state-dir elsewhere: wnr starts no "
+    "job while it cannot record the attempt, and resumes by itself once it can",
+    "QuotaExceeded": "raise the quota of wnr's user there, or point --state-dir elsewhere",
+    "ReadOnly": "remount it read-write (mount -o remount,rw) or point --state-dir elsewhere",
+    "IOError": "check the disk (dmesg); until it records, wnr starts no job",
+    "PermissionDenied": "chown the state dir to wnr's user, or point --state-dir elsewhere",
+}
+
+
+def check_state_dir(state: Path) -> Check:
+    """The state dir records every attempt: it must be writable and have room."""
+    if not state.exists():
+        parent = next((p for p in state.parents if p.exists()), Path("/"))
+        fault = check(parent)
+        if fault is None:
+            return Check("state dir", Verdict.ok, f"{state} is created on the first run")
+        return Check(
+            "state dir", Verdict.fail, f"{state} cannot be created: {fault}", f"mkdir -p {state}"
+        )
+    fault = check(state)
+    if fault is not None:
+        hint = _STATE_HINTS.get(fault.reason, "make it writable or point --state-dir elsewhere")
+        return Check("state dir", Verdict.fail, str(fault), hint)
+    info = os.statvfs(state)
+    free = (info.f_bfree if os.geteuid() == 0 else info.f_bavail) * info.f_frsize
+    detail = f"{state} is writable; {free // 1024} KiB free"
+    if free < 64 * MIN_FREE_BYTES:
+        return Check(
+            "state dir",
+            Verdict.warn,
+            f"{detail}, enough for a few hundred jobs' records at most",
+            _STATE_HINTS["NoSpace"],
+        )
+    return Check("state dir", Verdict.ok, detail)
+
+
 def check_runtimes(requested: str) -> Check:
     """Which container runtimes are installed and which one `runtime: auto` picks."""
     found = frozenset(name for name in ("apptainer", "bwrap") if shutil.which(name))
@@ -177,7 +215,11 @@ def check_cpu() -> Check:
 
 
 def run_checks(
-    requested_root: str | None, specs: Path, wanted: tuple[str, ...], runtime: str = "auto"
+    requested_root: str | None,
+    specs: Path,
+    wanted: tuple[str, ...],
+    runtime: str = "auto",
+    state: Path | None = None,
 ) -> list[Check]:
     """Every check, in the order an admin would fix them."""
     uid = os.geteuid()
@@ -208,6 +250,8 @@ def run_checks(
     checks.append(check_controllers(root, wanted))
     checks.append(check_kill(platform.release()))
     checks.append(check_spec_dir(specs, uid))
+    if state is not None:
+        checks.append(check_state_dir(state))
     checks.append(check_wrapper())
     checks.append(check_runtimes(runtime))
     checks.append(check_gpus())

@@ -22,6 +22,7 @@ def run_get(
     reconciler: Reconciler, result: PassResult, resource: str, name: str | None, output: str
 ) -> int:
     """The slots or jobs (`resource`, plural) of the pass as a table, JSON or YAML."""
+    _warn_state(result)
     now = reconciler.clock()
     desired = result.desired
     if resource == "jobs":
@@ -62,6 +63,7 @@ def run_describe(
     reconciler: Reconciler, result: PassResult, resource: str, name: str, events: int
 ) -> int:
     """One object's spec, status, conditions and its last `events` events."""
+    _warn_state(result)
     now = reconciler.clock()
     desired = result.desired
     jobs = job_statuses(desired, result.observed, result.plan, now)
@@ -82,6 +84,17 @@ def run_describe(
     source = _source(desired, "Slot", name)
     print(describe_slot(desired.slots.get(name), slots[name], members, recent, now, source))
     return 0
+
+
+def _warn_state(result: PassResult) -> None:
+    """The Node's condition, which no slot or job table has a column for."""
+    fault = result.observed.state_fault
+    if fault is not None:
+        print(
+            f"Warning: Node StateDirWritable=False ({fault.reason}): {fault}; "
+            "no job or agent starts until it clears",
+            file=sys.stderr,
+        )
 
 
 def _created(desired: Desired, kind: str, name: str) -> float | None:

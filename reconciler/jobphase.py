@@ -9,6 +9,9 @@ and `wnr get jobs` shows the same view. Transitions (one attempt):
     starting     --wrapper-->   failed-start  could not enter the cgroup or exec
     starting     --timeout-->   (failed)   the wrapper never reported: it died early
     running      --vanished-->  (failed)   the cgroup emptied without a final record
+    (restored)   --vanished-->  (failed)   RecordsLost: the state dir lost the records while
+                                            the attempt ran; the daemon wrote back what it had
+                                            seen, and the wrapper ended without a record
 
 Only attempts that never reached Running are retried.
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.observed import CgroupState
-from reconciler.state import JobRecords
+from reconciler.records import AttemptRecord, JobRecords
 
 # How long a spawned wrapper may take to report before the attempt counts as failed.
 START_TIMEOUT_SECONDS = 30.0
@@ -39,6 +42,12 @@ STOP_REASONS = frozenset(
         "PidsLimitExceeded",
         "DiskLimitExceeded",
     }
+)
+
+
+RECORDS_LOST = (
+    "records lost: the state dir lost this job's records while it ran (deleted or emptied); "
+    "wnr restored what it had seen, but the end of the attempt was not recorded"
 )
 
 
@@ -100,6 +109,14 @@ def job_view(
             message = f"core files in the working directory: {', '.join(last.core_files)}"
             return JobView(Phase.Failed, "CoreDumped", message, count, code)
         return _exited(last.exit_code, last.signal, count, last.oom_kills or 0)
+    if (
+        last.restored_at is not None
+        and last.phase in ("starting", "running")
+        and not populated
+        and last.wrapper_alive is not True
+    ):
+        # Never retried: the attempt may have run to its end, unrecorded.
+        return JobView(Phase.Failed, "RecordsLost", RECORDS_LOST, count)
     if last.phase == "running":
         if populated:
             return JobView(Phase.Running, attempts=count)
@@ -116,7 +133,13 @@ def job_view(
         return JobView(Phase.Starting, attempts=count, deadline=now + STARTING_RECHECK_SECONDS)
     if last.phase == "starting" and now < timeout and last.wrapper_alive is not False:
         return JobView(Phase.Starting, attempts=count, deadline=timeout)
-    # failed-start, or a start that never reported: retry while attempts remain.
+    return _start_failed(last, max_attempts)
+
+
+def _start_failed(last: AttemptRecord, max_attempts: int) -> JobView:
+    """A failed-start, or a start that never reported: retried while attempts remain, unless
+    the failure is one that every attempt would repeat."""
+    count = last.attempt
     message = last.message or (
         "the wrapper ended before reporting"
         if last.wrapper_alive is False

@@ -16,6 +16,7 @@ from reconciler.nodefacts import cached
 from reconciler.observed import CgroupState, Observed
 from reconciler.process import is_wrapper
 from reconciler.state import JobRecords, StateDir
+from reconciler.statefault import check
 
 
 def _split(text: str | None) -> frozenset[str]:
@@ -74,9 +75,10 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
     except OSError:
         parent_controllers = frozenset()
     page_size = os.sysconf("SC_PAGE_SIZE")
-    records = {name: _check_starting(state, name, r) for name, r in state.read_all().items()}
+    records = {name: check_starting(state, name, r) for name, r in state.read_all().items()}
     slot_records = state.read_slots()
     agent_records = state.read_agents()
+    state_fault = check(state.root)
     if not fs.exists(""):
         return Observed(
             str(fs.root),
@@ -88,6 +90,7 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
             agent_records=agent_records,
             facts=facts,
             state_root=str(state.root),
+            state_fault=state_fault,
         )
     root = read_cgroup(fs, "", with_limits=False)
     slots: dict[str, CgroupState] = {}
@@ -129,10 +132,11 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
         agent_records=agent_records,
         facts=facts,
         state_root=str(state.root),
+        state_fault=state_fault,
     )
 
 
-def _check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecords:
+def check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecords:
     """For an attempt still `starting`, find out whether its wrapper process exists, so a
     wrapper lost with a crashed daemon is retried at once instead of after the timeout."""
     last = records.last

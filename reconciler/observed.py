@@ -5,10 +5,12 @@ Plain data between observe (which reads the kernel) and plan (which must not).
 
 from __future__ import annotations
 
+import errno as errnos
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.state import AgentRecords, JobRecords, SlotRecord
+from reconciler.records import AgentRecords, JobRecords, SlotRecord
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,38 @@ class NodeFacts:
         return values[-1] if values else None
 
 
+# The condition reason of each errno that makes the state dir unable to record (a node-level
+# fault: every job's records live there, so one action failing means all would).
+FAULT_REASONS = {
+    errnos.ENOSPC: "NoSpace",
+    errnos.EDQUOT: "QuotaExceeded",
+    errnos.EROFS: "ReadOnly",
+    errnos.EIO: "IOError",
+    errnos.ENOENT: "Missing",
+    errnos.EACCES: "PermissionDenied",
+    errnos.EPERM: "PermissionDenied",
+}
+
+
+@dataclass(frozen=True)
+class StateFault:
+    """Why the state dir cannot record now: the errno and the path that failed."""
+
+    errno: int
+    path: str
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        """The CamelCase reason of the condition (`NoSpace`, `ReadOnly`, ...)."""
+        return FAULT_REASONS.get(self.errno, "WriteFailed")
+
+    def __str__(self) -> str:
+        name = errnos.errorcode.get(self.errno, str(self.errno))
+        text = f"{self.path}: {name} ({os.strerror(self.errno)})"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
 @dataclass(frozen=True)
 class Observed:
     """The owned tree and the records; what is absent from the mappings does not exist."""
@@ -92,6 +126,8 @@ class Observed:
     agent_records: Mapping[tuple[str, int], AgentRecords] = field(default_factory=dict)
     facts: NodeFacts = field(default_factory=NodeFacts)
     state_root: str = "/var/lib/wnr"
+    # Set while the state dir cannot record an attempt: no job or agent is started then.
+    state_fault: StateFault | None = None
 
     @property
     def available(self) -> frozenset[str]:

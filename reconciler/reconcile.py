@@ -3,7 +3,9 @@
 `wnr plan`, `wnr apply` and the daemon all call `Reconciler.run_pass`, so the
 plan that is printed is the plan that is executed. A real pass also logs
 events (reconciler.events): one per action applied or failed, and one per
-phase change of a job or slot since the phase last reported. A dry pass
+phase change of a job or slot since the phase last reported; and keeps the
+state dir whole around observe and apply (reconciler.statekeeper). Events the
+state dir cannot take yet are kept and written once it can. A dry pass
 writes nothing; a pass with nothing to report does no I/O for it.
 """
 
@@ -30,15 +32,19 @@ from reconciler.cgroupfs import CgroupFS
 from reconciler.events import NORMAL, WARNING, Event, EventLog
 from reconciler.jobphase import JobView, Phase
 from reconciler.observe import observe
-from reconciler.observed import Observed
+from reconciler.observed import Observed, StateFault
 from reconciler.plan import Plan, plan
 from reconciler.process import reap
 from reconciler.specs import Desired, SpecLoader
 from reconciler.state import StateDir
+from reconciler.statekeeper import StateKeeper
 from reconciler.status import slot_statuses
 from reconciler.usage import Sampler, needs
 
 log = logging.getLogger("wnr.events")
+
+# Events kept while the event log cannot take them.
+MAX_UNSENT = 1000
 
 # The event reason of an action that failed, by its op.
 FAILED_REASONS = {
@@ -65,6 +71,11 @@ class PassResult:
     resample_after: float | None = None
     # The PIDs of the wrappers this pass spawned.
     spawned: tuple[int, ...] = ()
+
+    @property
+    def state_fault(self) -> StateFault | None:
+        """Why the state dir cannot record, if it cannot (no job starts then)."""
+        return self.observed.state_fault
 
     @property
     def converged(self) -> bool:
@@ -97,15 +108,23 @@ class Reconciler:
         self._failing: dict[tuple[str, str, str], str] = {}
         # Jobs the daemon's pass guard quarantined (name -> error): planned as Failed, untouched.
         self.quarantined: Mapping[str, str] = {}
+        self.keeper = StateKeeper(state)
+        # Events and phases the event log could not take yet (a full or read-only state dir).
+        self._unsent: list[Event] = []
+        self._phases_dirty = False
 
     def run_pass(self, dry_run: bool = False) -> PassResult:
         """Read everything, plan, and apply the plan unless this is a dry run."""
         if not dry_run:
             reap()
+            # The remembered phases went with a deleted state dir: write them again.
+            self._phases_dirty |= self.keeper.recreate(self.clock())
         desired = self.loader.load()
         site = desired.node.spec.site_overrides if desired.node is not None else None
         observed = observe(self.fs, self.state, site)
         now = self.clock()
+        if not dry_run:
+            observed = self.keeper.before_plan(observed, now)
         wanted = needs(desired, observed, self.state)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
         planned = plan(desired, observed, now, self.quarantined)
@@ -114,27 +133,39 @@ class Reconciler:
             return PassResult(desired, observed, planned, resample_after=resample)
         failures = self.applier.apply(planned.actions) if planned.actions else []
         spawned = tuple(self.applier.spawned) if planned.actions else ()
+        fault = self.applier.fault if planned.actions else None
+        self.keeper.after_apply(planned.actions, fault, now)
+        observed = replace(observed, state_fault=self.keeper.fault)
         result = PassResult(desired, observed, planned, tuple(failures), resample, spawned)
         self._report(result, now)
         return result
 
     def _report(self, result: PassResult, now: float) -> None:
-        """Log this pass's phase changes and actions; never fails the pass."""
-        try:
-            if self._reported is None:
+        """Log this pass's phase changes and actions; never fails the pass. What the event
+        log cannot take now is kept (in order, the newest MAX_UNSENT) for the next pass."""
+        if self._reported is None:
+            try:
                 self._reported = self.events.load_phases()
-            phases, messages = current_phases(result, now)
-            events = phase_events(self._reported, phases, result.plan.jobs, messages, now)
-            if result.plan.actions:
-                events += action_events(result, self.clock(), self._failing)
-            else:
-                self._failing.clear()
-            for event in events:
-                log.info("%s %s %s: %s", event.obj, event.type, event.reason, event.message)
-            self.events.append(events)
-            if phases != self._reported:
+            except OSError:
+                self._reported = {}
+        phases, messages = current_phases(result, now)
+        events = self.keeper.take_events()
+        events += phase_events(self._reported, phases, result.plan.jobs, messages, now)
+        if result.plan.actions:
+            events += action_events(result, self.clock(), self._failing)
+        else:
+            self._failing.clear()
+        for event in events:
+            log.info("%s %s %s: %s", event.obj, event.type, event.reason, event.message)
+        self._unsent = (self._unsent + events)[-MAX_UNSENT:]
+        if phases != self._reported:
+            self._reported, self._phases_dirty = phases, True
+        try:
+            self.events.append(self._unsent)
+            self._unsent = []
+            if self._phases_dirty:
                 self.events.save_phases(phases)
-                self._reported = phases
+                self._phases_dirty = False
         except OSError as exc:
             log.warning("cannot write the event log in %s: %s", self.events.directory, exc)
 
@@ -208,8 +239,8 @@ def action_events(
             if event is not None:
                 events.append(event)
             continue
-        if failure.error.startswith("skipped:"):
-            continue
+        if failure.error.startswith("skipped:") or failure.node_fault:
+            continue  # a state-dir fault is one event of the Node (reconciler.statekeeper)
         key = (action.obj, action.op, action.path)
         seen[key] = failure.error
         if failing.get(key) != failure.error:

@@ -15,15 +15,27 @@ read by observe:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler.atomicfile import read_json, write_json
+from reconciler.records import AgentRecords, AttemptRecord, JobRecords, SlotRecord, StopRecord
+from reconciler.statefault import StateDirError, recording
+
+__all__ = [
+    "AgentRecords",
+    "AttemptRecord",
+    "JobRecords",
+    "SlotRecord",
+    "StateDir",
+    "StateDirError",
+    "StopRecord",
+]
 
 _ATTEMPT = re.compile(r"^attempt-([0-9]+)\.json$")
 
@@ -35,113 +47,6 @@ _ATTEMPT = re.compile(r"^attempt-([0-9]+)\.json$")
 _SETTLED_NS = 2_000_000_000
 
 
-@dataclass(frozen=True)
-class AttemptRecord:
-    """One attempt of a job, as the daemon and its wrapper recorded it."""
-
-    attempt: int
-    phase: str  # starting | running | exited | failed-start
-    spawned_at: float
-    pid: int | None = None
-    wrapper_pid: int | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    cpu_seconds: float | None = None
-    peak_memory_bytes: int | None = None
-    oom_kills: int | None = None
-    core_files: tuple[str, ...] = ()
-    gpus: tuple[str, ...] = ()
-    error_class: str = ""  # for failed-start: ErrorA (image or runtime missing) or ErrorVN
-    message: str = ""
-    # For failed-start: the same attempt would fail the same way (E2BIG), so no retry.
-    terminal: bool = False
-    # For a starting attempt, whether its wrapper process still exists (set by observe).
-    wrapper_alive: bool | None = None
-
-    @classmethod
-    def from_json(cls, attempt: int, data: dict[str, Any]) -> AttemptRecord:
-        """Build from the camelCase JSON both writers use; unknown keys are ignored."""
-        return cls(
-            attempt=attempt,
-            phase=str(data.get("phase", "starting")),
-            spawned_at=float(data.get("spawnedAt", 0.0)),
-            pid=data.get("pid"),
-            wrapper_pid=data.get("wrapperPid"),
-            started_at=data.get("startedAt"),
-            finished_at=data.get("finishedAt"),
-            exit_code=data.get("exitCode"),
-            signal=data.get("signal"),
-            cpu_seconds=data.get("cpuSeconds"),
-            peak_memory_bytes=data.get("peakMemoryBytes"),
-            oom_kills=data.get("oomKills"),
-            core_files=tuple(data.get("coreFiles") or ()),
-            gpus=tuple(data.get("gpus") or ()),
-            error_class=str(data.get("errorClass", "")),
-            message=str(data.get("message", "")),
-            terminal=data.get("terminal") is True,
-        )
-
-
-@dataclass(frozen=True)
-class StopRecord:
-    """A stop in progress: SIGTERM was sent at `requested_at`; SIGKILL after the grace."""
-
-    requested_at: float
-    grace_seconds: float
-    reason: str
-
-
-@dataclass(frozen=True)
-class JobRecords:
-    """Everything the state dir holds about one job."""
-
-    attempts: tuple[AttemptRecord, ...] = ()
-    stop: StopRecord | None = None
-
-    @property
-    def last(self) -> AttemptRecord | None:
-        """The newest attempt, if any."""
-        return self.attempts[-1] if self.attempts else None
-
-
-@dataclass(frozen=True)
-class SlotRecord:
-    """What must outlive a Slot's spec: its grace periods, and when its drain began."""
-
-    drain_grace_seconds: float
-    termination_grace_seconds: float
-    draining_since: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The camelCase JSON form."""
-        return {
-            "drainGracePeriodSeconds": self.drain_grace_seconds,
-            "terminationGracePeriodSeconds": self.termination_grace_seconds,
-            "drainingSince": self.draining_since,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SlotRecord:
-        """Parse the JSON form."""
-        since = data.get("drainingSince")
-        return cls(
-            float(data["drainGracePeriodSeconds"]),
-            float(data["terminationGracePeriodSeconds"]),
-            float(since) if since is not None else None,
-        )
-
-
-@dataclass(frozen=True)
-class AgentRecords:
-    """What the state dir holds about one agent replica: its last run and restart count."""
-
-    run: AttemptRecord | None = None
-    restarts: int = 0
-    stop: StopRecord | None = None
-
-
 class StateDir:
     """Paths in the state dir and the reads and writes on them."""
 
@@ -151,6 +56,9 @@ class StateDir:
         self.slots = self.root / "slots"
         self.agents = self.root / "agents"
         self._settled: dict[str, tuple[tuple[int, int], JobRecords]] = {}
+        # The wrappers this process spawned, by attempt record: `note_wrapper` keeps them here
+        # too, so a `.pid` file the state dir could not take loses nothing.
+        self._spawned: dict[str, int] = {}
 
     def job_dir(self, job: str) -> Path:
         """The directory of one job (the name is a validated DNS label)."""
@@ -215,21 +123,33 @@ class StateDir:
         self, job: str, attempt: int, now: float, gpus: tuple[str, ...] = ()
     ) -> dict[str, Any]:
         """Record an attempt (and the GPUs it holds) before its wrapper is spawned, so a crash
-        cannot start it twice; returns the record, which the wrapper keeps."""
-        os.makedirs(self.work_dir(job), exist_ok=True)
+        cannot start it twice; returns the record, which the wrapper keeps. Raises
+        StateDirError unless the record was written and reads back: an attempt the state dir
+        does not hold would be started again, so nothing may be spawned for it."""
+        path = self.attempt_path(job, attempt)
         data: dict[str, Any] = {"phase": "starting", "spawnedAt": now}
         if gpus:
             data["gpus"] = list(gpus)
-        write_json(str(self.attempt_path(job, attempt)), data)
+        with recording(path):
+            os.makedirs(self.work_dir(job), exist_ok=True)
+            write_json(str(path), data)
+            if read_json(str(path)) != data:
+                raise OSError(errno.EIO, "the attempt record does not read back", str(path))
         return data
 
     def note_wrapper(self, record: Path, pid: int) -> None:
         """Keep the spawned wrapper's PID beside its record (`attempt-N.pid`): the wrapper
-        owns the record from now on, so the daemon writes a file of its own."""
-        write_json(str(record.with_suffix(".pid")), {"wrapperPid": pid})
+        owns the record from now on, so the daemon writes a file of its own. The PID is kept
+        in memory first, so a failed write (StateDirError) costs only the file."""
+        self._spawned[str(record)] = pid
+        with recording(record):
+            write_json(str(record.with_suffix(".pid")), {"wrapperPid": pid})
 
     def spawned_pid(self, record: Path) -> int | None:
         """The PID `note_wrapper` kept for an attempt, if any."""
+        known = self._spawned.get(str(record))
+        if known is not None:
+            return known
         data = read_json(str(record.with_suffix(".pid")))
         pid = data.get("wrapperPid") if data is not None else None
         return pid if isinstance(pid, int) else None
@@ -239,11 +159,25 @@ class StateDir:
     ) -> None:
         """Mark an attempt or agent run that could not be started (the wrapper never ran);
         a `terminal` failure would repeat on every attempt, so none follows."""
-        data = read_json(str(record)) or {}
-        data.update(phase="failed-start", message=message, errorClass=error_class)
-        if terminal:
-            data["terminal"] = True
-        write_json(str(record), data, durable=True)
+        with recording(record):
+            data = read_json(str(record)) or {}
+            data.update(phase="failed-start", message=message, errorClass=error_class)
+            if terminal:
+                data["terminal"] = True
+            write_json(str(record), data, durable=True)
+
+    def restore(self, job: str, records: JobRecords, now: float) -> None:
+        """Write back the records of a job that the state dir lost (deleted or emptied) from
+        what the daemon last read, marked `restoredAt`. A file that exists again (the
+        wrapper's own, newer record) is never replaced."""
+        directory = self.job_dir(job)
+        with recording(directory):
+            os.makedirs(self.work_dir(job), exist_ok=True)
+            for attempt in records.attempts:
+                data = {**attempt.to_json(), "restoredAt": attempt.restored_at or now}
+                write_json(str(self.attempt_path(job, attempt.attempt)), data, replace=False)
+            if records.stop is not None:
+                write_json(str(directory / "stop.json"), records.stop.to_json(), replace=False)
 
     def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:
         """Record the start of a job's stop (its first signal); the first wins."""
@@ -279,11 +213,14 @@ class StateDir:
         """Record a new run of an agent before spawning it; returns its directory and the
         record, which the wrapper keeps."""
         directory = self.agent_dir(slot, index)
-        os.makedirs(directory / "work", exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(directory / "stop.json")
         data: dict[str, Any] = {"phase": "starting", "spawnedAt": now, "restarts": restarts}
-        write_json(str(directory / "run.json"), data)
+        with recording(directory):
+            os.makedirs(directory / "work", exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / "stop.json")
+            write_json(str(directory / "run.json"), data)
+            if read_json(str(directory / "run.json")) != data:
+                raise OSError(errno.EIO, "the run record does not read back", str(directory))
         return directory, data
 
     def record_agent_stop(
@@ -311,8 +248,9 @@ class StateDir:
 
     def write_slot(self, slot: str, record: SlotRecord) -> None:
         """Replace a slot's record."""
-        os.makedirs(self.slots, exist_ok=True)
-        write_json(str(self.slots / f"{slot}.json"), record.to_json())
+        with recording(self.slots):
+            os.makedirs(self.slots, exist_ok=True)
+            write_json(str(self.slots / f"{slot}.json"), record.to_json())
 
     def forget_slot(self, slot: str) -> None:
         """Remove a removed slot's record."""
@@ -321,6 +259,8 @@ class StateDir:
 
     def forget(self, job: str) -> None:
         """Remove everything recorded about a job whose spec is gone."""
+        prefix = f"{self.job_dir(job)}/"
+        self._spawned = {k: v for k, v in self._spawned.items() if not k.startswith(prefix)}
         shutil.rmtree(self.job_dir(job), ignore_errors=True)
 
 
@@ -337,5 +277,6 @@ def _record_stop(directory: Path, now: float, grace_seconds: float, reason: str)
     path = directory / "stop.json"
     if path.exists():
         return
-    os.makedirs(directory, exist_ok=True)
-    write_json(str(path), {"requestedAt": now, "graceSeconds": grace_seconds, "reason": reason})
+    with recording(path):
+        os.makedirs(directory, exist_ok=True)
+        write_json(str(path), StopRecord(now, grace_seconds, reason).to_json())

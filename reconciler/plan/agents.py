@@ -21,6 +21,7 @@ from reconciler.jobphase import START_TIMEOUT_SECONDS
 from reconciler.limits import Limits
 from reconciler.models import AgentSpec
 from reconciler.plan.builder import Builder
+from reconciler.plan.jobs import state_wait
 from reconciler.plan.tree import plan_limits
 from reconciler.state import AgentRecords
 
@@ -75,6 +76,9 @@ def _plan_replica(out: Builder, slot: str, index: int, spec: AgentSpec) -> None:
             f"agent {index} crashed; restart {restarts} in {start_at - out.now:.0f}s (back-off)",
         )
         out.requeue_at(start_at)
+        return
+    if out.observed.state_fault is not None:
+        out.note(obj, "waiting", f"agent {index}: {state_wait(out)}")
         return
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))

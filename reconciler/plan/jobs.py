@@ -164,6 +164,10 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
     if view.deadline is not None and out.now < view.deadline:
         out.requeue_at(view.deadline)  # backoff after a failed start
         return
+    if out.observed.state_fault is not None:
+        # An attempt that cannot be recorded could be started twice: wait for the state dir.
+        out.note(obj, "waiting", state_wait(out))
+        return
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))
     plan_limits(out, obj, rel, limits, cgroup, sampled=SAMPLED_FILES)
@@ -184,6 +188,11 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
             error=how.error,
         )
     )
+
+
+def state_wait(out: Builder) -> str:
+    """Why nothing starts while the state dir cannot record."""
+    return f"no new starts while the state dir cannot record: {out.observed.state_fault}"
 
 
 def _deadline_refusal(slot: Slot, job: Job, now: float) -> str | None:

@@ -2,7 +2,8 @@
 
 `SpecValid` (jobs and slots), `CgroupReady` and `LimitsEnforced` (slots) are
 derived here from desired, observed and the plan, for `status.jobs` and
-`status.slots` to attach to what they build.
+`status.slots` to attach to what they build; and the Node's `StateDirWritable`,
+which every slot and every job waiting to start carries while it is False.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def spec_conditions(desired: Desired, kind: str, name: str) -> tuple[Condition, 
     if source is not None:
         message += " (the last good spec stays in force)"
     return (Condition("SpecValid", FALSE, "InvalidSpec", message),)
+
+
+def state_conditions(observed: Observed) -> tuple[Condition, ...]:
+    """`StateDirWritable` False while the state dir cannot record (then nothing starts)."""
+    fault = observed.state_fault
+    if fault is None:
+        return ()
+    message = f"{fault}; no job or agent starts until the state dir can record again"
+    return (Condition("StateDirWritable", FALSE, fault.reason, message),)
 
 
 def cgroup_condition(observed: Observed, rel: str, setup: Sequence[object]) -> Condition:

@@ -17,7 +17,7 @@ from reconciler.observed import Observed
 from reconciler.plan.builder import Note, Plan
 from reconciler.specs import Desired
 from reconciler.state import AttemptRecord, JobRecords
-from reconciler.status.conditions import Condition, spec_conditions
+from reconciler.status.conditions import Condition, spec_conditions, state_conditions
 
 
 def timestamp(seconds: float | None) -> str | None:
@@ -108,7 +108,10 @@ def _job_status(  # noqa: PLR0917
         peak_memory_bytes=measured.peak_memory_bytes if measured is not None else None,
         cgroup=f"{observed.root_path}/slot.{where[0]}/job.{name}" if where is not None else None,
         first_spawned=first.spawned_at if first is not None else None,
-        conditions=spec_conditions(desired, "Job", name),
+        conditions=(
+            *spec_conditions(desired, "Job", name),
+            *(state_conditions(observed) if view.phase is Phase.Pending else ()),
+        ),
     )
 
 

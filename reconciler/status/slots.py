@@ -34,6 +34,7 @@ from reconciler.status.conditions import (
     cgroup_condition,
     limits_condition,
     spec_conditions,
+    state_conditions,
 )
 
 SLOT_PHASES = ("Pending", "Ready", "Cordoned", "Draining", "Drained", "Failed")
@@ -153,6 +154,7 @@ def _slot_status(  # noqa: PLR0917
         limits_condition(name, slot, jobs, observed, plan, node),
         Condition("AgentsReady", UNKNOWN, "NotReported", "agent status is not reported yet"),
         *spec_conditions(desired, "Slot", name),
+        *state_conditions(observed),
     )
     return SlotStatus(
         name=name,

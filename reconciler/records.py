@@ -1,0 +1,152 @@
+"""The records of the state dir as plain data: attempts, stops, slots and agents; pure.
+
+`state` reads and writes them (with the wrapper, which writes the same JSON);
+`observe` hands them to the planner and `jobphase` derives a job's phase from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a job, as the daemon and its wrapper recorded it."""
+
+    attempt: int
+    phase: str  # starting | running | exited | failed-start
+    spawned_at: float
+    pid: int | None = None
+    wrapper_pid: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    oom_kills: int | None = None
+    core_files: tuple[str, ...] = ()
+    gpus: tuple[str, ...] = ()
+    error_class: str = ""  # for failed-start: ErrorA (image or runtime missing) or ErrorVN
+    message: str = ""
+    # For failed-start: the same attempt would fail the same way (E2BIG), so no retry.
+    terminal: bool = False
+    # When the daemon wrote this record back from memory after the state dir lost it
+    # (`restoredAt`); the wrapper's next record replaces it.
+    restored_at: float | None = None
+    # For a starting attempt, whether its wrapper process still exists (set by observe).
+    wrapper_alive: bool | None = None
+
+    @classmethod
+    def from_json(cls, attempt: int, data: dict[str, Any]) -> AttemptRecord:
+        """Build from the camelCase JSON both writers use; unknown keys are ignored."""
+        return cls(
+            attempt=attempt,
+            phase=str(data.get("phase", "starting")),
+            spawned_at=float(data.get("spawnedAt", 0.0)),
+            pid=data.get("pid"),
+            wrapper_pid=data.get("wrapperPid"),
+            started_at=data.get("startedAt"),
+            finished_at=data.get("finishedAt"),
+            exit_code=data.get("exitCode"),
+            signal=data.get("signal"),
+            cpu_seconds=data.get("cpuSeconds"),
+            peak_memory_bytes=data.get("peakMemoryBytes"),
+            oom_kills=data.get("oomKills"),
+            core_files=tuple(data.get("coreFiles") or ()),
+            gpus=tuple(data.get("gpus") or ()),
+            error_class=str(data.get("errorClass", "")),
+            message=str(data.get("message", "")),
+            terminal=data.get("terminal") is True,
+            restored_at=data.get("restoredAt"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The camelCase JSON form (unset members left out), to write a lost record back."""
+        data: dict[str, Any] = {
+            "phase": self.phase,
+            "spawnedAt": self.spawned_at,
+            "pid": self.pid,
+            "wrapperPid": self.wrapper_pid,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "exitCode": self.exit_code,
+            "signal": self.signal,
+            "cpuSeconds": self.cpu_seconds,
+            "peakMemoryBytes": self.peak_memory_bytes,
+            "oomKills": self.oom_kills,
+            "coreFiles": list(self.core_files),
+            "gpus": list(self.gpus),
+            "errorClass": self.error_class,
+            "message": self.message,
+            "terminal": self.terminal or None,
+            "restoredAt": self.restored_at,
+        }
+        return {k: v for k, v in data.items() if v not in (None, "", [])}
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    """A stop in progress: SIGTERM was sent at `requested_at`; SIGKILL after the grace."""
+
+    requested_at: float
+    grace_seconds: float
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The camelCase JSON form of `stop.json`."""
+        return {
+            "requestedAt": self.requested_at,
+            "graceSeconds": self.grace_seconds,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class JobRecords:
+    """Everything the state dir holds about one job."""
+
+    attempts: tuple[AttemptRecord, ...] = ()
+    stop: StopRecord | None = None
+
+    @property
+    def last(self) -> AttemptRecord | None:
+        """The newest attempt, if any."""
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """What must outlive a Slot's spec: its grace periods, and when its drain began."""
+
+    drain_grace_seconds: float
+    termination_grace_seconds: float
+    draining_since: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The camelCase JSON form."""
+        return {
+            "drainGracePeriodSeconds": self.drain_grace_seconds,
+            "terminationGracePeriodSeconds": self.termination_grace_seconds,
+            "drainingSince": self.draining_since,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SlotRecord:
+        """Parse the JSON form."""
+        since = data.get("drainingSince")
+        return cls(
+            float(data["drainGracePeriodSeconds"]),
+            float(data["terminationGracePeriodSeconds"]),
+            float(since) if since is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class AgentRecords:
+    """What the state dir holds about one agent replica: its last run and restart count."""
+
+    run: AttemptRecord | None = None
+    restarts: int = 0
+    stop: StopRecord | None = None
