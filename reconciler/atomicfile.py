@@ -10,6 +10,7 @@ bookkeeping, whose fsyncs were most of the cost of starting a job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -21,12 +22,21 @@ def write_json(path: str, data: dict[str, Any], durable: bool = False) -> None:
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, json.dumps(data, sort_keys=True).encode())
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            # A short write (the disk filled up mid-way) is followed by one that raises.
+            rest = memoryview(json.dumps(data, sort_keys=True).encode())
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        # A full or failing state dir must not also fill up with half-written temp files.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     if not durable:
         return
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
