@@ -447,8 +447,8 @@ static void record_write(struct record *r, int durable) {
     free(t.data);
 }
 
-/* The attempt could not start; `finished` adds when (not for a wrapper that never got into
- * its cgroup, as before the fork existed). */
+/* Record that the attempt could not start (replacing any `running` members), durably, and
+ * say why in the log; `finished` adds when it gave up. */
 static void failed_start(struct record *r, const char *message, int finished) {
     free(r->members.data);
     r->members = (struct text){0};
