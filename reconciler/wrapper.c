@@ -551,7 +551,8 @@ static void run_child(char **command, int out, int gate, int exec_errors) {
     ssize_t n;
     while ((n = read(gate, &go, 1)) < 0 && errno == EINTR) continue;
     if (n != 1) _exit(EXIT_SPAWN); /* the wrapper died before the start was recorded */
-    if (dup2(out, STDOUT_FILENO) >= 0 && dup2(out, STDERR_FILENO) >= 0) execvp(command[0], command);
+    if (dup2(out, STDOUT_FILENO) >= 0 && dup2(out, STDERR_FILENO) >= 0)
+        execvp(command[0], command);
     int error = errno;
     ssize_t ignored = write(exec_errors, &error, sizeof error);
     (void)ignored;
@@ -616,14 +617,12 @@ struct ending {
     struct rusage usage;
 };
 
+/* Whether the payload has ended (reaping it); 0 while it runs. */
 static int reap(struct payload *p, struct ending *e) {
-    pid_t got = wait4(p->pid, &e->status, WNOHANG, &e->usage);
-    if (got == p->pid) return 1;
-    if (got < 0 && errno != EINTR) {
-        e->reaped = 0;
-        return 1;
-    }
-    return 0;
+    pid_t got;
+    while ((got = wait4(p->pid, &e->status, WNOHANG, &e->usage)) < 0 && errno == EINTR) continue;
+    if (got < 0) e->reaped = 0;
+    return got != 0;
 }
 
 /* Copy output until the payload exits; then copy what the pipe still holds (bounded: a
@@ -631,20 +630,25 @@ static int reap(struct payload *p, struct ending *e) {
 static void wait_payload(struct io *io, struct payload *p, struct ending *e) {
     char wakeups[64];
     e->reaped = 1;
-    while (!reap(p, e)) {
+    /* wait4 only when the exit fd says so (a chatty payload costs a poll, a read and a write
+     * per wake-up, no more), and once first: a child that died before the SIGCHLD handler
+     * existed sent no wake-up. */
+    for (int exited = 1; !exited || !reap(p, e);) {
         struct pollfd fds[2] = {{.fd = io->pipe_fd, .events = POLLIN},
                                 {.fd = p->exit_fd, .events = POLLIN}};
+        exited = 0;
         if (poll(fds, 2, -1) < 0) continue; /* EINTR: a SIGTERM, noted by its handler */
         if (fds[0].revents) pump_once(io);
-        if (fds[1].revents && sigchld_pipe >= 0)
+        exited = fds[1].revents != 0;
+        if (exited && sigchld_pipe >= 0)
             while (read(p->exit_fd, wakeups, sizeof wakeups) > 0) continue;
     }
     for (size_t drained = 0, got = 1; io->pipe_fd >= 0 && got > 0 && drained < DRAIN_MAX;)
         drained += got = pump_once(io);
 }
 
-/* The record of how the payload ended; `running` holds the running record's members, of
- * which everything after the phase carries over (pid, wrapperPid, startedAt). */
+/* The record of how the payload ended, written durably. Of the `running` members r holds,
+ * everything after the phase carries over (pid, wrapperPid, startedAt). */
 static void record_end(struct record *r, const struct ending *e, const char *workdir,
                        const char *procs) {
     size_t phase = sizeof("\"phase\": \"running\"") - 1;

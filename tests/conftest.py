@@ -85,6 +85,36 @@ def wrapper_job(cgroup_root: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     return cgroup_root / "cgroup.procs", tmp_path / "attempt-1.json", workdir
 
 
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs of the test's own under tmp_path, unmounted at the end."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def write_forever(fd: int) -> None:
+    """Write zeros to a file until the write fails."""
+    while True:
+        os.write(fd, b"\0" * 4096)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until its file system is full; returns it (delete it to free the space)."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            write_forever(fd)
+    finally:
+        os.close(fd)
+    return filler
+
+
 def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:
     """Poll `predicate()` until it is true; fail the test with its description otherwise."""
     assert callable(predicate)

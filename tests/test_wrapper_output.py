@@ -8,13 +8,12 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.process import WRAPPER
-from tests.conftest import load_record, run_wrapper, wait_for
+from tests.conftest import fill, load_record, run_wrapper, wait_for
 
 ROTATED = b"wnr-wrapper: log rotated"
 # A payload that waits for `go` in its working directory, so a test can act before it ends.
@@ -49,36 +48,6 @@ def wrapper_binary(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     command = ["cc", "-O2", "-std=gnu99", "-DWNR_NO_PIDFD", "-o", str(binary), str(source)]
     subprocess.run(command, check=True)
     return str(binary)
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs of the test's own under tmp_path, unmounted at the end."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
-def write_forever(fd: int) -> None:
-    """Write zeros to a file until the write fails."""
-    while True:
-        os.write(fd, b"\0" * 4096)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until its file system is full; returns it (delete it to free the space)."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        with pytest.raises(OSError, match="No space left"):
-            write_forever(fd)
-    finally:
-        os.close(fd)
-    return filler
 
 
 def stop(wrapper: subprocess.Popen[bytes]) -> None:
