@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from reconciler.quantity import QUANTITY_PATTERN, Bytes, MilliCPUs
+from reconciler.quantity import Bytes, LogSize, MilliCPUs
 
 API_VERSION = "wnr.dev/v1alpha1"
 
@@ -137,33 +137,7 @@ class UserSpacePolicy(Strict):
     memory_factor: float = Field(default=1.0, alias="memoryFactor", ge=1.0)
 
 
-# A log file smaller than this would hold little but the wrapper's rotation marker line
-# (reconciler/wrapper.c has the same minimum).
-LOG_MIN_SIZE = 4096
 LOG_MAX_SIZE_DEFAULT, LOG_MAX_FILES_DEFAULT = 10 * 2**20, 2
-
-
-def _log_size(value: int) -> int:
-    if value < LOG_MIN_SIZE:
-        raise ValueError(f"a log file must be allowed at least 4Ki ({LOG_MIN_SIZE} bytes)")
-    return value
-
-
-# A log file's size bound; the schema repeats the minimum for plain integers (a pattern
-# cannot compare a quantity string with it).
-LogSize = Annotated[
-    Bytes,
-    AfterValidator(_log_size),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": LOG_MIN_SIZE},
-                {"type": "string", "pattern": QUANTITY_PATTERN},
-            ],
-            "x-kubernetes-int-or-string": True,
-        }
-    ),
-]
 
 
 class LogPolicy(Strict):
