@@ -2,9 +2,10 @@
 
 - wnr: a running daemon with an empty spec dir; the clock starts when the
   benchmark begins writing the slot file and one file per job, and stops at
-  the latest `startedAt` the wrappers record (written right after the payload
-  was exec'd: glibc's posix_spawn returns only then), so the polling that
-  waits for them never sits inside the measured interval.
+  the latest `startedAt` the wrappers record (written just before a wrapper
+  lets its forked payload exec: the payload waits at a gate until its attempt
+  is recorded running), so the polling that waits for them never sits inside
+  the measured interval.
 - wnr, daemon launched with the specs already written (informational: the
   same start as supervisord's, interpreter start-up included).
 - the floor: N x (mkdir a cgroup, write the limit files its controllers

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from reconciler.models import LOG_MAX_FILES_DEFAULT, LOG_MAX_SIZE_DEFAULT
+
 
 @dataclass(frozen=True)
 class Action:
@@ -80,6 +82,9 @@ class StartJob(Action):
     working_dir: str | None = None
     image: str | None = None
     gpus: tuple[str, ...] = ()
+    # The Node's policies.logs: the wrapper rotates the payload's output at this size.
+    log_max_size: int = LOG_MAX_SIZE_DEFAULT
+    log_max_files: int = LOG_MAX_FILES_DEFAULT
     # Set when the attempt cannot start (image or runtime missing): apply records it as
     # failed (ErrorA) without spawning anything.
     error: str = ""
@@ -101,6 +106,8 @@ class StartAgent(Action):
     restarts: int = 0
     argv: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    log_max_size: int = LOG_MAX_SIZE_DEFAULT  # policies.logs, as for StartJob
+    log_max_files: int = LOG_MAX_FILES_DEFAULT
 
     def describe(self) -> str:
         """The replica, its restart count and the command."""

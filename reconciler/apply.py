@@ -38,7 +38,13 @@ from reconciler.actions import (
 from reconciler.cgroupfs import CgroupFS
 from reconciler.errors import CgroupError, WnrError
 from reconciler.observed import StateFault
-from reconciler.process import job_environment, signal_pids, spawn_wrapper, wrapper_missing
+from reconciler.process import (
+    LogFiles,
+    job_environment,
+    signal_pids,
+    spawn_wrapper,
+    wrapper_missing,
+)
 from reconciler.state import SlotRecord, StateDir
 from reconciler.statefault import StateDirError, check
 
@@ -208,7 +214,11 @@ class Applier:
                 record=record,
                 cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
                 workdir=action.working_dir or str(state.work_dir(action.job)),
-                log=state.log_path(action.job, action.attempt),
+                log=LogFiles(
+                    state.log_path(action.job, action.attempt),
+                    action.log_max_size,
+                    action.log_max_files,
+                ),
                 argv=action.argv,
                 env=env,
                 base=base,
@@ -250,7 +260,7 @@ class Applier:
                 record=directory / "run.json",
                 cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
                 workdir=str(directory / "work"),
-                log=directory / "run.log",
+                log=LogFiles(directory / "run.log", action.log_max_size, action.log_max_files),
                 argv=action.argv,
                 env=env,
                 base=base,

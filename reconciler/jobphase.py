@@ -130,6 +130,9 @@ def job_view(
     if last.phase == "starting" and populated:
         # The wrapper is in the cgroup and about to record `running`, which wakes nothing (the
         # state dir is not watched): look again shortly, to start the job's own deadlines.
+        # No start timeout here, however long it takes: a wrapper retrying its `running`
+        # record on a full or read-only state dir holds its payload at a gate meanwhile, so
+        # failing and retrying the attempt would run the payload twice.
         return JobView(Phase.Starting, attempts=count, deadline=now + STARTING_RECHECK_SECONDS)
     if last.phase == "starting" and now < timeout and last.wrapper_alive is not False:
         return JobView(Phase.Starting, attempts=count, deadline=timeout)

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from reconciler.quantity import Bytes, MilliCPUs
+from reconciler.quantity import Bytes, LogSize, MilliCPUs
 
 API_VERSION = "wnr.dev/v1alpha1"
 
@@ -174,6 +174,17 @@ class UserSpacePolicy(Strict):
     memory_factor: float = Field(default=1.0, alias="memoryFactor", ge=1.0, le=1000.0)
 
 
+LOG_MAX_SIZE_DEFAULT, LOG_MAX_FILES_DEFAULT = 10 * 2**20, 2
+
+
+class LogPolicy(Strict):
+    """Each attempt's (and agent's) stdout+stderr is rotated by its wrapper, as the kubelet's
+    containerLogMaxSize and containerLogMaxFiles: at most maxFiles files of maxSize each."""
+
+    max_size: LogSize = Field(default=LOG_MAX_SIZE_DEFAULT, alias="maxSize")
+    max_files: int = Field(default=LOG_MAX_FILES_DEFAULT, alias="maxFiles", ge=1, le=1000)
+
+
 class Policies(Strict):
     """Node-wide defaults that Jobs may override."""
 
@@ -182,6 +193,7 @@ class Policies(Strict):
     max_start_attempts: int = Field(default=3, alias="maxStartAttempts", ge=1, le=MAX_COUNT)
     core_files: CoreFiles = Field(default=CoreFiles.check, alias="coreFiles")
     agent_backoff: BackoffPolicy = Field(default_factory=BackoffPolicy, alias="agentBackoff")
+    logs: LogPolicy = Field(default_factory=LogPolicy)
 
 
 class SpecLimits(Strict):

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 # The job wrapper (reconciler/wrapper.c), compiled by the package's build step (setup.py).
@@ -47,12 +48,22 @@ def job_environment(spec_env: Mapping[str, str], extra: Mapping[str, str]) -> di
     return env
 
 
+@dataclass(frozen=True)
+class LogFiles:
+    """Where an attempt's output goes and its bound: `path` is rotated to path.1, path.2, ...
+    at `max_size` bytes, keeping `max_files` files in all (policies.logs)."""
+
+    path: Path
+    max_size: int
+    max_files: int
+
+
 def spawn_wrapper(
     *,
     record: Path,
     cgroup_procs: Path,
     workdir: str,
-    log: Path,
+    log: LogFiles,
     argv: Iterable[str],
     env: Mapping[str, str],
     base: Mapping[str, object],
@@ -60,18 +71,30 @@ def spawn_wrapper(
     """Start the wrapper for one attempt; returns its PID. It enters the cgroup itself.
 
     `base` is what the daemon recorded before the spawn; the wrapper keeps it in every
-    record it writes (the record is the wrapper's from now on).
+    record it writes (the record is the wrapper's from now on). The payload's output goes
+    through a pipe to the wrapper, which writes and rotates `log`; the wrapper's own
+    stdout and stderr are /dev/null (it writes its messages into the log).
     """
     members = json.dumps({k: v for k, v in base.items() if k != "phase"}, sort_keys=True)
-    args = [WRAPPER, str(record), str(cgroup_procs), workdir, members[1:-1], "--", *argv]
-    out_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    args = [
+        WRAPPER,
+        str(record),
+        str(cgroup_procs),
+        workdir,
+        members[1:-1],
+        str(log.path),
+        str(log.max_size),
+        str(log.max_files),
+        "--",
+        *argv,
+    ]
     return os.posix_spawn(
         WRAPPER,
         args,
         dict(env),
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log), out_flags, 0o644),
+            (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ],
         setsid=True,

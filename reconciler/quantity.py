@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
@@ -128,6 +128,34 @@ MilliCPUs = Annotated[
         {
             "anyOf": [
                 {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": QUANTITY_PATTERN},
+            ],
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+# The least a log file may be bounded to (policies.logs.maxSize): a smaller file would hold
+# little but the wrapper's rotation marker line (reconciler/wrapper.c has the same minimum).
+LOG_MIN_SIZE = 4096
+
+
+def _log_size(value: int) -> int:
+    if value < LOG_MIN_SIZE:
+        raise ValueError(f"a log file must be allowed at least 4Ki ({LOG_MIN_SIZE} bytes)")
+    return value
+
+
+# A log file's size bound; the schema repeats the minimum for plain integers (a pattern
+# cannot compare a quantity string with it).
+LogSize = Annotated[
+    int,
+    BeforeValidator(parse_bytes),
+    AfterValidator(_log_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": LOG_MIN_SIZE},
                 {"type": "string", "pattern": QUANTITY_PATTERN},
             ],
             "x-kubernetes-int-or-string": True,

@@ -4,11 +4,14 @@ Layout, one directory per job, written atomically by apply and the wrapper and
 read by observe:
 
     <state>/jobs/<job>/attempt-<n>.json   one attempt: starting -> running -> exited
-    <state>/jobs/<job>/attempt-<n>.log    the payload's stdout and stderr
+    <state>/jobs/<job>/attempt-<n>.log    the payload's stdout and stderr (copied by the wrapper)
+    <state>/jobs/<job>/attempt-<n>.log.1  older output, once the log reached policies.logs.maxSize
+                                          (.2 older still; maxFiles files in all)
     <state>/jobs/<job>/stop.json          when a stop was asked for, and its grace
     <state>/jobs/<job>/work/              the default working directory
     <state>/slots/<slot>.json             a slot's grace periods and drain start
     <state>/agents/<slot>/<n>/run.json    the current run of agent replica n (like an attempt)
+    <state>/agents/<slot>/<n>/run.log     its output, every run's, rotated like a job's
     <state>/agents/<slot>/<n>/stop.json   when its stop was asked for
 """
 
@@ -69,7 +72,7 @@ class StateDir:
         return self.job_dir(job) / f"attempt-{attempt}.json"
 
     def log_path(self, job: str, attempt: int) -> Path:
-        """The payload's output of one attempt."""
+        """The payload's latest output of one attempt (older output in `.1`, `.2`, ...)."""
         return self.job_dir(job) / f"attempt-{attempt}.log"
 
     def work_dir(self, job: str) -> Path:

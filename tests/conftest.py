@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.mounts import cgroup2_mounts
+from reconciler.process import WRAPPER
+
+# The daemon's members of a record, as apply passes them to the wrapper.
+WRAPPER_BASE = '"gpus": ["0"], "spawnedAt": 100.5'
 
 
 def _mount() -> Path:
@@ -74,6 +81,46 @@ def state_dir(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def wrapper_job(cgroup_root: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """For running the wrapper by hand: a job cgroup's cgroup.procs, a record path and a
+    working directory."""
+    cgroup_root.mkdir()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    return cgroup_root / "cgroup.procs", tmp_path / "attempt-1.json", workdir
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs of the test's own under tmp_path, unmounted at the end."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def write_forever(fd: int) -> None:
+    """Write zeros to a file until the write fails."""
+    while True:
+        os.write(fd, b"\0" * 4096)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until its file system is full; returns it (delete it to free the space)."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            write_forever(fd)
+    finally:
+        os.close(fd)
+    return filler
+
+
 def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:
     """Poll `predicate()` until it is true; fail the test with its description otherwise."""
     assert callable(predicate)
@@ -84,3 +131,36 @@ def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.02) -
                 return
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout}s: {getattr(predicate, '__doc__', predicate)}")
+
+
+def run_wrapper(
+    record: Path,
+    procs: Path,
+    workdir: Path,
+    *argv: str,
+    base: str = WRAPPER_BASE,
+    log: Path | None = None,
+    max_size: int = 10 * 2**20,
+    max_files: int = 2,
+    wrapper: str = WRAPPER,
+) -> subprocess.Popen[bytes]:
+    """The wrapper as apply spawns it from the daemon: its own session, the signal
+    dispositions of a Python process (SIGPIPE and SIGXFSZ ignored), /dev/null for its own
+    output, and its log beside the record unless told otherwise."""
+    log = log if log is not None else record.with_suffix(".log")
+    limits = [str(log), str(max_size), str(max_files)]
+    args = [wrapper, str(record), str(procs), str(workdir), base, *limits, "--", *argv]
+    return subprocess.Popen(
+        args,
+        start_new_session=True,
+        restore_signals=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def load_record(record: Path) -> dict[str, Any]:
+    """A record the wrapper wrote, which must always be valid JSON."""
+    data = json.loads(record.read_bytes())
+    assert isinstance(data, dict)
+    return data

@@ -284,6 +284,9 @@ INVALID = [
     pytest.param(document("Node", "policies: {maxStartAttempts: 0}"), id="zero-start-attempts"),
     pytest.param(document("Node", "policies: {idle: {minCpuFraction: 1.5}}"), id="cpu-fraction-above-one"),
     pytest.param(document("Node", "policies: {userSpace: {intervalSeconds: 0}}"), id="zero-sampling-interval"),
+    pytest.param(document("Node", "policies: {logs: {maxFiles: 0}}"), id="zero-log-files"),
+    pytest.param(document("Node", "policies: {logs: {maxSize: 100}}"), id="log-size-below-the-minimum"),
+    pytest.param(document("Node", "policies: {logs: {maxSize: 10Xi}}"), id="bad-log-size"),
     pytest.param(document("Slot", "cpuset: '0-3;5'"), id="bad-cpuset"),
     pytest.param(document("Slot", "cpuset: -1"), id="negative-cpuset"),
     pytest.param(document("Slot", "drainGracePeriodSeconds: -1"), id="negative-grace-period"),
@@ -313,6 +316,8 @@ VALID = [
     pytest.param(document("Node", "images: {el9: {x86_64: /cvmfs/x/el9}}, binds: [/cvmfs, '/a:/b'], siteOverrides: /etc/wnr/c.properties"), id="images-and-binds"),
     pytest.param(document("Node", "policies: {userSpace: {intervalSeconds: 0.5, memoryFactor: 1.2}, agentBackoff: {initialSeconds: 0}}"), id="policies"),
     pytest.param(document("Slot", "agents: {replicas: 2, command: [sleep, '1'], env: {A: b}, resources: {memory: 1Gi}}"), id="agents"),
+    pytest.param(document("Node", "policies: {logs: {maxSize: 10Mi, maxFiles: 5}}"), id="log-rotation"),
+    pytest.param(document("Node", "policies: {logs: {maxSize: 4096, maxFiles: 1}}"), id="smallest-log-rotation"),
     pytest.param(
         f"apiVersion: {API_VERSION}\nkind: Slot\nmetadata: {{name: x}}\nspec:\n  deadline: 2026-12-01T00:00:00Z\n  state: Draining\n",
         id="yaml-timestamp-deadline",
@@ -357,6 +362,8 @@ DIFFERENCES = [
     pytest.param(document("Slot", "cpuset: 3-1"), (False, True), id="descending-cpu-range"),
     # A pattern cannot tell whether a binary fraction is a whole number of bytes (0.1Ki = 102.4).
     pytest.param(document("Slot", "resources: {memory: 0.1Ki}"), (False, True), id="fraction-of-a-byte"),
+    # A pattern cannot compare a quantity string with the log size minimum (4Ki); integers are checked.
+    pytest.param(document("Node", "policies: {logs: {maxSize: 1Ki}}"), (False, True), id="log-size-string-below-the-minimum"),
     # The model's own check that the program is not empty has no schema.
     pytest.param(document("Job", "slot: s, command: ['']"), (False, True), id="empty-program"),
     # The API server prunes a null in a non-nullable field as if it were absent; the model wants an object.

@@ -6,12 +6,13 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import fill, wait_for
 from tests.test_apply_e2e import REPO, alive, procs, write_job, write_slot
 
 
@@ -115,3 +116,53 @@ def test_sigterm_leaves_jobs_running_and_a_restart_adopts_them(
     assert ["attempt-1.json"] == sorted(p.name for p in (jobs / "long").glob("attempt-*.json"))
     assert ["attempt-1.json"] == sorted(p.name for p in (jobs / "done").glob("attempt-*.json"))
     assert 0 == daemon.terminate()
+
+
+def test_a_full_state_dir_delays_a_jobs_end_but_neither_fails_nor_reruns_it(
+    cgroup_root: Path, small_fs: Path, tmp_path: Path
+) -> None:
+    """A job that exits 0 while the state dir is full stays Running (one attempt, wrapper alive) and Succeeds once space is freed."""
+    specs, state, work = tmp_path / "specs", small_fs / "state", tmp_path / "work"
+    specs.mkdir()
+    work.mkdir()
+    write_slot(specs, "s")
+    job = write_job(specs, "waiter", "s", ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done"])
+    job.write_text(job.read_text() + f"  workingDir: {work}\n")
+    daemon = DaemonProcess(specs, cgroup_root, state, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        wait_for(lambda: record(state, "waiter").get("phase") == "running")
+        running = record(state, "waiter")
+        wrapper, payload = int(str(running["wrapperPid"])), int(str(running["pid"]))
+        filler = fill(small_fs)
+        (work / "go").touch()
+        wait_for(lambda: not alive(payload))
+        time.sleep(2.0)  # several passes of the daemon
+        attempts = sorted(p.name for p in (state / "jobs" / "waiter").glob("attempt-*.json"))
+        assert (["attempt-1.json"], "running", True) == (
+            attempts,
+            record(state, "waiter")["phase"],
+            alive(wrapper),
+        )
+        filler.unlink()
+        wait_for(lambda: record(state, "waiter").get("phase") == "exited")
+        assert 0 == record(state, "waiter")["exitCode"]
+        wait_for(lambda: not (cgroup_root / "slot.s" / "job.waiter").exists())
+        get = [*("get", "jobs", "waiter", "-o", "json"), "--state-dir", str(state)]
+        shown = subprocess.run(
+            [sys.executable, "-m", "reconciler", *get, "--specs", str(specs)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        status = json.loads(shown.stdout)["status"]
+        assert ("Succeeded", "Completed", 1) == (
+            status["phase"],
+            status["reason"],
+            status["attempts"],
+        )
+        assert daemon.proc is not None
+        assert daemon.proc.poll() is None, (tmp_path / "daemon.log").read_text()
+    finally:
+        daemon.kill()

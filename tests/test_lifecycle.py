@@ -155,3 +155,30 @@ def test_draining_slot_starts_nothing_and_stops_jobs_after_the_grace(
     assert [] == [p.name for p in cgroup_root.iterdir() if p.is_dir()]
     assert [] == [p.name for p in (state_dir / "jobs").iterdir()]
     assert [] == [p.name for p in (state_dir / "slots").iterdir()]
+
+
+def test_output_beyond_the_log_bound_is_rotated_and_the_job_succeeds(
+    cgroup_root: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """A job writing 2 MB under policies.logs {maxSize: 64Ki, maxFiles: 2} Succeeds, leaving two files of at most 64Ki that end with its last output."""
+    node = textwrap.dedent(
+        """\
+        apiVersion: wnr.dev/v1alpha1
+        kind: Node
+        metadata: {name: n}
+        spec:
+          policies:
+            logs: {maxSize: 64Ki, maxFiles: 2}
+        ---
+        """
+    )
+    chatty = job("chatty", ["sh", "-c", "seq 1 300000; echo the-end"])
+    specs = specs_dir(tmp_path, node + SLOT + chatty)
+    wnr("apply", *common(specs, cgroup_root, state_dir), "--wait", "--timeout", "30", check=0)
+    view = jobs(specs, cgroup_root, state_dir)["chatty"]
+    assert ("Succeeded", "Completed") == (view["phase"], view["reason"])
+    directory = state_dir / "jobs" / "chatty"
+    logs = {p.name: p.stat().st_size for p in directory.glob("attempt-1.log*")}
+    assert ["attempt-1.log", "attempt-1.log.1"] == sorted(logs)
+    assert all(size <= 64 * 1024 for size in logs.values()), logs
+    assert (directory / "attempt-1.log").read_bytes().endswith(b"299999\n300000\nthe-end\n")

@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from reconciler.process import WRAPPER
-from tests.conftest import wait_for
-
-BASE = '"gpus": ["0"], "spawnedAt": 100.5'
-
-
-def run_wrapper(
-    record: Path, procs: Path, workdir: Path, *argv: str, base: str = BASE
-) -> subprocess.Popen[bytes]:
-    """The wrapper as apply spawns it from the daemon: its own session, and the signal
-    dispositions of a Python process (SIGPIPE and SIGXFSZ ignored)."""
-    args = [WRAPPER, str(record), str(procs), str(workdir), base, "--", *argv]
-    return subprocess.Popen(args, start_new_session=True, restore_signals=False)
-
-
-def load(record: Path) -> dict[str, Any]:
-    """The record, which must always be valid JSON."""
-    data = json.loads(record.read_bytes())
-    assert isinstance(data, dict)
-    return data
-
-
-@pytest.fixture
-def job(cgroup_root: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A job cgroup's cgroup.procs, a record path and a working directory."""
-    cgroup_root.mkdir()
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    return cgroup_root / "cgroup.procs", tmp_path / "attempt-1.json", workdir
+from tests.conftest import load_record as load
+from tests.conftest import run_wrapper, wait_for
 
 
 def test_records_running_then_the_exit_code_keeping_the_daemons_members(
-    job: tuple[Path, Path, Path],
+    wrapper_job: tuple[Path, Path, Path],
 ) -> None:
     """The payload runs in the cgroup; the records keep spawnedAt and gpus, then hold the exit code and CPU time."""
-    procs, record, workdir = job
+    procs, record, workdir = wrapper_job
     wrapper = run_wrapper(record, procs, workdir, "sh", "-c", "sleep 0.3; exit 7")
     wait_for(lambda: load(record)["phase"] == "running")
     running = load(record)
@@ -65,10 +35,10 @@ def test_records_running_then_the_exit_code_keeping_the_daemons_members(
 
 
 def test_sigterm_is_recorded_and_the_wrapper_outlives_its_payload(
-    job: tuple[Path, Path, Path],
+    wrapper_job: tuple[Path, Path, Path],
 ) -> None:
     """SIGTERM to every process in the cgroup ends the payload; the wrapper stays to record it."""
-    procs, record, workdir = job
+    procs, record, workdir = wrapper_job
     wrapper = run_wrapper(record, procs, workdir, "sleep", "600")
     wait_for(lambda: load(record)["phase"] == "running")
     for pid in procs.read_text().split():
@@ -83,18 +53,18 @@ def test_sigterm_is_recorded_and_the_wrapper_outlives_its_payload(
 
 
 def test_core_files_left_in_the_working_directory_are_listed(
-    job: tuple[Path, Path, Path],
+    wrapper_job: tuple[Path, Path, Path],
 ) -> None:
     """Files named core and core.<pid> in the working directory are recorded, sorted; others are not."""
-    procs, record, workdir = job
+    procs, record, workdir = wrapper_job
     script = "touch core.12 core notcore core.x core."
     assert 0 == run_wrapper(record, procs, workdir, "sh", "-c", script).wait(timeout=30)
     assert ["core", "core.12"] == load(record)["coreFiles"]
 
 
-def test_a_program_that_cannot_run_is_a_failed_start(job: tuple[Path, Path, Path]) -> None:
+def test_a_program_that_cannot_run_is_a_failed_start(wrapper_job: tuple[Path, Path, Path]) -> None:
     """A payload that cannot be executed is recorded as failed-start with the reason."""
-    procs, record, workdir = job
+    procs, record, workdir = wrapper_job
     assert 122 == run_wrapper(record, procs, workdir, "/nonexistent/program").wait(timeout=30)
     data = load(record)
     assert "failed-start" == data["phase"]
@@ -126,20 +96,20 @@ def test_a_cgroup_it_cannot_enter_is_a_failed_start(tmp_path: Path) -> None:
     ],
 )
 def test_bytes_that_are_not_utf8_still_give_valid_json(
-    job: tuple[Path, Path, Path], raw: bytes, shown: str
+    wrapper_job: tuple[Path, Path, Path], raw: bytes, shown: str
 ) -> None:
     """A command name that is not well-formed UTF-8 (or has quotes) is recorded as valid JSON."""
-    procs, record, workdir = job
+    procs, record, workdir = wrapper_job
     name = os.fsdecode(b"/nonexistent/" + raw)
     assert 122 == run_wrapper(record, procs, workdir, name).wait(timeout=30)
     assert f"cannot run '/nonexistent/{shown}' in" in load(record)["message"]
 
 
 def test_the_payload_starts_with_default_signal_dispositions(
-    job: tuple[Path, Path, Path],
+    wrapper_job: tuple[Path, Path, Path],
 ) -> None:
     """Signals the daemon's Python ignores (SIGPIPE, SIGXFSZ) and the wrapper's SIGHUP are at their defaults in the payload."""
-    procs, record, workdir = job
+    procs, record, workdir = wrapper_job
     command = ("sh", "-c", "cat /proc/self/status > status")
     assert 0 == run_wrapper(record, procs, workdir, *command).wait(timeout=30)
     fields = dict(
@@ -152,9 +122,9 @@ def test_the_payload_starts_with_default_signal_dispositions(
     assert (0, 0) == (int(fields["SigIgn"], 16) & standard, int(fields["SigBlk"], 16))
 
 
-def test_hundreds_of_core_files_are_all_listed(job: tuple[Path, Path, Path]) -> None:
+def test_hundreds_of_core_files_are_all_listed(wrapper_job: tuple[Path, Path, Path]) -> None:
     """Every core file is recorded, however many there are."""
-    procs, record, workdir = job
+    procs, record, workdir = wrapper_job
     script = "i=0; while [ $i -lt 300 ]; do : > core.$i; i=$((i+1)); done"
     assert 0 == run_wrapper(record, procs, workdir, "sh", "-c", script).wait(timeout=30)
     assert sorted(f"core.{i}" for i in range(300)) == load(record)["coreFiles"]

@@ -84,9 +84,18 @@ def _plan_replica(out: Builder, slot: str, index: int, spec: AgentSpec) -> None:
         out.add(CreateCgroup(obj, rel))
     plan_limits(out, obj, rel, limits, cgroup)
     env = dict(sorted(spec.env.items()))
+    logs = out.node.policies.logs
     out.add(
         StartAgent(
-            obj, rel, slot=slot, index=index, restarts=restarts, argv=tuple(spec.command), env=env
+            obj,
+            rel,
+            slot=slot,
+            index=index,
+            restarts=restarts,
+            argv=tuple(spec.command),
+            env=env,
+            log_max_size=logs.max_size,
+            log_max_files=logs.max_files,
         )
     )
 

@@ -185,6 +185,8 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
             working_dir=job.spec.working_dir,
             image=how.image,
             gpus=gpus,
+            log_max_size=out.node.policies.logs.max_size,
+            log_max_files=out.node.policies.logs.max_files,
             error=how.error,
         )
     )
