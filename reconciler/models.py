@@ -197,10 +197,13 @@ class Policies(Strict):
 
 
 class SpecLimits(Strict):
-    """What one spec file may hold; a larger file is refused whole (never partly read)."""
+    """What one spec file, and the whole spec set, may hold; beyond it a file is refused
+    whole (never partly read) and keeps its last good objects."""
 
     max_file_size: Bytes = Field(default=4 * 2**20, alias="maxFileSize", ge=1, le=2**30)
     max_documents: int = Field(default=1000, alias="maxDocuments", ge=1, le=100_000)
+    # Objects in the whole spec set: a node runs tens of jobs (the kubelet's maxPods is 110).
+    max_objects: int = Field(default=10_000, alias="maxObjects", ge=1, le=1_000_000)
 
 
 class NodeSpec(Strict):

@@ -8,40 +8,25 @@ marks the desired state incomplete, which freezes every deletion.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from ruamel.yaml.error import YAMLError
-
-from reconciler.models import ApiObject, Job, Node, Slot, SpecLimits
-from reconciler.specfile import Parsed, Source, SpecError, locate_field, parse_text
+from reconciler.models import ApiObject, SpecLimits
+from reconciler.specassembly import Desired, assemble
+from reconciler.specfile import Parsed, Source, SpecError, parse_text
 from reconciler.specread import Content, FileKey, Outcome, Unreadable, read_spec, untrusted
 from reconciler.yamlbounds import Refusal, decode
 
+# Desired is defined beside the assembly that makes it; the pipeline imports it from here.
+__all__ = ["Desired", "SpecLoader", "guarded_parse", "is_spec_file"]
+
 log = logging.getLogger("wnr.specs")
-# Reads a file's text again, by the loader's rules; None when it cannot.
-Reader = Callable[[str], str | None]
 
 SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class Desired:
-    """What the admin asked for, as validated objects in spec order (file path, then document)."""
-
-    node: Node | None = None
-    slots: Mapping[str, Slot] = field(default_factory=dict)
-    jobs: Mapping[str, Job] = field(default_factory=dict)
-    sources: Mapping[tuple[str, str], Source] = field(default_factory=dict)
-    errors: tuple[SpecError, ...] = ()
-    # False when objects may exist that we cannot see (a file never parsed, an
-    # unreadable directory): the planner then deletes nothing.
-    complete: bool = True
 
 
 def is_spec_file(name: str) -> bool:
@@ -71,15 +56,19 @@ class SpecLoader:
         self._last_good: dict[str, Parsed] = {}
         self._last: Desired | None = None
         self._seen: list[tuple[str, Parsed]] = []
+        self._refused: dict[str, Parsed] = {}
 
     def load(self) -> Desired:
         """Read what changed since the last call and assemble the desired state."""
+        before = (dict(self._last_good), self._last, self._seen)
         desired = self._load()
         limits = desired.node.spec.spec_limits if desired.node is not None else SpecLimits()
         if limits != self.limits:
-            # Files refused under the old limits may pass the new ones, and the reverse.
+            # Files refused under the old limits may pass the new ones, and the reverse; what
+            # this call read under the old limits is no one's last good spec.
             self.limits = limits
             self._cache.clear()
+            self._last_good, self._last, self._seen = before
             desired = self._load()
         return desired
 
@@ -96,7 +85,7 @@ class SpecLoader:
                 tuple(listing_errors),
                 complete=False,
             )
-        seen = [(path, parsed) for path in files if (parsed := self._parse(path)) is not None]
+        seen = self._parse_within_budget(files)
         if self._last is not None and _same(seen, self._seen):
             # Not one file changed: the same objects assemble into the same desired state.
             return self._last
@@ -118,10 +107,45 @@ class SpecLoader:
         present = {path for path, _ in seen}
         self._cache = {p: c for p, c in self._cache.items() if p in present}
         self._last_good = {p: g for p, g in self._last_good.items() if p in present}
+        self._refused = {p: r for p, r in self._refused.items() if p in present}
         known = self._last.sources if self._last is not None else {}
-        desired = _assemble(objects, errors, complete, known, self._text)
+        desired = assemble(objects, errors, complete, known, self._text)
         self._last = desired
         return desired
+
+    def _parse_within_budget(self, files: list[str]) -> list[tuple[str, Parsed]]:
+        """Each file's parse, in spec order, until the node holds `maxObjects` objects: later
+        files are that many errors, not read (100,000 jobs once stalled the loop for 35 s);
+        like any error, they keep their last good objects, which count too."""
+        limit = self.limits.max_objects
+        seen: list[tuple[str, Parsed]] = []
+        taken = 0
+        for path in files:
+            if taken >= limit:
+                seen.append((path, self._over_budget(path, f"not read: {_full(limit)}")))
+                taken += len(self._last_good[path].objects) if path in self._last_good else 0
+                continue
+            parsed = self._parse(path)
+            if parsed is None:
+                continue
+            count = len(parsed.objects) or (
+                len(self._last_good[path].objects) if path in self._last_good else 0
+            )
+            if taken + count > limit and parsed.objects:
+                message = f"its {count} objects are refused: {_full(limit)}"
+                parsed = self._over_budget(path, message)
+            taken += count
+            seen.append((path, parsed))
+        return seen
+
+    def _over_budget(self, path: str, message: str) -> Parsed:
+        """The same error object while the reason is the same (so an unchanged spec set is
+        recognised as unchanged)."""
+        known = self._refused.get(path)
+        if known is not None and known.errors[0].message == message:
+            return known
+        self._refused[path] = Parsed((), (SpecError(path, 1, 1, message),))
+        return self._refused[path]
 
     def _list(self) -> tuple[list[str], list[SpecError]]:
         files: list[str] = []
@@ -177,6 +201,10 @@ class SpecLoader:
         return parsed
 
 
+def _full(limit: int) -> str:
+    return f"the spec set already holds {limit} objects (Node spec.specLimits.maxObjects)"
+
+
 def guarded_parse(path: str, data: bytes, max_documents: int) -> Parsed:
     """Decode and parse a file's bytes; whatever goes wrong is that file's error, never the
     caller's exception (a parser bug must not stop the node's reconciler)."""
@@ -198,82 +226,3 @@ def _same(now: list[tuple[str, Parsed]], before: list[tuple[str, Parsed]]) -> bo
         return False
     pairs = zip(now, before, strict=True)
     return all(path == old_path and parsed is old for (path, parsed), (old_path, old) in pairs)
-
-
-def _winners(
-    objects: list[tuple[ApiObject, Source]],
-    previous: Mapping[tuple[str, str], Source],
-    errors: list[SpecError],
-    reader: Reader,
-) -> set[Source]:
-    """For each name defined twice, report both places and keep one: the copy that was
-    already in effect (so adding a duplicate never replaces running work), else the first."""
-    places: dict[tuple[str, str], list[tuple[ApiObject, Source]]] = {}
-    for obj, source in sorted(objects, key=lambda pair: pair[1]):
-        places.setdefault((obj.kind, obj.metadata.name), []).append((obj, source))
-    kept: set[Source] = set()
-    for key, found in places.items():
-        before = previous.get(key)
-        winner = next((pair for pair in found if before and pair[1].path == before.path), found[0])
-        kept.add(winner[1])
-        for obj, source in found:
-            if source != winner[1]:
-                name = ("metadata", "name")
-                errors.append(_field_error(source, obj, name, _duplicate(obj, winner[1]), reader))
-                errors.append(_field_error(winner[1], obj, name, _duplicate(obj, source), reader))
-    return kept
-
-
-def _assemble(
-    objects: list[tuple[ApiObject, Source]],
-    errors: list[SpecError],
-    complete: bool,
-    previous: Mapping[tuple[str, str], Source],
-    reader: Reader,
-) -> Desired:
-    """Check names across files: duplicates, a second Node, Jobs naming missing Slots."""
-    node: Node | None = None
-    slots: dict[str, Slot] = {}
-    jobs: dict[str, Job] = {}
-    sources: dict[tuple[str, str], Source] = {}
-    kept = _winners(objects, previous, errors, reader)
-    for obj, source in sorted(objects, key=lambda pair: pair[1]):
-        key = (obj.kind, obj.metadata.name)
-        if source not in kept:
-            continue
-        if isinstance(obj, Node):
-            if node is not None:
-                message = (
-                    f"at most one Node may exist; Node/{node.metadata.name} is already defined"
-                )
-                errors.append(_field_error(source, obj, ("kind",), message, reader))
-                continue
-            node = obj
-        elif isinstance(obj, Slot):
-            slots[obj.metadata.name] = obj
-        else:
-            jobs[obj.metadata.name] = obj
-        sources[key] = source
-    for name, job in jobs.items():
-        if job.spec.slot not in slots:
-            source = sources[("Job", name)]
-            message = f"Slot {job.spec.slot!r} does not exist"
-            errors.append(_field_error(source, job, ("spec", "slot"), message, reader))
-    return Desired(node, slots, jobs, sources, tuple(errors), complete)
-
-
-def _duplicate(obj: ApiObject, other: Source) -> str:
-    return f"duplicate {obj.kind} name {obj.metadata.name!r} (also defined in {other.path})"
-
-
-def _field_error(
-    source: Source, obj: ApiObject, loc: tuple[str, ...], message: str, reader: Reader
-) -> SpecError:
-    text = reader(source.path)
-    line, column = 1, 1
-    if text is not None:
-        # The file may have changed since its objects were last good (it may not even parse
-        # now): the error then still names the object and field, at the top of the file.
-        with contextlib.suppress(IndexError, YAMLError):
-            line, column = locate_field(source.path, text, source.document, loc)
-    return SpecError(source.path, line, column, message, obj.kind, obj.metadata.name, ".".join(loc))

@@ -149,3 +149,22 @@ def test_a_parser_bug_is_the_files_error(monkeypatch: pytest.MonkeyPatch) -> Non
     errors = guarded_parse("/f.yaml", b"a: 1\n", 10).errors
     message = "cannot parse: RecursionError: maximum recursion depth exceeded"
     assert ["/f.yaml:1:1: " + message] == [str(e) for e in errors]
+
+
+def test_files_past_the_object_budget_are_errors_not_read(tmp_path: Path) -> None:
+    """With maxObjects 3, files are read in order until the set holds 3 objects; later ones are errors and keep their last good objects."""
+    node = tmp_path / "a-node.yaml"
+    node.write_text(
+        f"{HEADER}kind: Node\nmetadata: {{name: n}}\nspec:\n  specLimits: {{maxObjects: 3}}\n"
+    )
+    slot = f"{HEADER}kind: Slot\nmetadata: {{name: s}}\n"
+    (tmp_path / "b-slot.yaml").write_text(slot)
+    (tmp_path / "c-jobs.yaml").write_text(job("one") + "---\n" + job("two"))
+    (tmp_path / "d-job.yaml").write_text(job("three"))
+    desired = SpecLoader([tmp_path]).load()
+    budget = "the spec set already holds 3 objects (Node spec.specLimits.maxObjects)"
+    assert [
+        f"{tmp_path / 'c-jobs.yaml'}:1:1: its 2 objects are refused: {budget}",
+        f"{tmp_path / 'd-job.yaml'}:1:1: not read: {budget}",
+    ] == [str(e) for e in desired.errors]
+    assert ([], False) == (sorted(desired.jobs), desired.complete)
