@@ -148,7 +148,12 @@ _STATE_HINTS = {
 
 def check_state_dir(state: Path) -> Check:
     """The state dir records every attempt: it must be writable and have room."""
-    if not state.exists():
+    try:
+        exists = state.exists()
+    except OSError as exc:  # a parent wnr's user may not enter (HOME=/root for nobody)
+        message = f"{state} cannot be reached: {exc.strerror}"
+        return Check("state dir", Verdict.fail, message, _STATE_HINTS["PermissionDenied"])
+    if not exists:
         parent = next((p for p in state.parents if p.exists()), Path("/"))
         fault = check(parent)
         if fault is None:

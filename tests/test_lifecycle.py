@@ -85,9 +85,10 @@ def test_wrapper_that_cannot_start_is_retried_then_fails_errorvn(
     specs = specs_dir(
         tmp_path, SLOT + job("broken", ["/nonexistent/program"], "maxStartAttempts: 2\n")
     )
-    wnr("apply", *common(specs, cgroup_root, state_dir), "--wait", "--timeout", "30", check=0)
+    applied = wnr("apply", *common(specs, cgroup_root, state_dir), "--wait", "--timeout", "30")
     view = jobs(specs, cgroup_root, state_dir)["broken"]
-    assert ("Failed", "ErrorVN", 2) == (view["phase"], view["reason"], view["attempts"])
+    outcome = (view["phase"], view["reason"], view["attempts"])
+    assert ("Failed", "ErrorVN", 2) == outcome, applied.stdout + applied.stderr
     attempts = sorted(p.name for p in (state_dir / "jobs" / "broken").glob("attempt-*.json"))
     assert ["attempt-1.json", "attempt-2.json"] == attempts
     assert "cannot run '/nonexistent/program'" in view["message"]

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 import time
 from collections import Counter
@@ -33,7 +34,7 @@ from reconciler.state import AttemptRecord, JobRecords, StateDir, StateDirError
 from reconciler.statekeeper import StateKeeper
 from tests import test_daemon
 from tests.conftest import wait_for
-from tests.test_apply_e2e import common, wnr, write_slot
+from tests.test_apply_e2e import REPO, common, wnr, write_slot
 from tests.test_daemon import DaemonProcess
 
 daemon = test_daemon.daemon  # the fixture: a daemon on a state dir under tmp_path
@@ -354,3 +355,34 @@ def test_doctor_checks_that_the_state_dir_can_record(statefs: Path, tmp_path: Pa
         subprocess.run(["mount", "-o", "remount,rw", statefs], check=True)
     assert Verdict.fail == read_only.verdict
     assert "remount" in read_only.hint
+
+
+def test_doctor_reports_a_state_dir_its_user_cannot_reach(tmp_path: Path) -> None:
+    """Run as uid 65534, the state-dir check of a dir below a root-only parent fails with a hint instead of raising."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    tmp_path.chmod(0o755)
+    code = (
+        "from pathlib import Path; from reconciler.doctor import check_state_dir; "
+        f"print(check_state_dir(Path({str(private / 'state')!r})))"
+    )
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr
+    assert f"{private / 'state'} cannot be reached: Permission denied" in result.stdout
