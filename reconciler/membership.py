@@ -26,7 +26,7 @@ taken for this job's. A restarted daemon forgets what it saw before.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from reconciler import procfs
@@ -88,12 +88,16 @@ class Membership:
         if observed.root is None and not self._escaped:
             return observed
         prefix = self.prefix(fs)
-        sessions = _sessions(desired, observed, now)
+        due = {job for job, usage in observed.usage.items() if usage.sampled_at == now}
+        places = (observed.root, *observed.slots.values())
+        crowded = any(cgroup.pids for cgroup in places if cgroup is not None)
+        # Every session only when a process sits where none should; else the few needed.
+        sessions = _sessions(desired, observed, now, None if crowded else due)
         for gone in set(self._seen) - set(observed.usage):
             del self._seen[gone]
-        for job, usage in observed.usage.items():
+        for job in due:
             session = sessions.get(job)
-            if usage.sampled_at == now and session is not None and not session.ending:
+            if session is not None and not session.ending:
                 self._sample(fs, prefix, session, observed.jobs[job][0])
         ending = [s for s in sessions.values() if s.ending]
         todo = [s for s in ending if (s.job, s.sid, s.populated) not in self._scanned]
@@ -229,9 +233,12 @@ def _rel_of(where: str, prefix: str) -> str | None:
     return where[len(prefix) + 1 :] if procfs.within(where, prefix) else None
 
 
-def _sessions(desired: Desired, observed: Observed, now: float) -> dict[str, Session]:
+def _sessions(
+    desired: Desired, observed: Observed, now: float, wanted: Container[str] | None
+) -> dict[str, Session]:
     """The session of each job whose wrapper runs or ended recently, with whether it is
-    ending: finished, being stopped, or no longer wanted where it runs."""
+    ending: finished, being stopped, or no longer wanted where it runs. Of the jobs running
+    as they should, only those `wanted` (all for None): most passes need none of them."""
     sessions: dict[str, Session] = {}
     for name, records in observed.records.items():
         last = records.last
@@ -246,6 +253,8 @@ def _sessions(desired: Desired, observed: Observed, now: float) -> dict[str, Ses
             or job is None
             or (where is not None and where[0] != job.spec.slot)
         )
+        if not ending and wanted is not None and name not in wanted:
+            continue
         ended_at = records.stop.requested_at if records.stop is not None else last.finished_at
         if not populated and ended_at is not None and now - ended_at > SESSION_WINDOW:
             continue
