@@ -195,3 +195,19 @@ class ForgetJob(Action):
 
     op: ClassVar[str] = "forget-job"
     job: str = ""
+
+
+@dataclass(frozen=True)
+class KillStrays(Action):
+    """SIGKILL a job's escapees (its processes outside its cgroup) once the job ends; each is
+    named by PID and start time, and apply signals only the process that still matches both."""
+
+    op: ClassVar[str] = "kill-escapees"
+    job: str = ""
+    pids: tuple[tuple[int, int], ...] = ()  # (PID, start time in clock ticks after boot)
+    reason: str = ""
+
+    def describe(self) -> str:
+        """The PIDs and why."""
+        pids = ", ".join(str(pid) for pid, _ in self.pids)
+        return f"{super().describe()}  SIGKILL {pids} ({self.reason})"

@@ -28,6 +28,7 @@ from reconciler.actions import (
     ForgetJob,
     ForgetSlot,
     KillCgroup,
+    KillStrays,
     RecordSlot,
     RemoveCgroup,
     Signal,
@@ -41,6 +42,7 @@ from reconciler.observed import StateFault
 from reconciler.process import (
     LogFiles,
     job_environment,
+    kill_processes,
     signal_pids,
     spawn_wrapper,
     wrapper_missing,
@@ -138,10 +140,8 @@ class Applier:
                 self._start_agent(action)
             case Signal():
                 self._signal(action)
-            case KillCgroup():
-                if action.job:
-                    self.state.record_stop(action.job, self.clock(), 0.0, action.reason)
-                self._kill(action.path)
+            case KillCgroup() | KillStrays():
+                self._kill_action(action)
             case RemoveCgroup():
                 self._remove(action.path)
             case RecordSlot() | ForgetSlot() | ForgetJob() | ForgetAgent():
@@ -152,10 +152,7 @@ class Applier:
 
     def _remove(self, rel: str) -> None:
         """rmdir; a job's or agent's payload may have nested cgroups of its own inside."""
-        if rel.count("/") == 1:
-            self.fs.rmdir_tree(rel)
-        else:
-            self.fs.rmdir(rel)
+        (self.fs.rmdir_tree if rel.count("/") == 1 else self.fs.rmdir)(rel)
 
     def _signal(self, action: Signal) -> None:
         """Record when the stop began (for the grace deadline), then signal all but the spared.
@@ -270,6 +267,15 @@ class Applier:
             self._fail_run(directory / "run.json", message)
             raise
         self.spawned.append(pid)
+
+    def _kill_action(self, action: KillCgroup | KillStrays) -> None:
+        """cgroup.kill (recording why a job stopped), or a job's escapees one by one."""
+        if isinstance(action, KillStrays):
+            kill_processes(action.pids)  # outside the job's cgroup: each by pidfd
+            return
+        if action.job:
+            self.state.record_stop(action.job, self.clock(), 0.0, action.reason)
+        self._kill(action.path)
 
     def _kill(self, rel: str) -> None:
         """cgroup.kill where the kernel has it (5.14+); else freeze, SIGKILL each PID, thaw."""

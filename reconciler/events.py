@@ -24,11 +24,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.atomicfile import read_json, write_json
 
 NORMAL, WARNING = "Normal", "Warning"
+# The Warning reason of each plan note about a process out of place (reconciler.membership).
+STRAY_REASONS = {"escaped": "Escaped", "intruder": "Intruder", "stray": "StrayProcess"}
 LOG_NAME = "events.jsonl"
 PHASES_NAME = "events.phases.json"
 MAX_BYTES = 1 << 20
@@ -181,3 +183,33 @@ class EventLog:
         """Replace the remembered phases (atomically)."""
         os.makedirs(self.directory, exist_ok=True)
         write_json(str(self.phases_path), dict(phases))
+
+
+class NoteLike(Protocol):
+    """A plan note (reconciler.plan.Note), as far as events need one."""
+
+    @property
+    def obj(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def stray_events(
+    notes: Iterable[NoteLike], reported: Mapping[str, str], now: float
+) -> tuple[dict[str, str], list[Event]]:
+    """A Warning per process out of place, once while it stays where it is: the marks to keep
+    with the reported phases (so that a later `wnr apply` does not report it again either),
+    and the events of those not in `reported` yet."""
+    marks: dict[str, str] = {}
+    events: list[Event] = []
+    for note in notes:
+        reason = STRAY_REASONS.get(note.kind)
+        if reason is None:
+            continue
+        key = f"Stray/{note.obj}/{note.kind}/{note.message}"
+        marks[key] = reason
+        if key not in reported:
+            events.append(Event(now, note.obj, WARNING, reason, note.message))
+    return marks, events

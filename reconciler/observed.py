@@ -54,6 +54,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Stray:
+    """A process out of place (reconciler.membership): one of a job's that left the job's
+    cgroup (an escapee; `job` None when nothing ties it to a job), or one moved into a job's
+    cgroup from outside the job (an intruder)."""
+
+    pid: int
+    start: int  # its start in clock ticks after boot: apply signals only this very process
+    comm: str
+    cgroup: str  # where it is, as /proc/<pid>/cgroup shows it
+    job: str | None = None
+    # Its cgroup relative to wnr's root ("" the root, "slot.a"), None when outside the tree.
+    rel: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeFacts:
     """The node as detected: architecture, CPU flags, installed runtimes, GPUs, site overrides."""
 
@@ -128,6 +143,10 @@ class Observed:
     state_root: str = "/var/lib/wnr"
     # Set while the state dir cannot record an attempt: no job or agent is started then.
     state_fault: StateFault | None = None
+    # Escapees of jobs, and unknown processes in the root or a slot (which hold none of wnr's).
+    strays: tuple[Stray, ...] = ()
+    # Processes moved into a job's cgroup from outside the job: reported, never signalled alone.
+    intruders: tuple[Stray, ...] = ()
 
     @property
     def available(self) -> frozenset[str]:

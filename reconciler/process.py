@@ -2,7 +2,9 @@
 
 Job wrappers are spawned with posix_spawn in a new session, so they survive
 the daemon and need no preexec hook (safe while watcher threads run). Signals
-go only to PIDs read from cgroups wnr owns.
+go only to PIDs read from cgroups wnr owns, and to a job's escapees that
+observe tied to the job (reconciler.membership), through a pidfd checked
+against the start time observe saw, so a reused PID is never signalled.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from reconciler.procfs import is_same
 
 # The job wrapper (reconciler/wrapper.c), compiled by the package's build step (setup.py).
 WRAPPER = str(Path(__file__).with_name("_bin") / "wnr-wrapper")
@@ -108,6 +112,30 @@ def signal_pids(pids: Iterable[int], signum: signal.Signals) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
             sent += 1
+    return sent
+
+
+def kill_processes(pids: Iterable[tuple[int, int]]) -> int:
+    """SIGKILL each (PID, start time) that still names the same process; returns how many.
+
+    The pidfd is opened first and the start time checked after: the pidfd holds the
+    process, so the one checked is the one signalled."""
+    sent = 0
+    for pid, start in pids:
+        if pid <= 1 or pid == os.getpid():
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue  # gone already
+        try:
+            if is_same(pid, start):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                sent += 1
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(fd)
     return sent
 
 

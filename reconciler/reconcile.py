@@ -21,6 +21,7 @@ from reconciler.actions import (
     CreateCgroup,
     ForgetJob,
     KillCgroup,
+    KillStrays,
     RemoveCgroup,
     Signal,
     StartAgent,
@@ -29,8 +30,9 @@ from reconciler.actions import (
 )
 from reconciler.apply import Applier, Failure
 from reconciler.cgroupfs import CgroupFS
-from reconciler.events import NORMAL, WARNING, Event, EventLog
+from reconciler.events import NORMAL, WARNING, Event, EventLog, stray_events
 from reconciler.jobphase import JobView, Phase
+from reconciler.membership import Membership
 from reconciler.observe import observe
 from reconciler.observed import Observed, StateFault
 from reconciler.plan import Plan, plan
@@ -55,6 +57,7 @@ FAILED_REASONS = {
     "start-agent": "FailedStartAgent",
     "signal": "FailedSignal",
     "kill-cgroup": "FailedKill",
+    "kill-escapees": "FailedKill",
     "remove-cgroup": "FailedRemove",
 }
 
@@ -100,9 +103,11 @@ class Reconciler:
         self.clock = clock
         self.applier = Applier(fs, state, clock)
         self.sampler = Sampler()
+        self.membership = Membership()
         self.events = events if events is not None else EventLog(state.root)
         # The phase last reported per object ("Job/a" -> "Failed/OOMKilled/1"); loaded from
-        # the state dir on the first real pass, so changes while no wnr ran are reported once.
+        # the state dir on the first real pass, so changes while no wnr ran are reported once;
+        # with the processes out of place already reported ("Stray/Job/a/escaped/...").
         self._reported: dict[str, str] | None = None
         # Failures reported in the previous pass: the same error again is not logged again.
         self._failing: dict[tuple[str, str, str], str] = {}
@@ -127,6 +132,7 @@ class Reconciler:
             observed = self.keeper.before_plan(observed, now)
         wanted = needs(desired, observed, self.state)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
+        observed = self.membership.check(self.fs, desired, observed, now)
         planned = plan(desired, observed, now, self.quarantined)
         resample = min((n.interval for n in wanted.values()), default=None)
         if dry_run:
@@ -151,6 +157,9 @@ class Reconciler:
         phases, messages = current_phases(result, now)
         events = self.keeper.take_events()
         events += phase_events(self._reported, phases, result.plan.jobs, messages, now)
+        marks, strays = stray_events(result.plan.notes, self._reported, now)
+        events += strays
+        phases.update(marks)
         if result.plan.actions:
             events += action_events(result, self.clock(), self._failing)
         else:
@@ -270,6 +279,9 @@ def _done_event(action: Action, now: float) -> Event | None:
             return Event(now, obj, NORMAL, "Stopping", message)
         case KillCgroup():
             return Event(now, obj, NORMAL, "Killed", f"cgroup.kill {where}: {action.reason}")
+        case KillStrays():
+            pids = ", ".join(str(pid) for pid, _ in action.pids)
+            return Event(now, obj, NORMAL, "KilledEscapees", f"SIGKILL {pids}: {action.reason}")
         case RemoveCgroup():
             return Event(now, obj, NORMAL, "Removed", f"cgroup {where} removed")
         case ForgetJob():

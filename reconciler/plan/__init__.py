@@ -11,6 +11,7 @@ an unreadable directory) plans no deletion at all.
     jobs      one job: start, keep limits live, stop for a reason, clean up
     schedule  which pending jobs fit their slot, in spec order
     removals  what is observed but no longer desired
+    strays    processes out of place: escapees (killed with their job), intruders
 """
 
 from reconciler.plan.builder import Note, Plan

@@ -19,7 +19,9 @@ class Note:
     """Something the admin should know that is not an action (nothing to do about it here)."""
 
     obj: str
-    kind: str  # not-enforced-by-kernel | not-enforced-yet | kept | foreign | waiting
+    # not-enforced-by-kernel | not-enforced-yet | kept | foreign | waiting | escaped |
+    # intruder | stray
+    kind: str
     message: str
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder, Plan
 from reconciler.plan.jobs import plan_slot_jobs
 from reconciler.plan.removals import plan_removals
+from reconciler.plan.strays import plan_strays
 from reconciler.plan.tree import plan_root, plan_slot
 from reconciler.specs import Desired
 from reconciler.unenforced import unenforced_fields
@@ -43,6 +44,7 @@ def plan(
         grace = float(slot.spec.termination_grace_period_seconds)
         plan_agents(out, name, slot.spec.agents, grace, running)
     plan_removals(out)
+    plan_strays(out)  # last: it kills the escapees of the jobs the steps above stop
     for foreign in observed.foreign:
         out.note(foreign, "foreign", "not a cgroup wnr owns; left alone")
     return out.build()
