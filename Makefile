@@ -25,6 +25,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict reconciler
+	$(VENV)/bin/lint-imports --no-cache
 
 # The benchmark runs first in --quick mode (printed, never asserted) so that pytest's
 # summary closes the log.

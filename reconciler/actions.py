@@ -79,7 +79,8 @@ class StartJob(Action):
     attempt: int = 1
     argv: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    working_dir: str | None = None
+    # Where the payload runs: the spec's workingDir, else the job's own work dir (planned).
+    working_dir: str = ""
     image: str | None = None
     gpus: tuple[str, ...] = ()
     # The Node's policies.logs: the wrapper rotates the payload's output at this size.

@@ -210,7 +210,7 @@ class Applier:
             pid = spawn_wrapper(
                 record=record,
                 cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
-                workdir=action.working_dir or str(state.work_dir(action.job)),
+                workdir=action.working_dir,
                 log=LogFiles(
                     state.log_path(action.job, action.attempt),
                     action.log_max_size,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
+from reconciler.desired import Desired
 from reconciler.events import WARNING
 from reconciler.models import API_VERSION
 from reconciler.reconcile import PassResult, Reconciler
 from reconciler.render import describe_job, describe_slot, dump, jobs_table, slots_table
-from reconciler.specs import Desired
 from reconciler.status import api_object, job_statuses, slot_statuses
 
 

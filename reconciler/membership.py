@@ -31,10 +31,10 @@ from dataclasses import dataclass, replace
 
 from reconciler import procfs
 from reconciler.cgroupfs import CgroupFS
+from reconciler.desired import Desired
 from reconciler.mounts import cgroup2_mounts, mount_of
 from reconciler.observed import Observed, Stray
 from reconciler.procfs import ProcInfo
-from reconciler.specs import Desired
 
 # How long after a job's end its session is still looked for (see the module docstring).
 SESSION_WINDOW = 120.0

@@ -30,6 +30,7 @@ from reconciler.actions import (
 )
 from reconciler.apply import Applier, Failure
 from reconciler.cgroupfs import CgroupFS
+from reconciler.desired import Desired
 from reconciler.events import NORMAL, WARNING, Event, EventLog, stray_events
 from reconciler.jobphase import JobView, Phase
 from reconciler.membership import Membership
@@ -37,7 +38,7 @@ from reconciler.observe import observe
 from reconciler.observed import Observed, StateFault
 from reconciler.plan import Plan, plan
 from reconciler.process import reap
-from reconciler.specs import Desired, SpecLoader
+from reconciler.specs import SpecLoader
 from reconciler.state import StateDir
 from reconciler.statekeeper import StateKeeper
 from reconciler.status import slot_statuses

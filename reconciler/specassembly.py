@@ -10,29 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from ruamel.yaml.error import YAMLError
 
+from reconciler.desired import Desired, Source, SpecError
 from reconciler.models import ApiObject, Job, Node, Slot
-from reconciler.specfile import Source, SpecError, locate_field
+from reconciler.specfile import locate_field
 
 # Reads a file's text again, by the loader's rules; None when it cannot.
 Reader = Callable[[str], str | None]
-
-
-@dataclass(frozen=True)
-class Desired:
-    """What the admin asked for, as validated objects in spec order (file path, then document)."""
-
-    node: Node | None = None
-    slots: Mapping[str, Slot] = field(default_factory=dict)
-    jobs: Mapping[str, Job] = field(default_factory=dict)
-    sources: Mapping[tuple[str, str], Source] = field(default_factory=dict)
-    errors: tuple[SpecError, ...] = ()
-    # False when objects may exist that we cannot see (a file never parsed, an
-    # unreadable directory): the planner then deletes nothing.
-    complete: bool = True
 
 
 def _winners(

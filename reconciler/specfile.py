@@ -22,41 +22,11 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import Node
 
 from reconciler import specnodes, yamlbounds
+from reconciler.desired import Source, SpecError
 from reconciler.models import KINDS, ApiObject, SpecLimits
 from reconciler.specnodes import clip
 
 DEFAULT_MAX_DOCUMENTS = SpecLimits().max_documents
-
-
-@dataclass(frozen=True, order=True)
-class Source:
-    """Where an object was written: the file and the index of its document in that file."""
-
-    path: str
-    document: int
-
-
-@dataclass(frozen=True)
-class SpecError:
-    """A problem with a spec, formatted as `file:line:col: Kind/name: field: message`."""
-
-    path: str
-    line: int
-    column: int
-    message: str
-    kind: str = ""
-    name: str = ""
-    field: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}:{self.column}"
-        parts = [where]
-        if self.kind or self.name:
-            parts.append(f"{self.kind or '?'}/{self.name or '?'}")
-        if self.field:
-            parts.append(self.field)
-        parts.append(self.message)
-        return ": ".join(parts)
 
 
 @dataclass(frozen=True)

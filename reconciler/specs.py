@@ -15,14 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.desired import Desired, Source, SpecError
 from reconciler.models import ApiObject, SpecLimits
-from reconciler.specassembly import Desired, assemble
-from reconciler.specfile import Parsed, Source, SpecError, parse_text
+from reconciler.specassembly import assemble
+from reconciler.specfile import Parsed, parse_text
 from reconciler.specread import Content, FileKey, Outcome, Unreadable, read_spec, untrusted
 from reconciler.yamlbounds import Refusal, decode
-
-# Desired is defined beside the assembly that makes it; the pipeline imports it from here.
-__all__ = ["Desired", "SpecLoader", "guarded_parse", "is_spec_file"]
 
 log = logging.getLogger("wnr.specs")
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reconciler import layout
 from reconciler.atomicfile import read_json, write_json
 from reconciler.records import AgentRecords, AttemptRecord, JobRecords, SlotRecord, StopRecord
 from reconciler.statefault import StateDirError, recording
@@ -65,7 +66,7 @@ class StateDir:
 
     def job_dir(self, job: str) -> Path:
         """The directory of one job (the name is a validated DNS label)."""
-        return self.jobs / job
+        return Path(layout.job_dir(self.root, job))
 
     def attempt_path(self, job: str, attempt: int) -> Path:
         """The record of one attempt."""
@@ -77,7 +78,7 @@ class StateDir:
 
     def work_dir(self, job: str) -> Path:
         """The default working directory of a job."""
-        return self.job_dir(job) / "work"
+        return Path(layout.work_dir(self.root, job))
 
     def read_all(self) -> dict[str, JobRecords]:
         """The records of every job that has a directory; a directory unchanged since it was

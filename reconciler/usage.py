@@ -20,9 +20,10 @@ from collections.abc import Mapping
 import psutil
 
 from reconciler.cgroupfs import CgroupFS, flat_keyed
+from reconciler.desired import Desired
+from reconciler.layout import work_dir
 from reconciler.models import NodeSpec
 from reconciler.observed import Need, Observed, Usage
-from reconciler.specs import Desired
 from reconciler.state import StateDir
 
 
@@ -41,7 +42,7 @@ def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Ne
         cores = (r.cpus or 1000) / 1000
         disk_dir = None
         if r.disk is not None:
-            disk_dir = job.spec.working_dir or str(state.work_dir(name))
+            disk_dir = job.spec.working_dir or str(work_dir(state.root, name))
         result[name] = Need(
             rel=f"slot.{slot}/job.{name}",
             memory_over=(

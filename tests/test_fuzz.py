@@ -21,11 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.desired import Desired
 from reconciler.models import API_VERSION
 from reconciler.reconcile import PassResult
 from reconciler.render import jobs_table, plan_data, plan_text, slots_table
 from reconciler.specfile import parse_text
-from reconciler.specs import Desired, SpecLoader
+from reconciler.specs import SpecLoader
 from reconciler.status import api_object, job_statuses, slot_statuses
 from reconciler.yamlbounds import decode
 from tests.hostile import Case, cases

@@ -21,13 +21,12 @@ from reconciler.actions import (
     StartJob,
     WriteLimit,
 )
+from reconciler.desired import Desired, Source
 from reconciler.jobphase import JobView, Phase
 from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS
 from reconciler.models import API_VERSION, Job, Node, Slot
 from reconciler.observed import CgroupState, Observed
 from reconciler.plan import Note, Plan, plan
-from reconciler.specfile import Source
-from reconciler.specs import Desired
 from reconciler.state import AttemptRecord, JobRecords, SlotRecord, StopRecord
 
 ROOT_PATH = "/sys/fs/cgroup/wnr"
@@ -245,9 +244,17 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             attempt=1,
             argv=("/bin/sleep", "2"),
             env={"A": "2", "Z": "1"},
+            working_dir="/var/lib/wnr/jobs/j2/work",
         ),
         CreateCgroup("Job/j3", "slot.b/job.j3"),
-        StartJob("Job/j3", "slot.b/job.j3", job="j3", attempt=1, argv=("/bin/sleep", "3")),
+        StartJob(
+            "Job/j3",
+            "slot.b/job.j3",
+            job="j3",
+            attempt=1,
+            argv=("/bin/sleep", "3"),
+            working_dir="/var/lib/wnr/jobs/j3/work",
+        ),
     ]
     p = plan(d, empty(), 0.0)
     assert expected == list(p.actions)
@@ -533,7 +540,14 @@ def test_default_valued_fields_are_not_noted() -> None:
 
 def start(attempt_no: int) -> StartJob:
     """The start-job action of job x in slot a."""
-    return StartJob("Job/x", "slot.a/job.x", job="x", attempt=attempt_no, argv=("/bin/true",))
+    return StartJob(
+        "Job/x",
+        "slot.a/job.x",
+        job="x",
+        attempt=attempt_no,
+        argv=("/bin/true",),
+        working_dir="/var/lib/wnr/jobs/x/work",
+    )
 
 
 PHASE_CASES = [

@@ -31,12 +31,11 @@ from reconciler.actions import (
     StartJob,
     WriteLimit,
 )
+from reconciler.desired import Desired, Source
 from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS
 from reconciler.models import API_VERSION, Job, Node, Slot
 from reconciler.observed import CgroupState, Observed
 from reconciler.plan import Plan, plan
-from reconciler.specfile import Source
-from reconciler.specs import Desired
 from reconciler.state import AttemptRecord, JobRecords, SlotRecord, StopRecord
 
 ROOT_PATH = "/sys/fs/cgroup/wnr"

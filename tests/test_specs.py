@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from reconciler import specs
-from reconciler.specfile import Parsed, Source, SpecError
+from reconciler.desired import Source, SpecError
+from reconciler.specfile import Parsed
 from reconciler.specs import SpecLoader, is_spec_file
 
 HEADER = "apiVersion: wnr.dev/v1alpha1\n"

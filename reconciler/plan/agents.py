@@ -23,7 +23,7 @@ from reconciler.models import AgentSpec
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobs import state_wait
 from reconciler.plan.tree import plan_limits
-from reconciler.state import AgentRecords
+from reconciler.records import AgentRecords
 
 
 def plan_agents(

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.actions import Action
+from reconciler.desired import Desired
 from reconciler.jobphase import JobView
 from reconciler.models import NodeSpec
 from reconciler.observed import Observed
-from reconciler.specs import Desired
 
 
 @dataclass(frozen=True)

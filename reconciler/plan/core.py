@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from reconciler.desired import Desired
 from reconciler.models import Job, Node, Slot, SlotState
 from reconciler.observed import Observed
 from reconciler.plan.agents import plan_agents
@@ -12,7 +13,6 @@ from reconciler.plan.jobs import plan_slot_jobs
 from reconciler.plan.removals import plan_removals
 from reconciler.plan.strays import plan_strays
 from reconciler.plan.tree import plan_root, plan_slot
-from reconciler.specs import Desired
 from reconciler.unenforced import unenforced_fields
 
 

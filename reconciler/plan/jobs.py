@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
 from reconciler.errors import attributed
 from reconciler.jobphase import JobView, Phase, job_view
+from reconciler.layout import work_dir
 from reconciler.limits import Limits
 from reconciler.models import CoreFiles, Job, Slot, SlotState
 from reconciler.observed import CgroupState
@@ -21,7 +22,7 @@ from reconciler.plan.launch import launch, placement_refusal
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import SAMPLED_FILES, plan_limits
 from reconciler.quantity import format_bytes
-from reconciler.state import JobRecords, StateDir
+from reconciler.records import JobRecords
 
 # After a SIGKILL the wrapper needs a moment to record the end before cgroup.kill takes all.
 KILL_GRACE_SECONDS = 1.0
@@ -171,7 +172,7 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))
     plan_limits(out, obj, rel, limits, cgroup, sampled=SAMPLED_FILES)
-    workdir = job.spec.working_dir or str(StateDir(out.observed.state_root).work_dir(name))
+    workdir = job.spec.working_dir or str(work_dir(out.observed.state_root, name))
     gpus = here.queue.granted
     how = launch(out.node, facts, slot, job, workdir=workdir, gpus=gpus)
     out.add(
@@ -182,7 +183,7 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
             attempt=view.attempts + 1,
             argv=how.argv,
             env=how.env,
-            working_dir=job.spec.working_dir,
+            working_dir=workdir,
             image=how.image,
             gpus=gpus,
             log_max_size=out.node.policies.logs.max_size,

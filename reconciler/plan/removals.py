@@ -14,7 +14,7 @@ from reconciler.models import SlotSpec
 from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobs import plan_stop
-from reconciler.state import SlotRecord
+from reconciler.records import SlotRecord
 
 _DEFAULTS = SlotSpec()
 DEFAULT_RECORD = SlotRecord(

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.actions import WriteLimit
+from reconciler.desired import Desired
 from reconciler.limits import CONTROLLER_OF, Limits, is_set, render
 from reconciler.models import NodeSpec, Slot
 from reconciler.observed import Observed
 from reconciler.plan.builder import Plan
-from reconciler.specs import Desired
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 NOT_BY_KERNEL = "not-enforced-by-kernel"

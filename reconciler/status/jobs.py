@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.desired import Desired
 from reconciler.jobphase import JobView, Phase, job_view
 from reconciler.models import CoreFiles, Job, NodeSpec
 from reconciler.observed import Observed
 from reconciler.plan.builder import Note, Plan
-from reconciler.specs import Desired
-from reconciler.state import AttemptRecord, JobRecords
+from reconciler.records import AttemptRecord, JobRecords
 from reconciler.status.conditions import Condition, spec_conditions, state_conditions
 
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.actions import CreateCgroup, EnableControllers
+from reconciler.desired import Desired
 from reconciler.jobphase import JobView, Phase
 from reconciler.models import NodeSpec, Slot, SlotState
 from reconciler.observed import Observed
 from reconciler.plan.builder import Plan
 from reconciler.quantity import format_bytes, format_millicpus
-from reconciler.specs import Desired
 from reconciler.status.conditions import (
     UNKNOWN,
     Condition,
