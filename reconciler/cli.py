@@ -19,7 +19,6 @@ from reconciler.cgroupfs import CgroupFS
 from reconciler.doctor import Verdict, run_checks
 from reconciler.errors import ObjectError, WnrError
 from reconciler.inspection import run_describe, run_get
-from reconciler.models import NodeSpec
 from reconciler.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
 from reconciler.nodelock import NodeLock
 from reconciler.reconcile import PassResult, Reconciler
@@ -102,10 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _reconciler(args: argparse.Namespace) -> Reconciler:
     trusted = None if args.allow_untrusted_specs else os.geteuid()
     loader = SpecLoader([Path(args.specs)], trusted_uid=trusted)
-    requested = args.root
-    if requested is None:
-        node = loader.load().node
-        requested = node.spec.cgroup_root if node is not None else "auto"
+    requested = args.root or loader.load().node_spec.cgroup_root
     root = choose_root(requested)
     state = StateDir(args.state_dir or default_state_dir())
     if args.command not in READ_ONLY:  # a dry run leaves no trace, not even a directory
@@ -249,10 +245,10 @@ def cmd_crds(_args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Node checks with a hint each."""
-    node = SpecLoader([Path(args.specs)]).load().node
-    requested = args.root or (node.spec.cgroup_root if node is not None else "auto")
-    wanted = tuple(str(c) for c in (node.spec.controllers if node else NodeSpec().controllers))
-    runtime = str(node.spec.runtime) if node is not None else "auto"
+    node = SpecLoader([Path(args.specs)]).load().node_spec
+    requested = args.root or node.cgroup_root
+    wanted = tuple(str(c) for c in node.controllers)
+    runtime = str(node.runtime)
     state = Path(args.state_dir or default_state_dir())
     checks = run_checks(requested, Path(args.specs), wanted, runtime, state)
     for check in checks:

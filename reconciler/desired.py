@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.models import Job, Node, Slot
+from reconciler.models import Job, Node, NodeSpec, Slot
 
 
 @dataclass(frozen=True, order=True)
@@ -56,3 +56,11 @@ class Desired:
     # False when objects may exist that we cannot see (a file never parsed, an
     # unreadable directory): the planner then deletes nothing.
     complete: bool = True
+
+    @property
+    def node_spec(self) -> NodeSpec:
+        """The Node's spec, or every default when no Node object exists (all fields have one)."""
+        return self.node.spec if self.node is not None else _DEFAULT_NODE
+
+
+_DEFAULT_NODE = NodeSpec()

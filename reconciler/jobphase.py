@@ -22,6 +22,7 @@ import signal as signals
 from dataclasses import dataclass
 from enum import StrEnum
 
+from reconciler.models import CoreFiles, Job, NodeSpec
 from reconciler.observed import CgroupState
 from reconciler.records import AttemptRecord, JobRecords
 
@@ -78,6 +79,19 @@ class JobView:
     def finished(self) -> bool:
         """Succeeded or Failed: nothing more will run."""
         return self.phase in (Phase.Succeeded, Phase.Failed)
+
+
+def view_under_policy(
+    node: NodeSpec, job: Job | None, records: JobRecords, cgroup: CgroupState | None, now: float
+) -> JobView:
+    """A job's view with its start attempts and core-file rule: the job's own, else the
+    Node's (`job` is None once its spec is gone). The planner and status both use this."""
+    attempts = node.policies.max_start_attempts
+    cores = node.policies.core_files
+    if job is not None:
+        attempts = job.spec.max_start_attempts or attempts
+        cores = job.spec.core_files or cores
+    return job_view(records, cgroup, attempts, now, cores == CoreFiles.check)
 
 
 def job_view(

@@ -22,14 +22,13 @@ import psutil
 from reconciler.cgroupfs import CgroupFS, flat_keyed
 from reconciler.desired import Desired
 from reconciler.layout import work_dir
-from reconciler.models import NodeSpec
 from reconciler.observed import Need, Observed, Usage
 from reconciler.state import StateDir
 
 
 def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Need]:
     """What to sample for each running job: the limits the kernel cannot enforce, and idleness."""
-    node = desired.node.spec if desired.node is not None else NodeSpec()
+    node = desired.node_spec
     policy = node.policies
     kernel = observed.available & {str(c) for c in node.controllers}
     result: dict[str, Need] = {}

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from reconciler.actions import Action
 from reconciler.desired import Desired
 from reconciler.jobphase import JobView
-from reconciler.models import NodeSpec
 from reconciler.observed import Observed
 
 
@@ -58,7 +57,7 @@ class Builder:
         # Jobs left alone because planning them kept raising (reconciler.passguard).
         self.quarantined = quarantined or {}
         self.observed = observed
-        self.node = desired.node.spec if desired.node is not None else NodeSpec()
+        self.node = desired.node_spec
         self.enabled: frozenset[str] = frozenset()
         self.now = now
         self.actions: list[Action] = []

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 
 from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
 from reconciler.errors import attributed
-from reconciler.jobphase import JobView, Phase, job_view
+from reconciler.jobphase import JobView, Phase, view_under_policy
 from reconciler.layout import work_dir
 from reconciler.limits import Limits
-from reconciler.models import CoreFiles, Job, Slot, SlotState
+from reconciler.models import Job, Slot, SlotState
 from reconciler.observed import CgroupState
 from reconciler.plan.builder import Builder
 from reconciler.plan.launch import launch, placement_refusal
@@ -79,9 +79,8 @@ def _view(out: Builder, job: Job) -> JobView:
     name = job.metadata.name
     where = out.observed.jobs.get(name)
     cgroup = where[1] if where is not None else None
-    attempts = job.spec.max_start_attempts or out.node.policies.max_start_attempts
-    cores = (job.spec.core_files or out.node.policies.core_files) == CoreFiles.check
-    view = job_view(out.observed.records.get(name, JobRecords()), cgroup, attempts, out.now, cores)
+    records = out.observed.records.get(name, JobRecords())
+    view = view_under_policy(out.node, job, records, cgroup, out.now)
     out.jobs[name] = view
     return view
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.desired import Desired
-from reconciler.jobphase import JobView, Phase, job_view
-from reconciler.models import CoreFiles, Job, NodeSpec
+from reconciler.jobphase import JobView, Phase, view_under_policy
+from reconciler.models import Job, NodeSpec
 from reconciler.observed import Observed
 from reconciler.plan.builder import Note, Plan
 from reconciler.records import AttemptRecord, JobRecords
@@ -69,7 +69,7 @@ def job_statuses(
     desired: Desired, observed: Observed, plan: Plan, now: float
 ) -> dict[str, JobStatus]:
     """Every job wnr knows: wanted (its spec exists) or still observed (cgroup or records)."""
-    node = desired.node.spec if desired.node is not None else NodeSpec()
+    node = desired.node_spec
     names = set(desired.jobs) | set(observed.jobs) | set(observed.records)
     return {name: _job_status(name, desired, observed, plan, node, now) for name in sorted(names)}
 
@@ -125,13 +125,8 @@ def _own_view(  # noqa: PLR0917
 ) -> JobView:
     """The view of a job the planner did not visit (its spec or its slot's spec is gone)."""
     where = observed.jobs.get(name)
-    attempts = node.policies.max_start_attempts
-    cores = node.policies.core_files
-    if job is not None:
-        attempts = job.spec.max_start_attempts or attempts
-        cores = job.spec.core_files or cores
     cgroup = where[1] if where is not None else None
-    return job_view(records, cgroup, attempts, now, cores == CoreFiles.check)
+    return view_under_policy(node, job, records, cgroup, now)
 
 
 def _last(records: JobRecords, wanted: Any) -> AttemptRecord | None:

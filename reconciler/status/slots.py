@@ -100,7 +100,7 @@ def slot_statuses(
     failures: Mapping[str, str] | None = None,
 ) -> dict[str, SlotStatus]:
     """Every slot with a spec or a cgroup; `failures` maps an object to its error this pass."""
-    node = desired.node.spec if desired.node is not None else NodeSpec()
+    node = desired.node_spec
     names = set(desired.slots) | set(observed.slots)
     return {
         name: _slot_status(name, desired, observed, plan, node, now, failures or {})
