@@ -57,6 +57,18 @@ class Desired:
     # unreadable directory): the planner then deletes nothing.
     complete: bool = True
 
+    def slot_jobs(self, slot: str) -> list[Job]:
+        """A slot's jobs in spec order: file, then document, then name (a job whose source
+        is unknown sorts first, by name). The planner admits them in this order and status
+        lists them in it."""
+        jobs = [j for j in self.jobs.values() if j.spec.slot == slot]
+        return sorted(jobs, key=self._position)
+
+    def _position(self, job: Job) -> tuple[str, int, str]:
+        source = self.sources.get(("Job", job.metadata.name))
+        name = job.metadata.name
+        return (source.path, source.document, name) if source is not None else ("", 0, name)
+
     @property
     def node_spec(self) -> NodeSpec:
         """The Node's spec, or every default when no Node object exists (all fields have one)."""

@@ -35,6 +35,9 @@ class Plan:
     notes: tuple[Note, ...] = ()
     jobs: Mapping[str, JobView] = field(default_factory=dict)
     requeue_after: float | None = None
+    # When each desired slot's drain began or begins (its state or its deadline); None when
+    # it is not draining. Status reads it from here.
+    drain_starts: Mapping[str, float | None] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -63,6 +66,7 @@ class Builder:
         self.actions: list[Action] = []
         self.notes: list[Note] = []
         self.jobs: dict[str, JobView] = {}
+        self.drain_starts: dict[str, float | None] = {}
         self.wake: list[float] = []
 
     def add(self, action: Action) -> None:
@@ -80,4 +84,4 @@ class Builder:
     def build(self) -> Plan:
         """The finished plan."""
         after = max(0.0, min(self.wake) - self.now) if self.wake else None
-        return Plan(tuple(self.actions), tuple(self.notes), self.jobs, after)
+        return Plan(tuple(self.actions), tuple(self.notes), self.jobs, after, self.drain_starts)

@@ -38,6 +38,7 @@ def plan(
             drain_start = by_deadline if drain_start is None else min(drain_start, by_deadline)
             if now < drain_start:
                 out.requeue_at(drain_start)
+        out.drain_starts[name] = drain_start
         plan_slot_jobs(out, slot, drain_start)
         draining = drain_start is not None and now >= drain_start
         running = slot.spec.state != SlotState.Draining and not draining

@@ -29,15 +29,8 @@ KILL_GRACE_SECONDS = 1.0
 
 
 def spec_order(out: Builder, slot: str) -> list[Job]:
-    """The slot's jobs in spec order (file, then document; by name where no source is known)."""
-    jobs = [j for j in out.desired.jobs.values() if j.spec.slot == slot]
-    sources = out.desired.sources
-
-    def key(job: Job) -> tuple[str, int, str]:
-        source = sources.get(("Job", job.metadata.name))
-        return (source.path, source.document, "") if source else ("", 0, job.metadata.name)
-
-    return sorted(jobs, key=key)
+    """The slot's jobs in spec order (Desired.slot_jobs, which status uses too)."""
+    return out.desired.slot_jobs(slot)
 
 
 @dataclass

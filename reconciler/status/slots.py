@@ -120,11 +120,7 @@ def _slot_status(  # noqa: PLR0917
     slot = desired.slots.get(name)
     obj, rel = f"Slot/{name}", f"slot.{name}"
     cgroup = observed.slots.get(name)
-    jobs = tuple(
-        n
-        for n, j in sorted(desired.jobs.items(), key=lambda item: _order(desired, item[0]))
-        if j.spec.slot == name
-    )
+    jobs = tuple(j.metadata.name for j in desired.slot_jobs(name))
     active = tuple(n for n in jobs if _active(plan.jobs.get(n)))
     running = any(s == name and c.populated for s, c in observed.jobs.values()) or any(
         s == name and c.populated for (s, _), c in observed.agents.items()
@@ -134,7 +130,7 @@ def _slot_status(  # noqa: PLR0917
         for a in plan.actions
         if isinstance(a, CreateCgroup | EnableControllers) and a.path in (rel, "")
     ]
-    phase, message = _slot_phase(slot, name, observed, now, running)
+    phase, message = _slot_phase(slot, plan.drain_starts.get(name), now, running)
     if phase in ("Pending", "Ready", "Cordoned") and (cgroup is None or setup):
         phase = "Pending"
         message = "the slot's cgroup is to be created" if cgroup is None else message
@@ -170,24 +166,18 @@ def _slot_status(  # noqa: PLR0917
     )
 
 
-def _order(desired: Desired, job: str) -> tuple[str, int, str]:
-    source = desired.sources.get(("Job", job))
-    return (source.path, source.document, job) if source is not None else ("", 0, job)
-
-
 def _active(view: JobView | None) -> bool:
     return view is not None and view.phase in (Phase.Starting, Phase.Running)
 
 
 def _slot_phase(
-    slot: Slot | None, name: str, observed: Observed, now: float, running: bool
+    slot: Slot | None, drain: float | None, now: float, running: bool
 ) -> tuple[str, str]:
     """The phase from the spec and what runs, before setup and failures are considered."""
     if slot is None:
         if running:
             return "Draining", "the spec was removed: jobs run until the drain grace, then stop"
         return "Drained", "the spec was removed: the slot is removed once empty"
-    drain = _drain_start(slot, name, observed, now)
     if drain is not None and now >= drain:
         if running:
             return "Draining", "no new jobs; running jobs stop after the drain grace period"
@@ -195,16 +185,3 @@ def _slot_phase(
     if slot.spec.state == SlotState.Cordoned:
         return "Cordoned", "no new jobs start"
     return "Ready", ""
-
-
-def _drain_start(slot: Slot, name: str, observed: Observed, now: float) -> float | None:
-    """When the slot's drain began or begins (its state, or its deadline less the drain grace)."""
-    start: float | None = None
-    if slot.spec.state == SlotState.Draining:
-        record = observed.slot_records.get(name)
-        since = record.draining_since if record is not None else None
-        start = since if since is not None else now
-    if slot.spec.deadline is not None:
-        by_deadline = slot.spec.deadline.timestamp() - slot.spec.drain_grace_period_seconds
-        start = by_deadline if start is None else min(start, by_deadline)
-    return start
