@@ -8,7 +8,10 @@ the planner plans nothing. The same list is what `wnr plan` prints.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from reconciler.models import Slot
 
 CPU_PERIOD_USEC = 100_000
 # The kernel refuses a cpu.max quota below 1 ms.
@@ -38,6 +41,18 @@ KERNEL_DEFAULTS = {
 
 LIMIT_FILES = tuple(CONTROLLER_OF)
 
+# The order controllers are enabled and listed in, so plans and messages compare equal.
+CONTROLLER_ORDER = ("cpuset", "cpu", "io", "memory", "pids")
+
+# Job limits wnr enforces itself, by sampling, where the kernel lacks the controller.
+SAMPLED_LIMITS = {"memory": "memory.max", "pids": "pids.max"}
+SAMPLED_FILES = frozenset(SAMPLED_LIMITS.values())
+
+
+def ordered(controllers: Iterable[str]) -> tuple[str, ...]:
+    """Controllers in CONTROLLER_ORDER (unknown ones after, by name)."""
+    return tuple(sorted(set(controllers), key=lambda c: (*CONTROLLER_ORDER, c).index(c)))
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -50,6 +65,12 @@ class Limits:
     pids: int | None = None
     io_weight: int | None = None
     cpuset: str | None = None
+
+    @classmethod
+    def of_slot(cls, slot: Slot) -> Limits:
+        """A slot's limits from its spec (the planner writes them, status reports them)."""
+        r = slot.spec.resources
+        return cls(r.cpus, r.memory, r.memory_high, r.swap, r.pids, r.io_weight, slot.spec.cpuset)
 
 
 def cpu_max(millicpus: int | None) -> str:

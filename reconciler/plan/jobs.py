@@ -14,13 +14,13 @@ from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, S
 from reconciler.errors import attributed
 from reconciler.jobphase import JobView, Phase, view_under_policy
 from reconciler.layout import work_dir
-from reconciler.limits import Limits
+from reconciler.limits import SAMPLED_FILES, Limits
 from reconciler.models import Job, Slot, SlotState
 from reconciler.observed import CgroupState
 from reconciler.plan.builder import Builder
 from reconciler.plan.launch import launch, placement_refusal
 from reconciler.plan.schedule import SlotQueue
-from reconciler.plan.tree import SAMPLED_FILES, plan_limits
+from reconciler.plan.tree import plan_limits
 from reconciler.quantity import format_bytes
 from reconciler.records import JobRecords
 

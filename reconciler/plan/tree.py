@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from reconciler.actions import CreateCgroup, EnableControllers, RecordSlot, WriteLimit
-from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS, Limits, is_set, render
+from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS, Limits, is_set, ordered, render
 from reconciler.models import Slot, SlotState
 from reconciler.observed import CgroupState
 from reconciler.plan.builder import Builder
-
-CONTROLLER_ORDER = ("cpuset", "cpu", "io", "memory", "pids")
 
 
 def plan_root(out: Builder) -> frozenset[str]:
@@ -28,15 +26,6 @@ def plan_root(out: Builder) -> frozenset[str]:
     if offered - current:
         out.add(EnableControllers("Root", "", ordered(offered - current)))
     return frozenset(offered)
-
-
-def ordered(controllers: set[str] | frozenset[str]) -> tuple[str, ...]:
-    """Controllers in a fixed order, so plans compare equal."""
-    return tuple(sorted(controllers, key=lambda c: (*CONTROLLER_ORDER, c).index(c)))
-
-
-# Job limits wnr enforces itself, by sampling, when the kernel cannot (memory.max, pids.max).
-SAMPLED_FILES = frozenset({"memory.max", "pids.max"})
 
 
 def plan_limits(
@@ -73,9 +62,7 @@ def plan_slot(out: Builder, slot: Slot) -> float | None:
     cgroup = out.observed.slots.get(name)
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))
-    r = slot.spec.resources
-    limits = Limits(r.cpus, r.memory, r.memory_high, r.swap, r.pids, r.io_weight, slot.spec.cpuset)
-    plan_limits(out, obj, rel, limits, cgroup)
+    plan_limits(out, obj, rel, Limits.of_slot(slot), cgroup)
     current = cgroup.subtree_control if cgroup is not None else frozenset()
     if out.enabled - current:
         out.add(EnableControllers(obj, rel, ordered(out.enabled - current)))

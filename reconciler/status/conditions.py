@@ -13,16 +13,13 @@ from dataclasses import dataclass
 
 from reconciler.actions import WriteLimit
 from reconciler.desired import Desired
-from reconciler.limits import CONTROLLER_OF, Limits, is_set, render
+from reconciler.limits import CONTROLLER_OF, SAMPLED_LIMITS, Limits, is_set, ordered, render
 from reconciler.models import NodeSpec, Slot
 from reconciler.observed import Observed
 from reconciler.plan.builder import Plan
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 NOT_BY_KERNEL = "not-enforced-by-kernel"
-_CONTROLLER_ORDER = ("cpuset", "cpu", "io", "memory", "pids")
-# Controllers whose job limits wnr enforces in user space when the kernel lacks them.
-_SAMPLED = ("memory", "pids")
 
 
 @dataclass(frozen=True)
@@ -97,18 +94,12 @@ def limits_condition(  # noqa: PLR0917
     objs = {obj} | {f"Job/{j}" for j in jobs}
     unenforced = [n for n in plan.notes if n.kind == NOT_BY_KERNEL and n.obj in objs]
     noted = {n.message.partition("=")[0] for n in unenforced if n.obj == obj}
-    r = slot.spec.resources
-    limits = Limits(r.cpus, r.memory, r.memory_high, r.swap, r.pids, r.io_weight, slot.spec.cpuset)
+    limits = Limits.of_slot(slot)
     enforced = [
         f"{f}={v}" for f, v in render(limits, observed.page_size) if is_set(f, v) and f not in noted
     ]
-    missing = sorted(
-        {
-            CONTROLLER_OF[f]
-            for n in unenforced
-            if (f := n.message.partition("=")[0]) in CONTROLLER_OF
-        },
-        key=lambda c: (*_CONTROLLER_ORDER, c).index(c),
+    missing = ordered(
+        CONTROLLER_OF[f] for n in unenforced if (f := n.message.partition("=")[0]) in CONTROLLER_OF
     )
     pending = [a.file for a in plan.actions if isinstance(a, WriteLimit) and a.obj == obj]
     if not missing:
@@ -126,7 +117,7 @@ def limits_condition(  # noqa: PLR0917
         parts.append(f"limits of {', '.join(job_notes)} not enforced by the kernel")
     if enforced:
         parts.append(f"the kernel enforces {', '.join(enforced)}")
-    sampled = [c for c in _SAMPLED if c in missing]
+    sampled = [c for c in SAMPLED_LIMITS if c in missing]
     if sampled:
         interval = node.policies.user_space.interval_seconds
         parts.append(
@@ -134,7 +125,7 @@ def limits_condition(  # noqa: PLR0917
             f"{interval:g}s (policies.userSpace.intervalSeconds); the slot's own totals only "
             "through admission of job requests"
         )
-    unguarded = [c for c in missing if c not in _SAMPLED]
+    unguarded = [c for c in missing if c not in SAMPLED_LIMITS]
     if unguarded:
         parts.append(f"{_either(unguarded)} limits are not enforced at all")
     return Condition(kind, FALSE, "ControllersMissing", "; ".join(parts))
