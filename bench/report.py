@@ -107,7 +107,7 @@ def rows(s: Sizes) -> list[Row]:
         Row(f"{c}: RSS growth after 10 %", "MiB", 2, "churn_growth"),
         Row("  (RSS at 10 %)", "MiB", None, "churn_rss_warm"),
         Row("  (RSS at the end)", "MiB", None, "churn_rss_end"),
-        Row(f"{c}: open fds, |end - start|", "fds", 0, "churn_fds", sized=False),
+        Row(f"{c}: open fds, end vs start (difference)", "fds", 0, "churn_fds", sized=False),
         Row(f"{c}: left behind", "objects", 0, "churn_left", sized=False),
         Row(f"{c}: lost jobs", "jobs", 0, "churn_lost", sized=False),
     ]

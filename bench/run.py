@@ -11,7 +11,9 @@ directory, both removed at the end, also after a failure, Ctrl-C or SIGTERM.
 Each run measures wnr and its peers side by side, in this order: floors and
 supervisord, cold starts, then among the running fleet the latencies, the
 drain, memory and idle CPU (supervisord running the same count alongside),
-and last, with the daemon stopped, single passes in-process. The numbers are
+with the daemon stopped, single passes in-process; and last, in the first run
+only (minutes at full size), the churn of N short jobs on a daemon of its own,
+whose samples are printed under the table. The numbers are
 printed, never asserted: the exit status is 1 only when something could not
 be measured.
 """

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from reconciler.atomicfile import write_json
 from reconciler.cgroupfs import CgroupFS
+from reconciler.daemon import pin_malloc_thresholds
 from reconciler.jobphase import Phase, job_view
 from reconciler.observe import observe
 from reconciler.state import JobRecords, StateDir
@@ -73,3 +74,8 @@ def test_a_removed_cgroup_leaves_no_cached_path(cgroup_root: Path) -> None:
     fs.rmdir_tree("slot.s/job.j")
     fs.rmdir("slot.s")
     assert {""} == set(fs._dirs)
+
+
+def test_malloc_thresholds_are_pinned_without_error() -> None:
+    """The daemon's mallopt call works on this libc (and is a no-op where there is none)."""
+    pin_malloc_thresholds()
