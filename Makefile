@@ -48,6 +48,6 @@ vm: install
 fuzz: install
 	WNR_FUZZ_CASES=100000 $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/test_fuzz.py
 
-# Every benchmark scenario at full size (about 7 minutes); see bench/README.md.
+# Every benchmark scenario at full size (about 9 minutes); see bench/README.md.
 bench: install
 	$(VENV)/bin/python -m bench

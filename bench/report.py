@@ -35,9 +35,13 @@ class Sizes:
     drain_processes: int = 100
     idle_window: float = 60.0
     pass_repeats: int = 10
+    churn_jobs: int = 10_000  # run once per invocation, in the first run
+    churn_in_flight: int = 16
 
 
-QUICK = Sizes(cold_small=20, cold_large=50, samples=2, drain_processes=20, idle_window=5.0)
+QUICK = Sizes(
+    cold_small=20, cold_large=50, samples=2, drain_processes=20, idle_window=5.0, churn_jobs=300
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class Row:
 def rows(s: Sizes) -> list[Row]:
     """The table, in the issue's order."""
     n, m, p = s.cold_small, s.cold_large, s.drain_processes
+    c = f"churn: {s.churn_jobs} jobs, {s.churn_in_flight} in flight"
     return [
         Row(f"cold start: {n} jobs", "s", 0.5, "cold_small", "supervisord", "sup_small"),
         Row(f"cold start: {n} jobs", "s", 0.5, "cold_small", "floor", "floor_small"),
@@ -94,6 +99,17 @@ def rows(s: Sizes) -> list[Row]:
         Row(f"drain: {p} processes, grace 0", "ms", 50, "drain", "cgroup.kill alone", "kill"),
         Row(f"reload: {m} files, one edited", "ms", 50, "reload", "ruamel round-trip", "rt"),
         Row("  (reload pass CPU)", "ms", None, "reload_cpu"),
+        Row(f"({c})", "jobs/s", None, "churn_rate"),
+        Row(f"{c}: time per job, last / first window", "x", 1.2, "churn_flat"),
+        Row("  (time per job, first window)", "ms", None, "churn_first"),
+        Row("  (time per job, last window)", "ms", None, "churn_last"),
+        Row("  (daemon CPU per job, last / first window)", "x", None, "churn_cpu_flat"),
+        Row(f"{c}: RSS growth after 10 %", "MiB", 2, "churn_growth"),
+        Row("  (RSS at 10 %)", "MiB", None, "churn_rss_warm"),
+        Row("  (RSS at the end)", "MiB", None, "churn_rss_end"),
+        Row(f"{c}: open fds, end vs start (difference)", "fds", 0, "churn_fds", sized=False),
+        Row(f"{c}: left behind", "objects", 0, "churn_left", sized=False),
+        Row(f"{c}: lost jobs", "jobs", 0, "churn_lost", sized=False),
     ]
 
 
@@ -189,7 +205,10 @@ def _num(value: float | None, unit: str = "") -> str:
 def table(data: Mapping[str, Any]) -> str:
     """The Markdown table of one result, with a line on the machine and the run."""
     host = data["machine"]
-    quick = ["goals are for the full sizes: quick mode judges only the per-job overhead"]
+    quick = [
+        "goals are for the full sizes: quick mode judges only the per-job overhead "
+        "and what churn leaves behind"
+    ]
     if data["mode"] != "quick":
         quick = []
     lines = [

@@ -11,7 +11,9 @@ directory, both removed at the end, also after a failure, Ctrl-C or SIGTERM.
 Each run measures wnr and its peers side by side, in this order: floors and
 supervisord, cold starts, then among the running fleet the latencies, the
 drain, memory and idle CPU (supervisord running the same count alongside),
-and last, with the daemon stopped, single passes in-process. The numbers are
+with the daemon stopped, single passes in-process; and last, in the first run
+only (minutes at full size), the churn of N short jobs on a daemon of its own,
+whose samples are printed under the table. The numbers are
 printed, never asserted: the exit status is 1 only when something could not
 be measured.
 """
@@ -26,10 +28,11 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
-from bench import coldstart, drain, latency, passes, report, steady
+from bench import churn, coldstart, drain, latency, passes, report, steady
 from bench.common import BenchError, Sandbox, median
 from bench.report import QUICK, Sizes
 from bench.supervisor import Supervisor
@@ -43,6 +46,7 @@ class Bench:
         self.box, self.s = box, sizes
         self.metrics: dict[str, list[float]] = defaultdict(list)
         self.errors: list[str] = []
+        self.churn: churn.ChurnResult | None = None
         self.classes: Path | None = None
         try:
             self.classes = steady.compile_idle(box)
@@ -92,12 +96,14 @@ class Bench:
         self.step(run, f"supervisord starting {s.cold_small} programs", supervisord)
         self.step(run, f"wnr launched on {s.cold_small} job specs", boot)
         self.step(run, f"wnr cold start, {s.cold_small} jobs", cold)
-        if not self.step(run, f"wnr cold start, {s.cold_large} jobs", cold_large):
-            return
-        try:
-            self.among_fleet(run, fleet[0])
-        finally:
-            fleet[0].teardown()
+        if self.step(run, f"wnr cold start, {s.cold_large} jobs", cold_large):
+            try:
+                self.among_fleet(run, fleet[0])
+            finally:
+                fleet[0].teardown()
+        if run == 1:  # minutes at full size: once per invocation, on a daemon of its own
+            what = f"churn, {s.churn_jobs} jobs, {s.churn_in_flight} in flight"
+            self.step(run, what, lambda: self.churned(run))
 
     def among_fleet(self, run: int, daemon: WnrDaemon) -> None:
         """The scenarios with the fleet of `cold_large` jobs running."""
@@ -164,6 +170,15 @@ class Bench:
         if sups:
             self.put("idle_sup", theirs)
 
+    def churned(self, run: int) -> None:
+        """N short jobs through one daemon: rate, flatness, memory, fds, leftovers, losses."""
+        result = churn.wnr_churn(self.box, self.s.churn_jobs, self.s.churn_in_flight, f"c{run}")
+        self.churn = result
+        for key, value in churn.metrics(result).items():
+            self.put(key, value)
+        for name in result.lost:  # a figure, not a failure to measure: printed, not an error
+            print(f"[run {run}] churn: lost {name}", file=sys.stderr, flush=True)
+
     def in_process(self, daemon: WnrDaemon) -> None:
         """No-op and reload passes with the daemon stopped, and their peers."""
         repeats = self.s.pass_repeats
@@ -219,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["seconds"] = round(time.monotonic() - began, 1)
     result["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
+    if bench.churn is not None:
+        result["churn"] = [asdict(sample) for sample in bench.churn.samples]
     print(report.table(result))
+    if bench.churn is not None:
+        print(f"\nchurn, every {max(1, sizes.churn_jobs // churn.SAMPLES)} jobs:\n")
+        print(churn.curve(bench.churn))
     if args.compare is not None:
         print(report.compare(result, report.load(args.compare)))
     if args.json is not None:

@@ -3,22 +3,25 @@
 `WnrDaemon` runs `python -m reconciler run` in a cgroup of the sandbox with
 its own spec dir and state dir (in the sandbox's temporary directory) and
 its root below the sandbox's cgroup, and reads results back the way an
-admin would: attempt records, the event log, cgroup directories.
+admin would: attempt records, the event log (`EventTail` follows it as a
+pilot would, across rotations), cgroup directories.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bench.common import REPO, BenchError, Sandbox, wait_until
+from reconciler.events import LOG_NAME, Event
 
 SLOT = "bench"
 # Limits on every benchmark job (the slot has room for 256 of them).
@@ -172,3 +175,50 @@ class WnrDaemon:
             ),
             timeout,
         )
+
+
+class EventTail:
+    """The events appended to `<state>/events.jsonl` since the last read, across rotations.
+
+    The file is held open: once it is rotated (renamed to `.1`) the rest of it
+    is still read through the open descriptor before the new file is opened,
+    so no event written around a rotation is missed.
+    """
+
+    def __init__(self, state: Path) -> None:
+        self.path = state / LOG_NAME
+        self.handle: BinaryIO | None = None
+        self.partial = b""
+
+    def read(self) -> list[Event]:
+        """Whole events appended since the previous call, oldest first."""
+        data = b""
+        if self.handle is None:
+            try:
+                self.handle = open(self.path, "rb")  # noqa: SIM115 (held across calls)
+            except FileNotFoundError:
+                return []
+        data += self.handle.read()
+        try:
+            rotated = os.stat(self.path).st_ino != os.fstat(self.handle.fileno()).st_ino
+        except FileNotFoundError:
+            rotated = False  # between the rename and the next append: nothing new yet
+        if rotated:
+            data += self.handle.read()
+            self.handle.close()
+            self.handle = open(self.path, "rb")  # noqa: SIM115
+            data += self.handle.read()
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        events = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                event = Event.from_json(json.loads(line))
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def close(self) -> None:
+        """Close the held file."""
+        if self.handle is not None:
+            self.handle.close()

@@ -55,7 +55,8 @@ class CgroupFS:
         if not self.root.is_absolute():
             raise ValueError(f"cgroup root must be absolute: {root}")
         # Checked paths, relative -> absolute: a pass reads every cgroup, so each path is
-        # checked once, not once per file read (bounded: cleared when it grows past a fleet).
+        # checked once, not once per file read. A removed cgroup's path is forgotten (job
+        # churn must not grow memory); the bound catches cgroups removed behind wnr's back.
         self._dirs: dict[str, str] = {"": str(self.root)}
 
     def directory(self, rel: str) -> str:
@@ -97,6 +98,8 @@ class CgroupFS:
         if target == self.root and rel != "":
             raise ValueError("refusing to remove the root through a child path")
         _rmdir(target)
+        if rel:
+            self._dirs.pop(rel, None)
 
     def rmdir_tree(self, rel: str) -> None:
         """Remove an empty job or agent cgroup together with the cgroups its payload nested

@@ -123,7 +123,7 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
         parent_controllers,
         slots,
         jobs,
-        records,
+        reread_ended(state, records, jobs),
         tuple(foreign),
         page_size,
         has_kill=os.path.exists(f"{fs.directory('')}/cgroup.kill"),
@@ -136,6 +136,22 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
     )
 
 
+def reread_ended(
+    state: StateDir, records: dict[str, JobRecords], jobs: dict[str, tuple[str, CgroupState]]
+) -> dict[str, JobRecords]:
+    """Read again the records of jobs still starting or running whose cgroup was then seen
+    empty. Records are read before the cgroups, and a short job can record its end and exit
+    in between: its wrapper writes the end before it leaves the cgroup, so a read after
+    `populated 0` sees it, and the job is not taken for one that died unrecorded."""
+    for name, held in records.items():
+        last = held.last
+        if last is not None and last.phase in ("starting", "running"):
+            cgroup = jobs.get(name)
+            if cgroup is None or not cgroup[1].populated:
+                records[name] = check_starting(state, name, state.read(name))
+    return records
+
+
 def check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecords:
     """For an attempt still `starting`, find out whether its wrapper process exists, so a
     wrapper lost with a crashed daemon is retried at once instead of after the timeout."""
@@ -146,4 +162,9 @@ def check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecords
     if pid is None:
         return records
     alive = is_wrapper(pid)
+    if not alive:
+        # It may have moved on and exited since its records were read: read them again.
+        fresh = state.read(job)
+        if fresh.last is not None and fresh.last.phase != "starting":
+            return fresh
     return replace(records, attempts=(*records.attempts[:-1], replace(last, wrapper_alive=alive)))
