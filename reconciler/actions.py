@@ -76,6 +76,7 @@ class StartJob(Action):
 
     op: ClassVar[str] = "start-job"
     job: str = ""
+    slot: str = ""
     attempt: int = 1
     argv: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)

@@ -201,23 +201,39 @@ class Applier:
             state.fail_run(record, missing, error_class="ErrorA")
             log.warning("%s: %s", action.obj, missing)
             return
-        slot = action.path.split("/")[0].removeprefix("slot.")
-        env = job_environment(
-            action.env,
-            {"WNR_JOB": action.job, "WNR_SLOT": slot, "WNR_ATTEMPT": str(action.attempt)},
+        ours = {"WNR_JOB": action.job, "WNR_SLOT": action.slot, "WNR_ATTEMPT": str(action.attempt)}
+        output = LogFiles(
+            state.log_path(action.job, action.attempt), action.log_max_size, action.log_max_files
         )
+        pid = self._spawn(action, record, action.working_dir, output, ours, base)
+        self._note_wrapper(record, pid)
+
+    def _start_agent(self, action: StartAgent) -> None:
+        directory, base = self.state.begin_agent(
+            action.slot, action.index, action.restarts, self.clock()
+        )
+        ours = {"WNR_SLOT": action.slot, "WNR_AGENT": str(action.index)}
+        output = LogFiles(directory / "run.log", action.log_max_size, action.log_max_files)
+        self._spawn(action, directory / "run.json", str(directory / "work"), output, ours, base)
+
+    def _spawn(  # noqa: PLR0917 - one wrapper's inputs
+        self,
+        action: StartJob | StartAgent,
+        record: Path,
+        workdir: str,
+        output: LogFiles,
+        ours: dict[str, str],
+        base: dict[str, object],
+    ) -> int:
+        """Spawn the wrapper of a job attempt or an agent run into its cgroup."""
         try:
             pid = spawn_wrapper(
                 record=record,
                 cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
-                workdir=action.working_dir,
-                log=LogFiles(
-                    state.log_path(action.job, action.attempt),
-                    action.log_max_size,
-                    action.log_max_files,
-                ),
+                workdir=workdir,
+                log=output,
                 argv=action.argv,
-                env=env,
+                env=job_environment(action.env, ours),
                 base=base,
             )
         except OSError as exc:
@@ -227,7 +243,7 @@ class Applier:
             self._fail_run(record, message, terminal=exc.errno == errno.E2BIG)
             raise
         self.spawned.append(pid)
-        self._note_wrapper(record, pid)
+        return pid
 
     def _fail_run(self, record: Path, message: str, terminal: bool = False) -> None:
         """Mark a run whose wrapper could not be spawned; a state dir that cannot take the
@@ -246,27 +262,6 @@ class Applier:
         except StateDirError as exc:
             self.fault = exc.fault
             log.warning("wrapper %d started, but its PID file was not written: %s", pid, exc)
-
-    def _start_agent(self, action: StartAgent) -> None:
-        directory, base = self.state.begin_agent(
-            action.slot, action.index, action.restarts, self.clock()
-        )
-        env = job_environment(action.env, {"WNR_SLOT": action.slot, "WNR_AGENT": str(action.index)})
-        try:
-            pid = spawn_wrapper(
-                record=directory / "run.json",
-                cgroup_procs=self.fs.path(action.path) / "cgroup.procs",
-                workdir=str(directory / "work"),
-                log=LogFiles(directory / "run.log", action.log_max_size, action.log_max_files),
-                argv=action.argv,
-                env=env,
-                base=base,
-            )
-        except OSError as exc:
-            message = wrapper_missing() or f"cannot spawn the wrapper: {exc}"
-            self._fail_run(directory / "run.json", message)
-            raise
-        self.spawned.append(pid)
 
     def _kill_action(self, action: KillCgroup | KillStrays) -> None:
         """cgroup.kill (recording why a job stopped), or a job's escapees one by one."""

@@ -8,7 +8,7 @@ files are read only for controllers the cgroup has.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from reconciler.cgroupfs import CgroupFS, flat_keyed, is_owned_name
 from reconciler.limits import CONTROLLER_OF
@@ -68,72 +68,73 @@ def read_leaf(fs: CgroupFS, rel: str, controllers: frozenset[str]) -> CgroupStat
 
 def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) -> Observed:
     """Read the owned tree below the root, every job's records, and the node's facts."""
-    facts = cached(site_overrides)
     try:
         with open(f"{fs.root.parent}/cgroup.subtree_control", "rb") as handle:
             parent_controllers = _split(handle.read().decode())
     except OSError:
         parent_controllers = frozenset()
-    page_size = os.sysconf("SC_PAGE_SIZE")
     records = {name: check_starting(state, name, r) for name, r in state.read_all().items()}
-    slot_records = state.read_slots()
-    agent_records = state.read_agents()
-    state_fault = check(state.root)
+    known = Observed(
+        str(fs.root),
+        None,
+        parent_controllers,
+        records=records,
+        slot_records=state.read_slots(),
+        page_size=os.sysconf("SC_PAGE_SIZE"),
+        agent_records=state.read_agents(),
+        facts=cached(site_overrides),
+        state_root=str(state.root),
+        state_fault=check(state.root),
+    )
     if not fs.exists(""):
-        return Observed(
-            str(fs.root),
-            None,
-            parent_controllers,
-            records=records,
-            slot_records=slot_records,
-            page_size=page_size,
-            agent_records=agent_records,
-            facts=facts,
-            state_root=str(state.root),
-            state_fault=state_fault,
-        )
+        return known
     root = read_cgroup(fs, "", with_limits=False)
-    slots: dict[str, CgroupState] = {}
-    jobs: dict[str, tuple[str, CgroupState]] = {}
-    agents: dict[tuple[str, int], CgroupState] = {}
-    foreign: list[str] = []
+    tree = _read_tree(fs, root)
+    return replace(
+        known,
+        root=root,
+        slots=tree.slots,
+        jobs=tree.jobs,
+        records=reread_ended(state, records, tree.jobs),
+        foreign=tuple(tree.foreign),
+        agents=tree.agents,
+    )
+
+
+@dataclass
+class _Tree:
+    """The owned cgroups below the root, and what sits there that wnr does not own."""
+
+    slots: dict[str, CgroupState] = field(default_factory=dict)
+    jobs: dict[str, tuple[str, CgroupState]] = field(default_factory=dict)
+    agents: dict[tuple[str, int], CgroupState] = field(default_factory=dict)
+    foreign: list[str] = field(default_factory=list)
+
+
+def _read_tree(fs: CgroupFS, root: CgroupState) -> _Tree:
+    tree = _Tree()
     for child in root.children:
         if not child.startswith("slot.") or not is_owned_name(child):
             if child != "wnr.daemon":
-                foreign.append(child)
+                tree.foreign.append(child)
             continue
         slot_name = child.removeprefix("slot.")
         slot = read_cgroup(fs, child)
-        slots[slot_name] = slot
+        tree.slots[slot_name] = slot
         enabled = slot.subtree_control
         for grandchild in slot.children:
+            rel = f"{child}/{grandchild}"
             if grandchild.startswith("job.") and is_owned_name(grandchild):
-                jobs[grandchild.removeprefix("job.")] = (
+                tree.jobs[grandchild.removeprefix("job.")] = (
                     slot_name,
-                    read_leaf(fs, f"{child}/{grandchild}", enabled),
+                    read_leaf(fs, rel, enabled),
                 )
             elif grandchild.startswith("agent.") and is_owned_name(grandchild):
                 index = int(grandchild.removeprefix("agent."))
-                agents[(slot_name, index)] = read_leaf(fs, f"{child}/{grandchild}", enabled)
+                tree.agents[(slot_name, index)] = read_leaf(fs, rel, enabled)
             else:
-                foreign.append(f"{child}/{grandchild}")
-    return Observed(
-        str(fs.root),
-        root,
-        parent_controllers,
-        slots,
-        jobs,
-        reread_ended(state, records, jobs),
-        tuple(foreign),
-        page_size,
-        has_kill=os.path.exists(f"{fs.directory('')}/cgroup.kill"),
-        slot_records=slot_records,
-        agents=agents,
-        agent_records=agent_records,
-        facts=facts,
-        state_root=str(state.root),
-        state_fault=state_fault,
-    )
+                tree.foreign.append(rel)
+    return tree
 
 
 def reread_ended(

@@ -132,7 +132,6 @@ class Observed:
     # Children of wnr's cgroups that wnr does not own: reported, never touched.
     foreign: tuple[str, ...] = ()
     page_size: int = 4096
-    has_kill: bool = True
     slot_records: Mapping[str, SlotRecord] = field(default_factory=dict)
     # Samples of running jobs (user-space limits, idleness), by job name.
     usage: Mapping[str, Usage] = field(default_factory=dict)

@@ -172,6 +172,7 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
             obj,
             rel,
             job=name,
+            slot=slot.metadata.name,
             attempt=view.attempts + 1,
             argv=how.argv,
             env=how.env,
