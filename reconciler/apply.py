@@ -18,6 +18,7 @@ import shutil
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from reconciler.actions import (
@@ -53,15 +54,28 @@ from reconciler.statefault import StateDirError, check
 log = logging.getLogger("wnr.apply")
 
 
+class FailureKind(StrEnum):
+    """How a failed action is retried (the daemon acts on it; controller-runtime's classes)."""
+
+    # May pass by itself (EBUSY, EAGAIN, an I/O hiccup): the loop retries with back-off.
+    TRANSIENT = "transient"
+    # Repeats until something changes (EACCES, a value the kernel reads back otherwise, a
+    # bug): reported once, tried again only on the next event or resync, never on a timer.
+    TERMINAL = "terminal"
+    # Not tried: an earlier action on its cgroup failed in this pass.
+    SKIPPED = "skipped"
+    # The state dir cannot record: one Node condition, rechecked every second.
+    STATE_DIR = "state-dir"
+
+
 @dataclass(frozen=True)
 class Failure:
-    """An action that did not complete, and why."""
+    """An action that did not complete: its position in the plan, why, and how it retries."""
 
+    index: int
     action: Action
     error: str
-    transient: bool
-    # The state dir could not record (reported once for the node, not per action).
-    node_fault: bool = False
+    kind: FailureKind
 
     def __str__(self) -> str:
         return f"{self.action.op} {self.action.obj}: {self.error}"
@@ -85,36 +99,41 @@ class Applier:
         self.fault = None
         failures: list[Failure] = []
         failed_paths: list[str] = []
-        for action in actions:
+        for index, action in enumerate(actions):
             if any(_within(action.path, bad) for bad in failed_paths):
-                failures.append(Failure(action, "skipped: an earlier action on it failed", True))
+                message = "not tried: an earlier action on its cgroup failed"
+                failures.append(Failure(index, action, message, FailureKind.SKIPPED))
                 continue
             if isinstance(action, StartJob | StartAgent) and self.fault is None:
                 # The planner saw room; each start takes some. Stopping at the margin leaves
                 # the wrappers already running room to record how their payloads end.
                 self.fault = check(self.state.root)
             if self.fault is not None and isinstance(action, StartJob | StartAgent):
-                failures.append(Failure(action, "skipped: the state dir cannot record", True, True))
+                message = "not tried: the state dir cannot record"
+                failures.append(Failure(index, action, message, FailureKind.STATE_DIR))
                 continue
             try:
                 self._one(action)
-            except StateDirError as exc:
-                self.fault = exc.fault
-                failures.append(Failure(action, str(exc), True, True))
-                failed_paths.append(action.path)
-            except CgroupError as exc:
-                failures.append(Failure(action, str(exc), exc.transient))
-                failed_paths.append(action.path)
-            except (OSError, WnrError) as exc:
-                failures.append(Failure(action, str(exc), False))
-                failed_paths.append(action.path)
-            except Exception as exc:  # a bug must cost one action, not the pass
-                log.exception("%s %s: unexpected error", action.op, action.obj)
-                failures.append(Failure(action, f"{type(exc).__name__}: {exc}", False))
+            except Exception as exc:  # a bug too must cost one action, not the pass
+                failures.append(Failure(index, action, _message(exc), self._kind(action, exc)))
                 failed_paths.append(action.path)
         for failure in failures:
             log.warning("%s", failure)
         return failures
+
+    def _kind(self, action: Action, exc: Exception) -> FailureKind:
+        """How the failure of one action retries; a state-dir fault is also kept for the node."""
+        if isinstance(exc, StateDirError):
+            self.fault = exc.fault
+            return FailureKind.STATE_DIR
+        if isinstance(exc, CgroupError):
+            return FailureKind.TRANSIENT if exc.transient else FailureKind.TERMINAL
+        if isinstance(exc, WnrError):
+            return FailureKind.TERMINAL
+        if isinstance(exc, OSError):
+            return FailureKind.TRANSIENT
+        log.error("%s %s: unexpected error", action.op, action.obj, exc_info=exc)
+        return FailureKind.TERMINAL
 
     def _one(self, action: Action) -> None:
         fs = self.fs
@@ -285,6 +304,13 @@ class Applier:
             signal_pids(self.fs.procs_tree(rel), signal.SIGKILL)
         finally:
             self.fs.freeze(rel, False)
+
+
+def _message(exc: Exception) -> str:
+    """An error as a failure shows it; a bug's exception is named."""
+    if isinstance(exc, OSError | WnrError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _missing_image_or_runtime(action: StartJob) -> str:

@@ -25,6 +25,7 @@ from types import FrameType
 
 import watchfiles
 
+from reconciler.apply import FailureKind
 from reconciler.inotify import DirWatch
 from reconciler.nodelock import NodeLock
 from reconciler.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
@@ -161,7 +162,9 @@ class Daemon:
                 delay = min(delay, result.resample_after)
             if result.plan.actions:
                 delay = min(delay, VERIFY_SECONDS)
-            if result.failures:
+            if any(f.kind is FailureKind.TRANSIENT for f in result.failures):
+                # Terminal failures wait for the next event or resync: retrying them on a
+                # timer would only repeat them.
                 delay = min(delay, backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             else:

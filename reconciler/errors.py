@@ -1,8 +1,10 @@
-"""Errors classified by how they retry, shared by every layer that acts on the kernel.
+"""wnr's errors, classified by how they retry; shared by every layer that acts on the kernel.
 
-`TemporaryError` is worth another pass after a delay (the loop requeues);
-`PermanentError` will fail the same way until something outside changes, so
-the loop reports it and does not hammer the kernel with it.
+A `CgroupError` carries its errno, and with it whether it is transient (EBUSY,
+EAGAIN: retried briefly in the cgroup layer, then with back-off by the loop);
+`PermanentError` fails the same way until something outside changes, so it is
+reported and not retried on a timer. apply turns each into a `FailureKind`.
+An `ObjectError` names the object a bug was met on, for the daemon's guard.
 """
 
 from __future__ import annotations
@@ -15,14 +17,6 @@ from collections.abc import Iterator
 
 class WnrError(Exception):
     """Base of wnr's own errors; the message always names the object or file involved."""
-
-
-class TemporaryError(WnrError):
-    """A failure that may pass on its own (EBUSY, EAGAIN, a process still exiting)."""
-
-    def __init__(self, message: str, delay: float = 1.0) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 class PermanentError(WnrError):

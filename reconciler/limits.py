@@ -39,8 +39,6 @@ KERNEL_DEFAULTS = {
     "cpuset.cpus": "",
 }
 
-LIMIT_FILES = tuple(CONTROLLER_OF)
-
 # The order controllers are enabled and listed in, so plans and messages compare equal.
 CONTROLLER_ORDER = ("cpuset", "cpu", "io", "memory", "pids")
 

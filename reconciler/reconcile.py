@@ -28,7 +28,7 @@ from reconciler.actions import (
     StartJob,
     WriteLimit,
 )
-from reconciler.apply import Applier, Failure
+from reconciler.apply import Applier, Failure, FailureKind
 from reconciler.cgroupfs import CgroupFS
 from reconciler.desired import Desired
 from reconciler.events import NORMAL, WARNING, Event, EventLog, stray_events
@@ -239,17 +239,17 @@ def action_events(
 
     A failure repeated with the same error in the next pass is not reported again.
     """
-    failed: dict[int, Failure] = {id(f.action): f for f in result.failures}
+    failed: dict[int, Failure] = {f.index: f for f in result.failures}
     seen: dict[tuple[str, str, str], str] = {}
     events: list[Event] = []
-    for action in result.plan.actions:
-        failure = failed.get(id(action))
+    for index, action in enumerate(result.plan.actions):
+        failure = failed.get(index)
         if failure is None:
             event = _done_event(action, now)
             if event is not None:
                 events.append(event)
             continue
-        if failure.error.startswith("skipped:") or failure.node_fault:
+        if failure.kind in (FailureKind.SKIPPED, FailureKind.STATE_DIR):
             continue  # a state-dir fault is one event of the Node (reconciler.statekeeper)
         key = (action.obj, action.op, action.path)
         seen[key] = failure.error

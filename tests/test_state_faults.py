@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.actions import ForgetJob, StartJob
-from reconciler.apply import Applier
+from reconciler.apply import Applier, FailureKind
 from reconciler.atomicfile import write_json
 from reconciler.cgroupfs import CgroupFS
 from reconciler.doctor import Verdict, check_state_dir
@@ -281,7 +281,7 @@ def test_a_write_on_a_full_file_system_leaves_no_trace_and_spawns_nothing(
     assert [] == applier.spawned
     assert applier.fault is not None
     assert "NoSpace" == applier.fault.reason
-    assert [True, True] == [f.node_fault for f in failures]
+    assert [FailureKind.STATE_DIR] * 2 == [f.kind for f in failures]
     assert not state.attempt_path("a", 1).exists()
     # After a spawn, a PID file that cannot be written fails nothing: the PID is in memory.
     record = state.attempt_path("c", 1)
