@@ -31,6 +31,7 @@ from reconciler.nodelock import NodeLock
 from reconciler.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
 from reconciler.process import is_wrapper
 from reconciler.reconcile import PassResult, Reconciler
+from reconciler.records import LIVE_PHASES
 from reconciler.waker import Waker
 
 log = logging.getLogger("wnr.daemon")
@@ -39,8 +40,6 @@ RESYNC_SECONDS = 30.0
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
 VERIFY_SECONDS = 0.5
 STATE_RECHECK_SECONDS = 1.0
-# Attempt phases in which the wrapper should be alive.
-_LIVE = ("starting", "running")
 # glibc's mallopt parameters, and its default thresholds (bytes).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MALLOC_THRESHOLD = 128 * 1024
@@ -189,13 +188,13 @@ def recorded_wrappers(result: PassResult) -> Iterator[int]:
     observed = result.observed
     for name, records in observed.records.items():
         last, where = records.last, observed.jobs.get(name)
-        if last is None or not last.wrapper_pid or last.phase not in _LIVE:
+        if last is None or not last.wrapper_pid or last.phase not in LIVE_PHASES:
             continue
         if where is not None and where[1].populated:
             yield last.wrapper_pid
     for key, agent in observed.agent_records.items():
         run, cgroup = agent.run, observed.agents.get(key)
-        if run is None or not run.wrapper_pid or run.phase not in _LIVE:
+        if run is None or not run.wrapper_pid or run.phase not in LIVE_PHASES:
             continue
         if cgroup is not None and cgroup.populated:
             yield run.wrapper_pid
@@ -210,7 +209,7 @@ def emptying(result: PassResult, directory: Callable[[str], str]) -> Iterator[st
         if not cgroup.populated or records is None:
             continue
         last = records.last
-        if records.stop is not None or (last is not None and last.phase not in _LIVE):
+        if records.stop is not None or (last is not None and last.phase not in LIVE_PHASES):
             yield f"{directory(f'slot.{slot}/job.{name}')}/cgroup.events"
     for (slot, index), cgroup in observed.agents.items():
         agent = observed.agent_records.get((slot, index))

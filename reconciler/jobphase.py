@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from reconciler.models import CoreFiles, Job, NodeSpec
 from reconciler.observed import CgroupState
-from reconciler.records import AttemptRecord, JobRecords
+from reconciler.records import LIVE_PHASES, AttemptPhase, AttemptRecord, JobRecords
 
 # How long a spawned wrapper may take to report before the attempt counts as failed.
 START_TIMEOUT_SECONDS = 30.0
@@ -113,7 +113,9 @@ def job_view(
     # A stop reason may carry details after a colon: "OOMKilled: PSS+swap 80Mi over ...".
     reason = stop.reason.partition(":")[0] if stop is not None else ""
     stopped = reason in STOP_REASONS
-    if last.phase == "exited" or (last.phase == "running" and not populated and stopped):
+    if last.phase == AttemptPhase.EXITED or (
+        last.phase == AttemptPhase.RUNNING and not populated and stopped
+    ):
         if stop is not None and stopped:
             code = 128 + last.signal if last.signal is not None else last.exit_code
             message = f"stopped by wnr: {stop.reason}"
@@ -125,13 +127,13 @@ def job_view(
         return _exited(last.exit_code, last.signal, count, last.oom_kills or 0)
     if (
         last.restored_at is not None
-        and last.phase in ("starting", "running")
+        and last.phase in LIVE_PHASES
         and not populated
         and last.wrapper_alive is not True
     ):
         # Never retried: the attempt may have run to its end, unrecorded.
         return JobView(Phase.Failed, "RecordsLost", RECORDS_LOST, count)
-    if last.phase == "running":
+    if last.phase == AttemptPhase.RUNNING:
         if populated:
             return JobView(Phase.Running, attempts=count)
         return JobView(
@@ -141,14 +143,14 @@ def job_view(
             count,
         )
     timeout = last.spawned_at + START_TIMEOUT_SECONDS
-    if last.phase == "starting" and populated:
+    if last.phase == AttemptPhase.STARTING and populated:
         # The wrapper is in the cgroup and about to record `running`, which wakes nothing (the
         # state dir is not watched): look again shortly, to start the job's own deadlines.
         # No start timeout here, however long it takes: a wrapper retrying its `running`
         # record on a full or read-only state dir holds its payload at a gate meanwhile, so
         # failing and retrying the attempt would run the payload twice.
         return JobView(Phase.Starting, attempts=count, deadline=now + STARTING_RECHECK_SECONDS)
-    if last.phase == "starting" and now < timeout and last.wrapper_alive is not False:
+    if last.phase == AttemptPhase.STARTING and now < timeout and last.wrapper_alive is not False:
         return JobView(Phase.Starting, attempts=count, deadline=timeout)
     return _start_failed(last, max_attempts)
 

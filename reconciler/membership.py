@@ -35,10 +35,10 @@ from reconciler.desired import Desired
 from reconciler.mounts import cgroup2_mounts, mount_of
 from reconciler.observed import Observed, Stray
 from reconciler.procfs import ProcInfo
+from reconciler.records import LIVE_PHASES
 
 # How long after a job's end its session is still looked for (see the module docstring).
 SESSION_WINDOW = 120.0
-_LIVE = ("starting", "running")
 
 
 @dataclass(frozen=True)
@@ -248,7 +248,7 @@ def _sessions(
         populated = where is not None and where[1].populated
         job = desired.jobs.get(name)
         ending = (
-            last.phase not in _LIVE
+            last.phase not in LIVE_PHASES
             or records.stop is not None
             or job is None
             or (where is not None and where[0] != job.spec.slot)

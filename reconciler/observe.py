@@ -15,6 +15,7 @@ from reconciler.limits import CONTROLLER_OF
 from reconciler.nodefacts import cached
 from reconciler.observed import CgroupState, Observed
 from reconciler.process import is_wrapper
+from reconciler.records import LIVE_PHASES, AttemptPhase
 from reconciler.state import JobRecords, StateDir
 from reconciler.statefault import check
 
@@ -146,7 +147,7 @@ def reread_ended(
     `populated 0` sees it, and the job is not taken for one that died unrecorded."""
     for name, held in records.items():
         last = held.last
-        if last is not None and last.phase in ("starting", "running"):
+        if last is not None and last.phase in LIVE_PHASES:
             cgroup = jobs.get(name)
             if cgroup is None or not cgroup[1].populated:
                 records[name] = check_starting(state, name, state.read(name))
@@ -157,7 +158,7 @@ def check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecords
     """For an attempt still `starting`, find out whether its wrapper process exists, so a
     wrapper lost with a crashed daemon is retried at once instead of after the timeout."""
     last = records.last
-    if last is None or last.phase != "starting":
+    if last is None or last.phase != AttemptPhase.STARTING:
         return records
     pid = state.spawned_pid(state.attempt_path(job, last.attempt))
     if pid is None:
@@ -166,6 +167,6 @@ def check_starting(state: StateDir, job: str, records: JobRecords) -> JobRecords
     if not alive:
         # It may have moved on and exited since its records were read: read them again.
         fresh = state.read(job)
-        if fresh.last is not None and fresh.last.phase != "starting":
+        if fresh.last is not None and fresh.last.phase != AttemptPhase.STARTING:
             return fresh
     return replace(records, attempts=(*records.attempts[:-1], replace(last, wrapper_alive=alive)))

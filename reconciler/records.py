@@ -7,7 +7,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
+
+
+class AttemptPhase(StrEnum):
+    """An attempt's (or agent run's) phase: the record's "phase" key, as the daemon
+    (reconciler.state) and the wrapper (wrapper.c) write it."""
+
+    STARTING = "starting"  # recorded by the daemon before it spawns the wrapper
+    RUNNING = "running"  # the wrapper has started the payload
+    EXITED = "exited"  # the payload ended; how is in the record
+    FAILED_START = "failed-start"  # nothing ran: the payload could not be started
+
+    @classmethod
+    def of(cls, value: object) -> AttemptPhase:
+        """The phase a record names; one it does not name is still starting (and so times
+        out like a start that never reported)."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.STARTING
+
+
+# Phases in which the attempt's wrapper should be alive. A tuple, not a set: membership by
+# equality holds for a phase read as a plain string too (an Enum hashes by its name).
+LIVE_PHASES = (AttemptPhase.STARTING, AttemptPhase.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -15,7 +40,7 @@ class AttemptRecord:
     """One attempt of a job, as the daemon and its wrapper recorded it."""
 
     attempt: int
-    phase: str  # starting | running | exited | failed-start
+    phase: AttemptPhase
     spawned_at: float
     pid: int | None = None
     wrapper_pid: int | None = None
@@ -43,7 +68,7 @@ class AttemptRecord:
         """Build from the camelCase JSON both writers use; unknown keys are ignored."""
         return cls(
             attempt=attempt,
-            phase=str(data.get("phase", "starting")),
+            phase=AttemptPhase.of(data.get("phase", AttemptPhase.STARTING)),
             spawned_at=float(data.get("spawnedAt", 0.0)),
             pid=data.get("pid"),
             wrapper_pid=data.get("wrapperPid"),
@@ -65,7 +90,7 @@ class AttemptRecord:
     def to_json(self) -> dict[str, Any]:
         """The camelCase JSON form (unset members left out), to write a lost record back."""
         data: dict[str, Any] = {
-            "phase": self.phase,
+            "phase": str(self.phase),
             "spawnedAt": self.spawned_at,
             "pid": self.pid,
             "wrapperPid": self.wrapper_pid,

@@ -28,7 +28,14 @@ from typing import Any
 
 from reconciler import layout
 from reconciler.atomicfile import read_json, write_json
-from reconciler.records import AgentRecords, AttemptRecord, JobRecords, SlotRecord, StopRecord
+from reconciler.records import (
+    AgentRecords,
+    AttemptPhase,
+    AttemptRecord,
+    JobRecords,
+    SlotRecord,
+    StopRecord,
+)
 from reconciler.statefault import StateDirError, recording
 
 __all__ = [
@@ -131,7 +138,7 @@ class StateDir:
         StateDirError unless the record was written and reads back: an attempt the state dir
         does not hold would be started again, so nothing may be spawned for it."""
         path = self.attempt_path(job, attempt)
-        data: dict[str, Any] = {"phase": "starting", "spawnedAt": now}
+        data: dict[str, Any] = {"phase": str(AttemptPhase.STARTING), "spawnedAt": now}
         if gpus:
             data["gpus"] = list(gpus)
         with recording(path):
@@ -165,7 +172,9 @@ class StateDir:
         a `terminal` failure would repeat on every attempt, so none follows."""
         with recording(record):
             data = read_json(str(record)) or {}
-            data.update(phase="failed-start", message=message, errorClass=error_class)
+            data.update(
+                phase=str(AttemptPhase.FAILED_START), message=message, errorClass=error_class
+            )
             if terminal:
                 data["terminal"] = True
             write_json(str(record), data, durable=True)
@@ -217,7 +226,11 @@ class StateDir:
         """Record a new run of an agent before spawning it; returns its directory and the
         record, which the wrapper keeps."""
         directory = self.agent_dir(slot, index)
-        data: dict[str, Any] = {"phase": "starting", "spawnedAt": now, "restarts": restarts}
+        data: dict[str, Any] = {
+            "phase": str(AttemptPhase.STARTING),
+            "spawnedAt": now,
+            "restarts": restarts,
+        }
         with recording(directory):
             os.makedirs(directory / "work", exist_ok=True)
             with contextlib.suppress(FileNotFoundError):

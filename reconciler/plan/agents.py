@@ -23,7 +23,7 @@ from reconciler.models import AgentSpec
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobs import state_wait
 from reconciler.plan.tree import plan_limits
-from reconciler.records import AgentRecords
+from reconciler.records import AgentRecords, AttemptPhase
 
 
 def plan_agents(
@@ -57,7 +57,7 @@ def _plan_replica(out: Builder, slot: str, index: int, spec: AgentSpec) -> None:
     restarts = 0
     start_at = out.now
     if run is not None:
-        if run.phase == "starting" and out.now < run.spawned_at + START_TIMEOUT_SECONDS:
+        if run.phase == AttemptPhase.STARTING and out.now < run.spawned_at + START_TIMEOUT_SECONDS:
             out.requeue_at(run.spawned_at + START_TIMEOUT_SECONDS)
             return
         began = run.started_at or run.spawned_at
