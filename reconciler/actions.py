@@ -136,12 +136,20 @@ class Signal(Action):
     grace_seconds: float = 30.0
     reason: str = ""
     spare: int | None = None
-    agent: int | None = None  # set for an agent replica of the slot named in `obj`
+    agent: int | None = None  # set for an agent replica of `slot`
+    slot: str = ""
+    # What was measured, beside the one-word reason ("PSS+swap 80Mi over memory 64Mi").
+    message: str = ""
+
+    @property
+    def why(self) -> str:
+        """Reason and message as one line."""
+        return f"{self.reason}: {self.message}" if self.message else self.reason
 
     def describe(self) -> str:
         """The signal and why."""
         grace = f"kill after {self.grace_seconds:g}s"
-        return f"{super().describe()}  {self.signal} ({self.reason}; {grace})"
+        return f"{super().describe()}  {self.signal} ({self.why}; {grace})"
 
 
 @dataclass(frozen=True)

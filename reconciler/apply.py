@@ -183,12 +183,12 @@ class Applier:
         pids = [p for p in self.fs.procs_tree(action.path) if p != action.spare]
         try:
             if action.agent is not None:
-                slot = action.obj.removeprefix("Slot/")
                 self.state.record_agent_stop(
-                    slot, action.agent, now, action.grace_seconds, action.reason
+                    action.slot, action.agent, now, action.grace_seconds, action.reason
                 )
             else:
-                self.state.record_stop(action.job, now, action.grace_seconds, action.reason)
+                grace, reason = action.grace_seconds, action.reason
+                self.state.record_stop(action.job, now, grace, reason, action.message)
         except StateDirError:
             if action.signal == "SIGKILL":
                 signal_pids(pids, signal.SIGKILL)

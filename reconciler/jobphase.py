@@ -110,15 +110,14 @@ def job_view(
         return JobView(Phase.Pending)
     count = last.attempt
     stop = records.stop
-    # A stop reason may carry details after a colon: "OOMKilled: PSS+swap 80Mi over ...".
-    reason = stop.reason.partition(":")[0] if stop is not None else ""
+    reason = stop.reason if stop is not None else ""
     stopped = reason in STOP_REASONS
     if last.phase == AttemptPhase.EXITED or (
         last.phase == AttemptPhase.RUNNING and not populated and stopped
     ):
         if stop is not None and stopped:
             code = 128 + last.signal if last.signal is not None else last.exit_code
-            message = f"stopped by wnr: {stop.reason}"
+            message = f"stopped by wnr: {stop.text}"
             return JobView(Phase.Failed, reason, message, count, code)
         if check_cores and last.core_files:
             code = 128 + last.signal if last.signal is not None else last.exit_code

@@ -274,7 +274,7 @@ def _done_event(action: Action, now: float) -> Event | None:
         case Signal():
             who = f"agent {action.agent}" if action.agent is not None else "the payload"
             message = (
-                f"{action.reason}: {action.signal} to {who}; "
+                f"{action.why}: {action.signal} to {who}; "
                 f"cgroup.kill after {action.grace_seconds:g}s"
             )
             return Event(now, obj, NORMAL, "Stopping", message)

@@ -113,19 +113,41 @@ class AttemptRecord:
 
 @dataclass(frozen=True)
 class StopRecord:
-    """A stop in progress: SIGTERM was sent at `requested_at`; SIGKILL after the grace."""
+    """A stop in progress: SIGTERM was sent at `requested_at`; SIGKILL after the grace.
+
+    `reason` is one word (a STOP_REASONS member becomes the job's reason; others, such as
+    Deleted, do not); `message` says what was measured ("PSS+swap 80Mi over memory 64Mi").
+    """
 
     requested_at: float
     grace_seconds: float
     reason: str
+    message: str = ""
+
+    @property
+    def text(self) -> str:
+        """Reason and message as one line."""
+        return f"{self.reason}: {self.message}" if self.message else self.reason
 
     def to_json(self) -> dict[str, Any]:
         """The camelCase JSON form of `stop.json`."""
-        return {
+        data: dict[str, Any] = {
             "requestedAt": self.requested_at,
             "graceSeconds": self.grace_seconds,
             "reason": self.reason,
         }
+        if self.message:
+            data["message"] = self.message
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StopRecord:
+        """Parse `stop.json`; one written before reason and message were apart has them as
+        "Reason: message" in `reason`."""
+        reason, message = str(data.get("reason", "")), data.get("message")
+        if message is None:
+            reason, _, message = reason.partition(": ")
+        return cls(float(data["requestedAt"]), float(data["graceSeconds"]), reason, str(message))
 
 
 @dataclass(frozen=True)

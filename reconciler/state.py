@@ -192,9 +192,11 @@ class StateDir:
             if records.stop is not None:
                 write_json(str(directory / "stop.json"), records.stop.to_json(), replace=False)
 
-    def record_stop(self, job: str, now: float, grace_seconds: float, reason: str) -> None:
+    def record_stop(
+        self, job: str, now: float, grace_seconds: float, reason: str, message: str = ""
+    ) -> None:
         """Record the start of a job's stop (its first signal); the first wins."""
-        _record_stop(self.job_dir(job), now, grace_seconds, reason)
+        _record_stop(self.job_dir(job), now, grace_seconds, reason, message)
 
     def agent_dir(self, slot: str, index: int) -> Path:
         """The directory of one agent replica."""
@@ -285,15 +287,15 @@ def _read_stop(directory: Path) -> StopRecord | None:
     data = read_json(str(directory / "stop.json"))
     if data is None:
         return None
-    return StopRecord(
-        float(data["requestedAt"]), float(data["graceSeconds"]), str(data.get("reason", ""))
-    )
+    return StopRecord.from_json(data)
 
 
-def _record_stop(directory: Path, now: float, grace_seconds: float, reason: str) -> None:
+def _record_stop(
+    directory: Path, now: float, grace_seconds: float, reason: str, message: str = ""
+) -> None:
     path = directory / "stop.json"
     if path.exists():
         return
     with recording(path):
         os.makedirs(directory, exist_ok=True)
-        write_json(str(path), StopRecord(now, grace_seconds, reason).to_json())
+        write_json(str(path), StopRecord(now, grace_seconds, reason, message).to_json())

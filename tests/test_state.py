@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from reconciler.atomicfile import write_json
+from reconciler.records import StopRecord
 from reconciler.state import StateDir
 
 
@@ -47,3 +48,18 @@ def test_a_forgotten_job_leaves_no_records(state_dir: Path) -> None:
     assert ["a", "b"] == sorted(state.read_all())
     state.forget("a")
     assert ["b"] == sorted(state.read_all())
+
+
+def test_a_stop_record_keeps_reason_and_message_apart_and_reads_the_old_form() -> None:
+    """stop.json holds the one-word reason and the message separately; one written as "Reason: message" still reads."""
+    record = StopRecord(1.0, 30.0, "OOMKilled", "PSS+swap 80Mi over memory 64Mi")
+    data = record.to_json()
+    assert ("OOMKilled", "PSS+swap 80Mi over memory 64Mi") == (data["reason"], data["message"])
+    assert record == StopRecord.from_json(data)
+    old = {
+        "requestedAt": 1.0,
+        "graceSeconds": 30.0,
+        "reason": "OOMKilled: PSS+swap 80Mi over memory 64Mi",
+    }
+    assert record == StopRecord.from_json(old)
+    assert StopRecord(1.0, 30.0, "Deleted") == StopRecord.from_json({**old, "reason": "Deleted"})

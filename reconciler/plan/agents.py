@@ -9,6 +9,8 @@ then cgroup.kill after the termination grace) and removes them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reconciler.actions import (
     CreateCgroup,
     ForgetAgent,
@@ -106,7 +108,8 @@ def _plan_agent_removal(out: Builder, slot: str, index: int, grace: float) -> bo
     records = out.observed.agent_records.get((slot, index), AgentRecords())
     if cgroup is not None and cgroup.populated:
         if records.stop is None:
-            out.add(Signal(obj, rel, grace_seconds=grace, reason="agent stopped", agent=index))
+            stop = Signal(obj, rel, grace_seconds=grace, reason="agent stopped", agent=index)
+            out.add(replace(stop, slot=slot))
             out.requeue_at(out.now + grace)
         elif out.now >= records.stop.requested_at + records.stop.grace_seconds:
             out.add(KillCgroup(obj, rel, "agent stopped; grace period over"))

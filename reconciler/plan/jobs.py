@@ -133,7 +133,8 @@ def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
         plan_limits(out, obj, rel, place.limits, cgroup, sampled=SAMPLED_FILES)
         stop = _stop_reason(out, slot, job, here.drain_start)
         if stop is not None and cgroup.populated:
-            plan_stop(out, obj, rel, name, stop[1], stop[0])
+            reason, message, grace = stop
+            plan_stop(out, obj, rel, name, grace, reason, message)
 
 
 def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: JobPlace) -> None:
@@ -201,21 +202,21 @@ def _deadline_refusal(slot: Slot, job: Job, now: float) -> str | None:
 
 def _stop_reason(
     out: Builder, slot: Slot, job: Job, drain_start: float | None
-) -> tuple[str, float] | None:
+) -> tuple[str, str, float] | None:
     """Why a wanted, running job must stop now and with what grace; else asks for a pass at the
     next deadline. Limits enforced in user space kill at once, as the kernel's would."""
     grace = float(slot.spec.termination_grace_period_seconds)
     if drain_start is not None:
         drained_at = drain_start + slot.spec.drain_grace_period_seconds
         if out.now >= drained_at:
-            return "Drained", grace
+            return "Drained", "", grace
         out.requeue_at(drained_at)
     seconds = job.spec.active_deadline_seconds
     last = out.observed.records.get(job.metadata.name, JobRecords()).last
     if seconds is not None and last is not None and last.started_at is not None:
         expires = last.started_at + seconds
         if out.now >= expires:
-            return "DeadlineExceeded", grace
+            return "DeadlineExceeded", "", grace
         out.requeue_at(expires)
     usage = out.observed.usage.get(job.metadata.name)
     if usage is None:
@@ -228,22 +229,25 @@ def _stop_reason(
         and usage.memory_bytes > r.memory * factor
     ):
         used, limit = format_bytes(usage.memory_bytes), format_bytes(r.memory)
-        return f"OOMKilled: PSS+swap {used} over memory {limit} (enforced by wnr)", 0.0
+        return "OOMKilled", f"PSS+swap {used} over memory {limit} (enforced by wnr)", 0.0
     if usage.tasks is not None and r.pids is not None and usage.tasks > r.pids:
-        return f"PidsLimitExceeded: {usage.tasks} tasks over pids {r.pids} (enforced by wnr)", 0.0
+        message = f"{usage.tasks} tasks over pids {r.pids} (enforced by wnr)"
+        return "PidsLimitExceeded", message, 0.0
     if usage.disk_bytes is not None and r.disk is not None and usage.disk_bytes > r.disk:
         used, limit = format_bytes(usage.disk_bytes), format_bytes(r.disk)
-        return f"DiskLimitExceeded: working directory holds {used}, over disk {limit}", grace
+        return "DiskLimitExceeded", f"working directory holds {used}, over disk {limit}", grace
     idle = job.spec.idle or out.node.policies.idle
     if usage.busy_at is not None:
         idle_until = usage.busy_at + idle.window_seconds
         if out.now >= idle_until:
             share = f"{idle.min_cpu_fraction:.0%}"
-            return f"IdleTimeout: below {share} of its CPUs for {idle.window_seconds}s", grace
+            return "IdleTimeout", f"below {share} of its CPUs for {idle.window_seconds}s", grace
     return None
 
 
-def plan_stop(out: Builder, obj: str, rel: str, name: str, grace: float, reason: str) -> None:  # noqa: PLR0917
+def plan_stop(  # noqa: PLR0917 - one stop's place, timing and cause
+    out: Builder, obj: str, rel: str, name: str, grace: float, reason: str, message: str = ""
+) -> None:
     """SIGTERM (SIGKILL for a zero grace) to the payload, sparing the wrapper so it records the
     end; cgroup.kill once the grace recorded with the signal has passed."""
     records = out.observed.records.get(name, JobRecords())
@@ -253,14 +257,21 @@ def plan_stop(out: Builder, obj: str, rel: str, name: str, grace: float, reason:
         wait = max(grace, KILL_GRACE_SECONDS)
         out.add(
             Signal(
-                obj, rel, job=name, signal=signal, grace_seconds=wait, reason=reason, spare=spare
+                obj,
+                rel,
+                job=name,
+                signal=signal,
+                grace_seconds=wait,
+                reason=reason,
+                spare=spare,
+                message=message,
             )
         )
         out.requeue_at(out.now + wait)
         return
     deadline = records.stop.requested_at + records.stop.grace_seconds
     if out.now >= deadline:
-        out.add(KillCgroup(obj, rel, f"{records.stop.reason}; grace period over"))
+        out.add(KillCgroup(obj, rel, f"{records.stop.text}; grace period over"))
     else:
         out.requeue_at(deadline)
 
