@@ -190,7 +190,7 @@ def recorded_wrappers(result: PassResult) -> Iterator[int]:
         last, where = records.last, observed.jobs.get(name)
         if last is None or not last.wrapper_pid or last.phase not in LIVE_PHASES:
             continue
-        if where is not None and where[1].populated:
+        if where is not None and where.cgroup.populated:
             yield last.wrapper_pid
     for key, agent in observed.agent_records.items():
         run, cgroup = agent.run, observed.agents.get(key)

@@ -123,7 +123,7 @@ def job_view(
             code = 128 + last.signal if last.signal is not None else last.exit_code
             message = f"core files in the working directory: {', '.join(last.core_files)}"
             return JobView(Phase.Failed, "CoreDumped", message, count, code)
-        return _exited(last.exit_code, last.signal, count, last.oom_kills or 0)
+        return _exited(last, count)
     if (
         last.restored_at is not None
         and last.phase in LIVE_PHASES
@@ -181,7 +181,8 @@ def _start_failed(last: AttemptRecord, max_attempts: int) -> JobView:
     return JobView(Phase.Failed, reason, message, count)
 
 
-def _exited(exit_code: int | None, signal: int | None, attempts: int, oom_kills: int) -> JobView:
+def _exited(last: AttemptRecord, attempts: int) -> JobView:
+    exit_code, signal, oom_kills = last.exit_code, last.signal, last.oom_kills or 0
     if exit_code == 0:
         return JobView(Phase.Succeeded, "Completed", attempts=attempts, exit_code=0)
     if oom_kills > 0:
@@ -189,8 +190,14 @@ def _exited(exit_code: int | None, signal: int | None, attempts: int, oom_kills:
         message = f"the kernel OOM-killed {oom_kills} process(es) of the job"
         return JobView(Phase.Failed, "OOMKilled", message, attempts, code)
     if signal is not None:
-        name = _signal_name(signal)
-        return JobView(Phase.Failed, "Error", f"killed by {name}", attempts, 128 + signal)
+        message = f"killed by {_signal_name(signal)}"
+        if last.core_dumped:
+            message += " (core dumped)"
+        if last.terminated_by is not None:
+            message += (
+                f"; its wrapper got {_signal_name(last.terminated_by)} too (stopped from outside?)"
+            )
+        return JobView(Phase.Failed, "Error", message, attempts, 128 + signal)
     return JobView(Phase.Failed, "Error", f"exit code {exit_code}", attempts, exit_code)
 
 

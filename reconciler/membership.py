@@ -245,20 +245,20 @@ def _sessions(
         if last is None or not last.wrapper_pid:
             continue
         where = observed.jobs.get(name)
-        populated = where is not None and where[1].populated
+        populated = where is not None and where.cgroup.populated
         job = desired.jobs.get(name)
         ending = (
             last.phase not in LIVE_PHASES
             or records.stop is not None
             or job is None
-            or (where is not None and where[0] != job.spec.slot)
+            or (where is not None and where.slot != job.spec.slot)
         )
         if not ending and wanted is not None and name not in wanted:
             continue
         ended_at = records.stop.requested_at if records.stop is not None else last.finished_at
         if not populated and ended_at is not None and now - ended_at > SESSION_WINDOW:
             continue
-        slot = where[0] if where is not None else job.spec.slot if job is not None else ""
+        slot = where.slot if where is not None else job.spec.slot if job is not None else ""
         rel = f"slot.{slot}/job.{name}"
         sessions[name] = Session(name, rel, last.wrapper_pid, last.spawned_at, ending, populated)
     return sessions

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from reconciler.cgroupfs import CgroupFS, flat_keyed, is_owned_name
 from reconciler.limits import CONTROLLER_OF
 from reconciler.nodefacts import cached
-from reconciler.observed import CgroupState, Observed
+from reconciler.observed import CgroupState, Observed, Placement
 from reconciler.process import is_wrapper
 from reconciler.records import LIVE_PHASES, AttemptPhase
 from reconciler.state import JobRecords, StateDir
@@ -107,7 +107,7 @@ class _Tree:
     """The owned cgroups below the root, and what sits there that wnr does not own."""
 
     slots: dict[str, CgroupState] = field(default_factory=dict)
-    jobs: dict[str, tuple[str, CgroupState]] = field(default_factory=dict)
+    jobs: dict[str, Placement] = field(default_factory=dict)
     agents: dict[tuple[str, int], CgroupState] = field(default_factory=dict)
     foreign: list[str] = field(default_factory=list)
 
@@ -126,7 +126,7 @@ def _read_tree(fs: CgroupFS, root: CgroupState) -> _Tree:
         for grandchild in slot.children:
             rel = f"{child}/{grandchild}"
             if grandchild.startswith("job.") and is_owned_name(grandchild):
-                tree.jobs[grandchild.removeprefix("job.")] = (
+                tree.jobs[grandchild.removeprefix("job.")] = Placement(
                     slot_name,
                     read_leaf(fs, rel, enabled),
                 )
@@ -139,7 +139,7 @@ def _read_tree(fs: CgroupFS, root: CgroupState) -> _Tree:
 
 
 def reread_ended(
-    state: StateDir, records: dict[str, JobRecords], jobs: dict[str, tuple[str, CgroupState]]
+    state: StateDir, records: dict[str, JobRecords], jobs: dict[str, Placement]
 ) -> dict[str, JobRecords]:
     """Read again the records of jobs still starting or running whose cgroup was then seen
     empty. Records are read before the cgroups, and a short job can record its end and exit

@@ -9,6 +9,7 @@ import errno as errnos
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from reconciler.records import AgentRecords, JobRecords, SlotRecord
 
@@ -117,6 +118,13 @@ class StateFault:
         return f"{text}: {self.detail}" if self.detail else text
 
 
+class Placement(NamedTuple):
+    """Where a job's cgroup is: the slot it sits in (which may not be its spec's slot), and it."""
+
+    slot: str
+    cgroup: CgroupState
+
+
 @dataclass(frozen=True)
 class Observed:
     """The owned tree and the records; what is absent from the mappings does not exist."""
@@ -127,7 +135,7 @@ class Observed:
     parent_controllers: frozenset[str]
     slots: Mapping[str, CgroupState] = field(default_factory=dict)
     # job name -> (slot name, its cgroup)
-    jobs: Mapping[str, tuple[str, CgroupState]] = field(default_factory=dict)
+    jobs: Mapping[str, Placement] = field(default_factory=dict)
     records: Mapping[str, JobRecords] = field(default_factory=dict)
     # Children of wnr's cgroups that wnr does not own: reported, never touched.
     foreign: tuple[str, ...] = ()

@@ -51,6 +51,10 @@ class AttemptRecord:
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
     oom_kills: int | None = None
+    # Whether the signal that ended the payload dumped core (the wrapper's WCOREDUMP).
+    core_dumped: bool = False
+    # A SIGTERM or SIGINT the wrapper itself received while the payload ran (a stop).
+    terminated_by: int | None = None
     core_files: tuple[str, ...] = ()
     gpus: tuple[str, ...] = ()
     error_class: str = ""  # for failed-start: ErrorA (image or runtime missing) or ErrorVN
@@ -79,6 +83,8 @@ class AttemptRecord:
             cpu_seconds=data.get("cpuSeconds"),
             peak_memory_bytes=data.get("peakMemoryBytes"),
             oom_kills=data.get("oomKills"),
+            core_dumped=data.get("coreDumped") is True,
+            terminated_by=data.get("terminatedBy"),
             core_files=tuple(data.get("coreFiles") or ()),
             gpus=tuple(data.get("gpus") or ()),
             error_class=str(data.get("errorClass", "")),
@@ -101,6 +107,8 @@ class AttemptRecord:
             "cpuSeconds": self.cpu_seconds,
             "peakMemoryBytes": self.peak_memory_bytes,
             "oomKills": self.oom_kills,
+            "coreDumped": self.core_dumped or None,
+            "terminatedBy": self.terminated_by,
             "coreFiles": list(self.core_files),
             "gpus": list(self.gpus),
             "errorClass": self.error_class,

@@ -62,8 +62,8 @@ def test_a_start_that_ran_to_its_end_is_no_failed_start(cgroup_root: Path, state
     records = observed.records["j"]
     assert records.last is not None
     assert "exited" == records.last.phase
-    assert not observed.jobs["j"][1].populated
-    view = job_view(records, observed.jobs["j"][1], max_attempts=3, now=102.0)
+    assert not observed.jobs["j"].cgroup.populated
+    view = job_view(records, observed.jobs["j"].cgroup, max_attempts=3, now=102.0)
     assert (Phase.Succeeded, "Completed") == (view.phase, view.reason)
 
 

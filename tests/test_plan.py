@@ -25,7 +25,7 @@ from reconciler.desired import Desired, Source
 from reconciler.jobphase import JobView, Phase
 from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS
 from reconciler.models import API_VERSION, Job, Node, Slot
-from reconciler.observed import CgroupState, Observed
+from reconciler.observed import CgroupState, Observed, Placement
 from reconciler.plan import Note, Plan, plan
 from reconciler.state import AttemptRecord, JobRecords, SlotRecord, StopRecord
 
@@ -127,7 +127,7 @@ def tree(
             children=children,
         )
     job_states = {
-        j: (
+        j: Placement(
             s,
             cgroup(
                 f"slot.{s}/job.{j}",
@@ -484,7 +484,12 @@ def test_controller_not_offered_is_a_note_not_a_write() -> None:
     assert [WriteLimit("Slot/a", "slot.a", "pids.max", None, "10")] == writes(p, "slot.a")
     assert [
         Note("Root", "not-enforced-by-kernel", "controller memory is not available in the root"),
-        Note("Slot/a", "not-enforced-by-kernel", "memory.max=1073741824 (no memory controller)"),
+        Note(
+            "Slot/a",
+            "not-enforced-by-kernel",
+            "memory.max=1073741824 (no memory controller)",
+            "memory.max",
+        ),
     ] == notes_of(p, "not-enforced-by-kernel")
 
 
@@ -506,7 +511,12 @@ def test_existing_cgroup_without_the_limit_file_gets_a_note() -> None:
         p.actions
     )
     assert [
-        Note("Slot/a", "not-enforced-by-kernel", "memory.max=1073741824 (no memory controller)")
+        Note(
+            "Slot/a",
+            "not-enforced-by-kernel",
+            "memory.max=1073741824 (no memory controller)",
+            "memory.max",
+        )
     ] == [n for n in notes_of(p, "not-enforced-by-kernel") if n.obj == "Slot/a"]
 
 
@@ -578,6 +588,28 @@ PHASE_CASES = [
         JobView(Phase.Failed, "Error", "killed by SIGKILL", 1, 137),
         [],
         id="killed-by-signal",
+    ),
+    pytest.param(
+        records(attempt(1, "exited", signal=11, core_dumped=True)),
+        None,
+        100.0,
+        JobView(Phase.Failed, "Error", "killed by SIGSEGV (core dumped)", 1, 139),
+        [],
+        id="killed-with-a-core-dump",
+    ),
+    pytest.param(
+        records(attempt(1, "exited", signal=15, terminated_by=15)),
+        None,
+        100.0,
+        JobView(
+            Phase.Failed,
+            "Error",
+            "killed by SIGTERM; its wrapper got SIGTERM too (stopped from outside?)",
+            1,
+            143,
+        ),
+        [],
+        id="stopped-from-outside",
     ),
     pytest.param(
         records(attempt(1, "exited", signal=9, oom_kills=2)),

@@ -34,7 +34,7 @@ from reconciler.actions import (
 from reconciler.desired import Desired, Source
 from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS
 from reconciler.models import API_VERSION, Job, Node, Slot
-from reconciler.observed import CgroupState, Observed
+from reconciler.observed import CgroupState, Observed, Placement
 from reconciler.plan import Plan, plan
 from reconciler.state import AttemptRecord, JobRecords, SlotRecord, StopRecord
 
@@ -113,7 +113,7 @@ def _pack(observed: Observed, sim: _Sim) -> Observed:
     for p in tree:
         if "/" in p:
             slot_dir, _, job_dir = p.partition("/")
-            jobs[job_dir.removeprefix("job.")] = (slot_dir.removeprefix("slot."), state(p))
+            jobs[job_dir.removeprefix("job.")] = Placement(slot_dir.removeprefix("slot."), state(p))
     return replace(observed, root=state("", False), slots=slots, jobs=jobs, **records)
 
 

@@ -22,6 +22,9 @@ class Note:
     # intruder | stray
     kind: str
     message: str
+    # For a limit the kernel cannot enforce: its interface file ("memory.max"), which status
+    # reads instead of parsing the message.
+    file: str = ""
 
     def __str__(self) -> str:
         return f"{self.obj}: {self.kind}: {self.message}"
@@ -73,9 +76,9 @@ class Builder:
         """Append an action."""
         self.actions.append(action)
 
-    def note(self, obj: str, kind: str, message: str) -> None:
+    def note(self, obj: str, kind: str, message: str, file: str = "") -> None:
         """Append a note."""
-        self.notes.append(Note(obj, kind, message))
+        self.notes.append(Note(obj, kind, message, file))
 
     def requeue_at(self, when: float) -> None:
         """Ask for another pass at `when` (the earliest such time wins)."""

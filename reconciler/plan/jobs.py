@@ -71,7 +71,7 @@ def plan_slot_jobs(out: Builder, slot: Slot, drain_start: float | None) -> None:
 def _view(out: Builder, job: Job) -> JobView:
     name = job.metadata.name
     where = out.observed.jobs.get(name)
-    cgroup = where[1] if where is not None else None
+    cgroup = where.cgroup if where is not None else None
     records = out.observed.records.get(name, JobRecords())
     view = view_under_policy(out.node, job, records, cgroup, out.now)
     out.jobs[name] = view
@@ -99,8 +99,8 @@ class JobPlace:
             name,
             f"Job/{name}",
             f"slot.{slot.metadata.name}/job.{name}",
-            where[0] if where is not None else None,
-            where[1] if where is not None else None,
+            where.slot if where is not None else None,
+            where.cgroup if where is not None else None,
             Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids),
         )
 

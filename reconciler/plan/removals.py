@@ -30,7 +30,7 @@ def plan_removals(out: Builder) -> None:
     if not desired.complete:
         for name in sorted(set(observed.jobs) | set(observed.records)):
             job, where = desired.jobs.get(name), observed.jobs.get(name)
-            if job is None or (where is not None and where[0] not in desired.slots):
+            if job is None or (where is not None and where.slot not in desired.slots):
                 out.note(f"Job/{name}", "kept", INCOMPLETE)
         for slot in gone_slots:
             out.note(f"Slot/{slot}", "kept", INCOMPLETE)
@@ -78,7 +78,7 @@ def _plan_job_removals(out: Builder, draining: dict[str, float]) -> set[str]:
     removed: set[str] = set()
     for name in sorted(set(observed.jobs) | set(observed.records)):
         job, where = desired.jobs.get(name), observed.jobs.get(name)
-        if job is not None and (where is None or where[0] in desired.slots):
+        if job is not None and (where is None or where.slot in desired.slots):
             continue  # wanted where it is: the job step handles it
         obj = f"Job/{name}"
         if where is None:

@@ -35,7 +35,7 @@ def plan_strays(out: Builder) -> None:
         if reason is not None:
             obj = f"Job/{job}"
             where = out.observed.jobs.get(job)
-            rel = f"slot.{where[0]}/job.{job}" if where is not None else ""
+            rel = f"slot.{where.slot}/job.{job}" if where is not None else ""
             pids = tuple((s.pid, s.start) for s in escapees[job])
             out.add(KillStrays(obj, rel, job=job, pids=pids, reason=reason))
 

@@ -48,7 +48,7 @@ def plan_limits(
                     f"; wnr enforces it by sampling every {every:g}s" if file in sampled else ""
                 )
                 message = f"{file}={value} (no {controller} controller{fallback})"
-                out.note(obj, "not-enforced-by-kernel", message)
+                out.note(obj, "not-enforced-by-kernel", message, file)
             continue
         old = cgroup.limits[file] if cgroup is not None else KERNEL_DEFAULTS[file]
         if old != value:

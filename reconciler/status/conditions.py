@@ -93,14 +93,12 @@ def limits_condition(  # noqa: PLR0917
     obj = f"Slot/{name}"
     objs = {obj} | {f"Job/{j}" for j in jobs}
     unenforced = [n for n in plan.notes if n.kind == NOT_BY_KERNEL and n.obj in objs]
-    noted = {n.message.partition("=")[0] for n in unenforced if n.obj == obj}
+    noted = {n.file for n in unenforced if n.obj == obj}
     limits = Limits.of_slot(slot)
     enforced = [
         f"{f}={v}" for f, v in render(limits, observed.page_size) if is_set(f, v) and f not in noted
     ]
-    missing = ordered(
-        CONTROLLER_OF[f] for n in unenforced if (f := n.message.partition("=")[0]) in CONTROLLER_OF
-    )
+    missing = ordered(CONTROLLER_OF[n.file] for n in unenforced if n.file in CONTROLLER_OF)
     pending = [a.file for a in plan.actions if isinstance(a, WriteLimit) and a.obj == obj]
     if not missing:
         if pending:

@@ -89,7 +89,7 @@ def _job_status(  # noqa: PLR0917
         reason, message = "Unschedulable", f"slot {job.spec.slot} does not exist"
     elif not message:
         message = _note(plan.notes, f"Job/{name}", ("waiting", "kept"))
-    slot = where[0] if where is not None else (job.spec.slot if job is not None else "")
+    slot = where.slot if where is not None else (job.spec.slot if job is not None else "")
     started = _last(records, lambda r: r.started_at is not None)
     measured = _last(records, lambda r: r.cpu_seconds is not None or r.exit_code is not None)
     last = records.last
@@ -106,7 +106,7 @@ def _job_status(  # noqa: PLR0917
         finish_time=last.finished_at if view.finished and last is not None else None,
         cpu_seconds=measured.cpu_seconds if measured is not None else None,
         peak_memory_bytes=measured.peak_memory_bytes if measured is not None else None,
-        cgroup=f"{observed.root_path}/slot.{where[0]}/job.{name}" if where is not None else None,
+        cgroup=f"{observed.root_path}/slot.{where.slot}/job.{name}" if where is not None else None,
         first_spawned=first.spawned_at if first is not None else None,
         conditions=(
             *spec_conditions(desired, "Job", name),
@@ -125,7 +125,7 @@ def _own_view(  # noqa: PLR0917
 ) -> JobView:
     """The view of a job the planner did not visit (its spec or its slot's spec is gone)."""
     where = observed.jobs.get(name)
-    cgroup = where[1] if where is not None else None
+    cgroup = where.cgroup if where is not None else None
     return view_under_policy(node, job, records, cgroup, now)
 
 
