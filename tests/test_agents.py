@@ -8,8 +8,7 @@ import textwrap
 from pathlib import Path
 
 from tests.conftest import wait_for
-from tests.test_apply_e2e import procs
-from tests.test_daemon import DaemonProcess
+from tests.helpers import DaemonProcess, procs
 
 SPECS = """\
 apiVersion: wnr.dev/v1alpha1

@@ -7,91 +7,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import wait_for
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def wnr(*args: str | Path, check: int | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a fresh interpreter, as an admin would."""
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        check=False,
-    )
-    if check is not None:
-        assert check == result.returncode, result.stdout + result.stderr
-    return result
-
-
-def common(specs: Path, root: Path, state: Path) -> list[str | Path]:
-    """The flags every command in these tests shares."""
-    return ["--specs", specs, "--root", root, "--state-dir", state]
-
-
-def write_slot(specs: Path, name: str, grace: int = 5) -> None:
-    """A slot spec in its own file."""
-    (specs / f"slot-{name}.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            apiVersion: wnr.dev/v1alpha1
-            kind: Slot
-            metadata: {{name: {name}}}
-            spec:
-              resources: {{cpus: 1, memory: 1Gi, pids: 100}}
-              terminationGracePeriodSeconds: {grace}
-            """
-        )
-    )
-
-
-def write_job(specs: Path, name: str, slot: str, command: list[str]) -> Path:
-    """A job spec in its own file."""
-    path = specs / f"job-{name}.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            apiVersion: wnr.dev/v1alpha1
-            kind: Job
-            metadata: {{name: {name}}}
-            spec:
-              slot: {slot}
-              command: {json.dumps(command)}
-            """
-        )
-    )
-    return path
-
-
-def procs(cgroup: Path) -> list[int]:
-    """PIDs listed in a cgroup's cgroup.procs."""
-    return [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
-
-
-def cgroup_of(pid: int) -> str:
-    """The cgroup v2 path of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            return line[3:]
-    raise AssertionError(f"no cgroup2 line for {pid}")
-
-
-def alive(pid: int) -> bool:
-    """Whether a PID exists and is not a zombie."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
+from tests.helpers import REPO, alive, cgroup_of, common, procs, wnr, write_job, write_slot
 
 
 def test_quickstart_plan_apply_converges(cgroup_root: Path, state_dir: Path) -> None:

@@ -14,7 +14,7 @@ from reconciler.models import Job, NodeSpec, Slot
 from reconciler.observed import NodeFacts
 from reconciler.plan.launch import launch, placement_refusal
 from reconciler.runtime import Launch, apptainer_argv, bwrap_argv
-from tests.test_apply_e2e import common, wnr
+from tests.helpers import common, wnr
 
 PAYLOAD = ("python3", "run.py")
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import wait_for
-from tests.test_daemon import DaemonProcess
+from tests.helpers import DaemonProcess
 
 JOBS = 100
 KILLS = 50

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -13,44 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fill, wait_for
-from tests.test_apply_e2e import REPO, alive, procs, write_job, write_slot
-
-
-class DaemonProcess:
-    """A `wnr run` child process with the flags of one test."""
-
-    def __init__(self, specs: Path, root: Path, state: Path, log: Path) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            "--specs",
-            str(specs),
-            "--root",
-            str(root),
-            "--state-dir",
-            str(state),
-        ]
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the daemon, logging to a file the test can show on failure."""
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-
-    def terminate(self) -> int:
-        """SIGTERM the daemon and return its exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL the daemon if it still runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+from tests.helpers import REPO, DaemonProcess, alive, procs, record, write_job, write_slot
 
 
 @pytest.fixture
@@ -63,13 +25,6 @@ def daemon(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[Daemo
         yield process
     finally:
         process.kill()
-
-
-def record(state: Path, job: str, attempt: int = 1) -> dict[str, object]:
-    """An attempt record from the state dir."""
-    data = json.loads((state / "jobs" / job / f"attempt-{attempt}.json").read_text())
-    assert isinstance(data, dict)
-    return data
 
 
 def test_daemon_reacts_to_spec_files_and_job_exits(

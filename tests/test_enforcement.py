@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.usage import memory_of
 from tests.conftest import wait_for
-from tests.test_daemon import DaemonProcess
+from tests.helpers import DaemonProcess
 
 NODE = """\
 apiVersion: wnr.dev/v1alpha1

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_cgroup_root, remove_tree, wait_for
-from tests.test_apply_e2e import alive, common, procs, wnr, write_job, write_slot
-from tests.test_daemon import DaemonProcess
+from tests.helpers import DaemonProcess, alive, common, procs, wnr, write_job, write_slot
 from tests.test_enforcement import NODE, job
 
 

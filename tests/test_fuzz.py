@@ -23,14 +23,15 @@ from hypothesis import strategies as st
 
 from reconciler.desired import Desired
 from reconciler.models import API_VERSION
+from reconciler.plan import plan
 from reconciler.reconcile import PassResult
 from reconciler.render import jobs_table, plan_data, plan_text, slots_table
 from reconciler.specfile import parse_text
 from reconciler.specs import SpecLoader
 from reconciler.status import api_object, job_statuses, slot_statuses
 from reconciler.yamlbounds import decode
+from tests.builders import RUNNING, tree
 from tests.hostile import Case, cases
-from tests.test_plan import RUNNING, plan, tree
 
 CASES = int(os.environ.get("WNR_FUZZ_CASES", "300"))
 REPO = Path(__file__).resolve().parent.parent

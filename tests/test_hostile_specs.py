@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_cgroup_root, remove_tree, wait_for
+from tests.helpers import REPO, DaemonProcess, procs, record, write_job, write_slot
 from tests.hostile import Case, cases, job
-from tests.test_apply_e2e import REPO, procs, write_job, write_slot
-from tests.test_daemon import DaemonProcess, record
 
 # `wnr validate` of any file stays below this peak RSS (it is ~60 MiB for a good file).
 VALIDATE_RSS_LIMIT = 256 * 2**20

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import wait_for
-from tests.test_apply_e2e import alive, common, procs, wnr
+from tests.helpers import alive, common, procs, wnr
 
 
 def specs_dir(tmp_path: Path, text: str) -> Path:

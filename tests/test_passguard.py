@@ -16,10 +16,9 @@ from reconciler.events import EventLog
 from reconciler.jobphase import JobView, Phase
 from reconciler.passguard import BACKOFF_MIN, QUARANTINE_AFTER, ErrorLog, PassGuard
 from reconciler.plan import plan
+from tests.builders import desired, job, slot, tree
 from tests.conftest import wait_for
-from tests.test_apply_e2e import REPO, write_job, write_slot
-from tests.test_daemon import record
-from tests.test_plan import desired, job, slot, tree
+from tests.helpers import REPO, record, write_job, write_slot
 
 
 def failing(obj: str, message: str = "boom") -> None:

@@ -37,10 +37,9 @@ from reconciler.models import API_VERSION, Job, Node, Slot
 from reconciler.observed import CgroupState, Observed, Placement
 from reconciler.plan import Plan, plan
 from reconciler.state import AttemptRecord, JobRecords, SlotRecord, StopRecord
+from tests.builders import DESTRUCTIVE, ROOT_PATH
 
-ROOT_PATH = "/sys/fs/cgroup/wnr"
 CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
-DESTRUCTIVE = {"signal", "kill-cgroup", "remove-cgroup", "forget-job", "forget-slot"}
 MAX_PASSES = 40
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

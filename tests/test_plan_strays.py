@@ -8,7 +8,7 @@ from reconciler.actions import KillStrays, Signal
 from reconciler.events import stray_events
 from reconciler.observed import Observed, Stray
 from reconciler.plan import plan
-from tests.test_plan import RUNNING, attempt, desired, job, notes_of, records, slot, tree
+from tests.builders import RUNNING, attempt, desired, job, notes_of, records, slot, tree
 
 SLOT_CGROUP = "/wnr/slot.a"
 OUTSIDE = Stray(4242, 777, "sleep", "/user.slice", "x", None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_apply_e2e import REPO, alive, cgroup_of, procs
+from tests.helpers import REPO, alive, cgroup_of, procs
 
 NOBODY = 65534
 PROLOG = REPO / "manifests" / "slurm" / "prolog.sh"

@@ -34,8 +34,7 @@ from reconciler.state import AttemptRecord, JobRecords, StateDir, StateDirError
 from reconciler.statekeeper import StateKeeper
 from tests import test_daemon
 from tests.conftest import wait_for
-from tests.test_apply_e2e import REPO, common, wnr, write_slot
-from tests.test_daemon import DaemonProcess
+from tests.helpers import REPO, DaemonProcess, common, wnr, write_slot
 
 daemon = test_daemon.daemon  # the fixture: a daemon on a state dir under tmp_path
 

@@ -12,8 +12,7 @@ import pytest
 
 from reconciler.events import Event, EventLog
 from tests.conftest import wait_for
-from tests.test_apply_e2e import common, wnr
-from tests.test_daemon import DaemonProcess
+from tests.helpers import DaemonProcess, common, wnr
 
 SPECS = """\
 apiVersion: wnr.dev/v1alpha1
