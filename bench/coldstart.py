@@ -22,7 +22,7 @@ import time
 from bench.common import Sandbox, write
 from bench.supervisor import Supervisor
 from bench.wnr import SLOT, WnrDaemon, job_names, slot_yaml, write_jobs
-from reconciler.limits import LIMIT_FILES
+from reconciler.limits import CONTROLLER_OF
 
 PAYLOAD = ("sleep", "600")
 
@@ -72,7 +72,7 @@ def floor(box: Sandbox, count: int, tag: str) -> float:
         for i in range(count):
             cgroup = parent / f"c{i}"
             os.mkdir(cgroup)
-            for name in LIMIT_FILES:
+            for name in CONTROLLER_OF:
                 if name in limits and os.path.exists(cgroup / name):
                     write(cgroup / name, limits[name])
             box.spawn(PAYLOAD, cgroup)
