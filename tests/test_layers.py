@@ -97,3 +97,22 @@ def test_breaking_a_contract_on_purpose_fails(tmp_path: Path) -> None:
     result = lint_imports(tmp_path)
     assert 1 == result.returncode, result.stdout + result.stderr
     assert "reconciler.plan.core -> reconciler.specs" in result.stdout
+
+
+# Not __main__: importing it runs the benchmark.
+BENCH_MODULES = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem != "__main__")
+
+
+@pytest.mark.parametrize("module", BENCH_MODULES)
+def test_every_bench_module_imports(module: str) -> None:
+    """bench/ is outside mypy and runs only in make test: each of its modules at least imports against the package as it is."""
+    code = f"import bench.{module}"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr
