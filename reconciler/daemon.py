@@ -27,6 +27,7 @@ import watchfiles
 
 from reconciler.apply import FailureKind
 from reconciler.inotify import DirWatch
+from reconciler.layout import agent_cgroup, job_cgroup
 from reconciler.nodelock import NodeLock
 from reconciler.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
 from reconciler.process import is_wrapper
@@ -210,8 +211,8 @@ def emptying(result: PassResult, directory: Callable[[str], str]) -> Iterator[st
             continue
         last = records.last
         if records.stop is not None or (last is not None and last.phase not in LIVE_PHASES):
-            yield f"{directory(f'slot.{slot}/job.{name}')}/cgroup.events"
+            yield f"{directory(job_cgroup(slot, name))}/cgroup.events"
     for (slot, index), cgroup in observed.agents.items():
         agent = observed.agent_records.get((slot, index))
         if cgroup.populated and agent is not None and agent.stop is not None:
-            yield f"{directory(f'slot.{slot}/agent.{index}')}/cgroup.events"
+            yield f"{directory(agent_cgroup(slot, index))}/cgroup.events"

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from reconciler import procfs
 from reconciler.cgroupfs import CgroupFS
 from reconciler.desired import Desired
+from reconciler.layout import job_cgroup, slot_cgroup
 from reconciler.mounts import cgroup2_mounts, mount_of
 from reconciler.observed import Observed, Stray
 from reconciler.procfs import ProcInfo
@@ -98,7 +99,7 @@ class Membership:
         for job in due:
             session = sessions.get(job)
             if session is not None and not session.ending:
-                self._sample(fs, prefix, session, observed.jobs[job][0])
+                self._sample(fs, prefix, session, observed.jobs[job].slot)
         ending = [s for s in sessions.values() if s.ending]
         todo = [s for s in ending if (s.job, s.sid, s.populated) not in self._scanned]
         if todo:
@@ -122,7 +123,7 @@ class Membership:
 
     def _sample(self, fs: CgroupFS, prefix: str, session: Session, slot: str) -> None:
         """Compare a running job's cgroup.procs with what it held at the last sample."""
-        rel = f"slot.{slot}/job.{session.job}"
+        rel = job_cgroup(slot, session.job)
         seen = self._seen.setdefault(session.job, {})
         now_in = set(fs.procs(rel))
         for pid in set(seen) - now_in:
@@ -188,7 +189,7 @@ class Membership:
         by_sid = {s.sid: s for s in sessions.values()}
         strays: dict[int, Stray] = {}
         places = [("", observed.root)] if observed.root is not None else []
-        places += [(f"slot.{name}", cgroup) for name, cgroup in observed.slots.items()]
+        places += [(slot_cgroup(name), cgroup) for name, cgroup in observed.slots.items()]
         for rel, cgroup in places:
             for pid in cgroup.pids if cgroup is not None else ():
                 info = procfs.stat(pid)
@@ -223,7 +224,7 @@ def _reused(session: Session, prefix: str) -> bool:
 
 
 def _rel(observed: Observed, job: str) -> str:
-    return f"slot.{observed.jobs[job][0]}/job.{job}" if job in observed.jobs else ""
+    return job_cgroup(observed.jobs[job].slot, job) if job in observed.jobs else ""
 
 
 def _rel_of(where: str, prefix: str) -> str | None:
@@ -259,6 +260,6 @@ def _sessions(
         if not populated and ended_at is not None and now - ended_at > SESSION_WINDOW:
             continue
         slot = where.slot if where is not None else job.spec.slot if job is not None else ""
-        rel = f"slot.{slot}/job.{name}"
+        rel = job_cgroup(slot, name)
         sessions[name] = Session(name, rel, last.wrapper_pid, last.spawned_at, ending, populated)
     return sessions

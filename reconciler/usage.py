@@ -21,7 +21,7 @@ import psutil
 
 from reconciler.cgroupfs import CgroupFS, flat_keyed
 from reconciler.desired import Desired
-from reconciler.layout import work_dir
+from reconciler.layout import job_cgroup, work_dir
 from reconciler.observed import Need, Observed, Usage
 from reconciler.state import StateDir
 
@@ -43,7 +43,7 @@ def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Ne
         if r.disk is not None:
             disk_dir = job.spec.working_dir or str(work_dir(state.root, name))
         result[name] = Need(
-            rel=f"slot.{slot}/job.{name}",
+            rel=job_cgroup(slot, name),
             memory_over=(
                 int(r.memory * policy.user_space.memory_factor)
                 if r.memory is not None and "memory" not in kernel

@@ -20,6 +20,7 @@ from reconciler.actions import (
     StartAgent,
 )
 from reconciler.jobphase import START_TIMEOUT_SECONDS
+from reconciler.layout import agent_cgroup
 from reconciler.limits import Limits
 from reconciler.models import AgentSpec
 from reconciler.plan.builder import Builder
@@ -47,7 +48,7 @@ def plan_agents(
 
 
 def _plan_replica(out: Builder, slot: str, index: int, spec: AgentSpec) -> None:
-    obj, rel = f"Slot/{slot}", f"slot.{slot}/agent.{index}"
+    obj, rel = f"Slot/{slot}", agent_cgroup(slot, index)
     cgroup = out.observed.agents.get((slot, index))
     records = out.observed.agent_records.get((slot, index), AgentRecords())
     r = spec.resources
@@ -103,7 +104,7 @@ def _plan_replica(out: Builder, slot: str, index: int, spec: AgentSpec) -> None:
 
 
 def _plan_agent_removal(out: Builder, slot: str, index: int, grace: float) -> bool:
-    obj, rel = f"Slot/{slot}", f"slot.{slot}/agent.{index}"
+    obj, rel = f"Slot/{slot}", agent_cgroup(slot, index)
     cgroup = out.observed.agents.get((slot, index))
     records = out.observed.agent_records.get((slot, index), AgentRecords())
     if cgroup is not None and cgroup.populated:

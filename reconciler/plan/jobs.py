@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
 from reconciler.errors import attributed
 from reconciler.jobphase import JobView, Phase, view_under_policy
-from reconciler.layout import work_dir
+from reconciler.layout import job_cgroup, work_dir
 from reconciler.limits import SAMPLED_FILES, Limits
 from reconciler.models import Job, Slot, SlotState
 from reconciler.observed import CgroupState
@@ -98,7 +98,7 @@ class JobPlace:
         return cls(
             name,
             f"Job/{name}",
-            f"slot.{slot.metadata.name}/job.{name}",
+            job_cgroup(slot.metadata.name, name),
             where.slot if where is not None else None,
             where.cgroup if where is not None else None,
             Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids),
@@ -114,7 +114,7 @@ def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
         if moved_from not in out.desired.slots:
             return  # its old slot is being removed: the removal step stops and removes it
         if view.finished and cgroup is not None:
-            old = f"slot.{moved_from}/job.{name}"
+            old = job_cgroup(moved_from, name)
             plan_empty_and_remove(out, obj, old, cgroup, "the job has finished")
         else:
             out.note(obj, "kept", f"runs in slot {moved_from}; a running job does not move slots")

@@ -10,6 +10,7 @@ an incomplete spec set.
 from __future__ import annotations
 
 from reconciler.actions import ForgetJob, ForgetSlot, RecordSlot, RemoveCgroup
+from reconciler.layout import job_cgroup, slot_cgroup
 from reconciler.models import SlotSpec
 from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder
@@ -37,7 +38,7 @@ def plan_removals(out: Builder) -> None:
         return
     removed = _plan_job_removals(out, {})
     for slot in gone_slots:
-        obj, rel = f"Slot/{slot}", f"slot.{slot}"
+        obj, rel = f"Slot/{slot}", slot_cgroup(slot)
         record = observed.slot_records.get(slot) or DEFAULT_RECORD
         agents = plan_agents(out, slot, None, record.termination_grace_seconds, running=False)
         removed |= {f"{rel}/{agent}" for agent in agents}
@@ -48,7 +49,7 @@ def plan_removals(out: Builder) -> None:
             out.add(RemoveCgroup(obj, rel))
             out.add(ForgetSlot(obj, rel, slot=slot))
     for slot in sorted(set(observed.slot_records) - set(observed.slots) - set(desired.slots)):
-        out.add(ForgetSlot(f"Slot/{slot}", f"slot.{slot}", slot=slot))
+        out.add(ForgetSlot(f"Slot/{slot}", slot_cgroup(slot), slot=slot))
 
 
 def _drain_start(out: Builder, slot: str) -> float:
@@ -59,7 +60,7 @@ def _drain_start(out: Builder, slot: str) -> float:
     out.add(
         RecordSlot(
             f"Slot/{slot}",
-            f"slot.{slot}",
+            slot_cgroup(slot),
             slot,
             record.drain_grace_seconds,
             record.termination_grace_seconds,
@@ -85,7 +86,7 @@ def _plan_job_removals(out: Builder, draining: dict[str, float]) -> set[str]:
             out.add(ForgetJob(obj, "", job=name))
             continue
         slot, cgroup = where
-        rel = f"slot.{slot}/job.{name}"
+        rel = job_cgroup(slot, name)
         if cgroup.populated:
             record = observed.slot_records.get(slot) or DEFAULT_RECORD
             grace = record.termination_grace_seconds

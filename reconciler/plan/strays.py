@@ -14,6 +14,7 @@ step, since whether a job is stopping is decided by them.
 from __future__ import annotations
 
 from reconciler.actions import KillCgroup, KillStrays, Signal
+from reconciler.layout import job_cgroup
 from reconciler.observed import Stray
 from reconciler.plan.builder import Builder
 
@@ -35,7 +36,7 @@ def plan_strays(out: Builder) -> None:
         if reason is not None:
             obj = f"Job/{job}"
             where = out.observed.jobs.get(job)
-            rel = f"slot.{where.slot}/job.{job}" if where is not None else ""
+            rel = job_cgroup(where.slot, job) if where is not None else ""
             pids = tuple((s.pid, s.start) for s in escapees[job])
             out.add(KillStrays(obj, rel, job=job, pids=pids, reason=reason))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.actions import CreateCgroup, EnableControllers, RecordSlot, WriteLimit
+from reconciler.layout import slot_cgroup
 from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS, Limits, is_set, ordered, render
 from reconciler.models import Slot, SlotState
 from reconciler.observed import CgroupState
@@ -58,7 +59,7 @@ def plan_limits(
 def plan_slot(out: Builder, slot: Slot) -> float | None:
     """Create the slot cgroup with its limits and record; returns when its drain began."""
     name = slot.metadata.name
-    obj, rel = f"Slot/{name}", f"slot.{name}"
+    obj, rel = f"Slot/{name}", slot_cgroup(name)
     cgroup = out.observed.slots.get(name)
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))
@@ -89,5 +90,5 @@ def _plan_record(out: Builder, slot: Slot) -> float | None:
         or (record.drain_grace_seconds, record.termination_grace_seconds) != (drain, term)
         or record.draining_since != since
     ):
-        out.add(RecordSlot(f"Slot/{name}", f"slot.{name}", name, drain, term, since))
+        out.add(RecordSlot(f"Slot/{name}", slot_cgroup(name), name, drain, term, since))
     return since

@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.desired import Desired
 from reconciler.jobphase import JobView, Phase, view_under_policy
+from reconciler.layout import job_cgroup
 from reconciler.models import Job, NodeSpec
 from reconciler.observed import Observed
 from reconciler.plan.builder import Note, Plan
@@ -106,7 +107,9 @@ def _job_status(  # noqa: PLR0917
         finish_time=last.finished_at if view.finished and last is not None else None,
         cpu_seconds=measured.cpu_seconds if measured is not None else None,
         peak_memory_bytes=measured.peak_memory_bytes if measured is not None else None,
-        cgroup=f"{observed.root_path}/slot.{where.slot}/job.{name}" if where is not None else None,
+        cgroup=f"{observed.root_path}/{job_cgroup(where.slot, name)}"
+        if where is not None
+        else None,
         first_spawned=first.spawned_at if first is not None else None,
         conditions=(
             *spec_conditions(desired, "Job", name),

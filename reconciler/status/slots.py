@@ -24,6 +24,7 @@ from typing import Any
 from reconciler.actions import CreateCgroup, EnableControllers
 from reconciler.desired import Desired
 from reconciler.jobphase import JobView, Phase
+from reconciler.layout import slot_cgroup
 from reconciler.models import NodeSpec, Slot, SlotState
 from reconciler.observed import Observed
 from reconciler.plan.builder import Plan
@@ -118,7 +119,7 @@ def _slot_status(  # noqa: PLR0917
     failures: Mapping[str, str],
 ) -> SlotStatus:
     slot = desired.slots.get(name)
-    obj, rel = f"Slot/{name}", f"slot.{name}"
+    obj, rel = f"Slot/{name}", slot_cgroup(name)
     cgroup = observed.slots.get(name)
     jobs = tuple(j.metadata.name for j in desired.slot_jobs(name))
     active = tuple(n for n in jobs if _active(plan.jobs.get(n)))
