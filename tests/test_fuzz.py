@@ -11,6 +11,7 @@ second and every case slower than a second.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -129,8 +130,10 @@ STATS = Stats()
 
 @pytest.fixture(scope="module", autouse=True)
 def report() -> Iterator[None]:
-    """After the module: cases per second and the slow cases (shown with `pytest -s`)."""
+    """After the module: remove the spec dir, print cases per second and the slow cases
+    (shown with `pytest -s`)."""
     yield
+    shutil.rmtree(SPEC_DIR, ignore_errors=True)
     if STATS.cases:
         rate = STATS.cases / STATS.seconds if STATS.seconds else float("inf")
         print(
