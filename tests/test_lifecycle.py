@@ -85,10 +85,17 @@ def test_wrapper_that_cannot_start_is_retried_then_fails_errorvn(
     specs = specs_dir(
         tmp_path, SLOT + job("broken", ["/nonexistent/program"], "maxStartAttempts: 2\n")
     )
-    applied = wnr("apply", *common(specs, cgroup_root, state_dir), "--wait", "--timeout", "30")
+    flags = common(specs, cgroup_root, state_dir)
+
+    def finished() -> bool:
+        """`apply --wait` converges on a Running job, and the wrapper records `running` at
+        its gate, before the exec that fails: apply again until the job has an end."""
+        wnr("apply", *flags, "--wait", "--timeout", "30")
+        return jobs(specs, cgroup_root, state_dir)["broken"]["phase"] == "Failed"
+
+    wait_for(finished, timeout=90, interval=0.1)
     view = jobs(specs, cgroup_root, state_dir)["broken"]
-    outcome = (view["phase"], view["reason"], view["attempts"])
-    assert ("Failed", "ErrorVN", 2) == outcome, applied.stdout + applied.stderr
+    assert ("Failed", "ErrorVN", 2) == (view["phase"], view["reason"], view["attempts"])
     attempts = sorted(p.name for p in (state_dir / "jobs" / "broken").glob("attempt-*.json"))
     assert ["attempt-1.json", "attempt-2.json"] == attempts
     assert "cannot run '/nonexistent/program'" in view["message"]
