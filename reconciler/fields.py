@@ -21,6 +21,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from reconciler.quoting import quoted
+
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 _DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
@@ -29,10 +31,9 @@ _DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 def _dns_label(value: str) -> str:
     # fullmatch: `$` in match() also matches before a final newline ("evil\n").
     if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
-        shown = repr(value) if len(value) <= 80 else f"{value[:70]!r}... ({len(value)} characters)"
         raise ValueError(
-            f"invalid name {shown}: must be a DNS-1123 label (lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit, at most 63 characters)"
+            f"invalid name {quoted(value)}: must be a DNS-1123 label (lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit, at most 63 characters)"
         )
     return value
 

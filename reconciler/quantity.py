@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
+from reconciler.quoting import quoted
+
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
@@ -28,12 +30,6 @@ QUANTITY_PATTERN = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P
 MAX_BYTES = 2**63 - 1
 # A million CPUs: cpu.max's quota for that many still fits the kernel's limit.
 MAX_MILLICPUS = 10**9
-
-
-def _shown(value: object) -> str:
-    """A quantity as written, cut short for messages (a quantity can be 5,000 digits)."""
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
 
 
 def _decimal(value: object, what: str) -> tuple[Decimal, str]:
@@ -53,13 +49,13 @@ def _decimal(value: object, what: str) -> tuple[Decimal, str]:
     match = _QUANTITY_RE.match(value.strip())
     if match is None:
         raise ValueError(
-            f"invalid quantity {_shown(value)}: expected a number with an optional suffix "
+            f"invalid quantity {quoted(value, 40)}: expected a number with an optional suffix "
             "(Ki, Mi, Gi, Ti, k, M, G, T, m), e.g. '8Gi', '512Mi', '500m'"
         )
     try:
         return Decimal(match["num"]), match["suffix"] or ""
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise ValueError(f"invalid quantity {_shown(value)}") from exc
+        raise ValueError(f"invalid quantity {quoted(value, 40)}") from exc
 
 
 def parse_bytes(value: object) -> int:
@@ -67,14 +63,14 @@ def parse_bytes(value: object) -> int:
     number, suffix = _decimal(value, "a byte quantity")
     if suffix == "m":
         raise ValueError(
-            f"invalid byte quantity {_shown(value)}: 'm' (milli) makes no sense for bytes"
+            f"invalid byte quantity {quoted(value, 40)}: 'm' (milli) makes no sense for bytes"
         )
     multiplier = _BINARY.get(suffix) or _DECIMAL.get(suffix) or 1
     result = number * multiplier
     if result > MAX_BYTES:
-        raise ValueError(f"byte quantity {_shown(value)} is over the kernel's maximum (8Ei)")
+        raise ValueError(f"byte quantity {quoted(value, 40)} is over the kernel's maximum (8Ei)")
     if result != result.to_integral_value():
-        raise ValueError(f"byte quantity {_shown(value)} is not a whole number of bytes")
+        raise ValueError(f"byte quantity {quoted(value, 40)} is not a whole number of bytes")
     return int(result)
 
 
@@ -87,14 +83,15 @@ def parse_millicpus(value: object) -> int:
         millis = number * 1000
     else:
         raise ValueError(
-            f"invalid CPU quantity {_shown(value)}: use cores ('2', '0.5') or millicores ('500m')"
+            f"invalid CPU quantity {quoted(value, 40)}: "
+            "use cores ('2', '0.5') or millicores ('500m')"
         )
     if millis > MAX_MILLICPUS:
-        raise ValueError(f"CPU quantity {_shown(value)} is over a million CPUs")
+        raise ValueError(f"CPU quantity {quoted(value, 40)} is over a million CPUs")
     if millis != millis.to_integral_value():
-        raise ValueError(f"CPU quantity {_shown(value)} is finer than one millicore")
+        raise ValueError(f"CPU quantity {quoted(value, 40)} is finer than one millicore")
     if millis <= 0:
-        raise ValueError(f"CPU quantity {_shown(value)} must be greater than zero")
+        raise ValueError(f"CPU quantity {quoted(value, 40)} must be greater than zero")
     return int(millis)
 
 

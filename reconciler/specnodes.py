@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-# Messages quote what the admin wrote; a quoted value is cut to this many characters.
-MAX_QUOTED = 80
+from reconciler.quoting import quoted
+
+# A kind or name is shown as written up to this length, else quoted short.
+MAX_LABEL = 80
 
 
 def clip(value: object) -> str:
-    """repr() of a value an admin wrote, cut short: messages quote values of any size."""
-    text = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
-    return text if len(text) <= MAX_QUOTED else f"{text[: MAX_QUOTED - 5]}...{text[-1]}"
+    """A value an admin wrote, quoted short for a message."""
+    return quoted(value)
 
 
 @dataclass(frozen=True)
@@ -123,4 +124,4 @@ def _label(node: Node | None) -> str:
     if not isinstance(node, ScalarNode):
         return "a mapping" if isinstance(node, MappingNode) else "a sequence"
     value = node.value
-    return value if value.isprintable() and len(value) <= MAX_QUOTED else clip(value)
+    return value if value.isprintable() and len(value) <= MAX_LABEL else clip(value)

@@ -14,7 +14,7 @@ this reads, so:
   command: see `untrusted`);
 - at most `max_bytes` are read; a larger file is refused by its size alone.
 
-A path that vanished between listing and reading is `GONE`: the admin
+A path that vanished between listing and reading is `Outcome.GONE`: the admin
 removed it, which is no error.
 """
 
@@ -36,10 +36,6 @@ class Outcome(enum.Enum):
 
     GONE = "gone"  # removed between listing and reading
     UNCHANGED = "unchanged"  # same key as the copy already parsed
-
-
-GONE = Outcome.GONE
-UNCHANGED = Outcome.UNCHANGED
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ def read_spec(
     if refusal is not None:
         return refusal
     if known is not None and key_of(st) == known:
-        return UNCHANGED
+        return Outcome.UNCHANGED
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -132,7 +128,7 @@ def _missing(path: str) -> Unreadable | Outcome:
     try:
         target = os.readlink(path)
     except OSError:
-        return GONE
+        return Outcome.GONE
     return Unreadable(f"a symlink to {target}, which does not exist")
 
 
