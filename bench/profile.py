@@ -35,7 +35,8 @@ from bench.wnr import SLOT, WnrDaemon, job_names, job_yaml, slot_yaml, write_job
 def serve(out: str, flags: list[str]) -> int:
     """`wnr run FLAGS`, recording (start, end, thread CPU, actions, first ops) of each pass."""
     from reconciler import cli  # noqa: PLC0415 - only the served daemon needs these
-    from reconciler.reconcile import PassResult, Reconciler  # noqa: PLC0415
+    from reconciler.passresult import PassResult  # noqa: PLC0415
+    from reconciler.reconcile import Reconciler  # noqa: PLC0415
 
     original = Reconciler.run_pass
     timeline: list[tuple[float, float, float, int, list[str]]] = []

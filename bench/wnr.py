@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.common import REPO, BenchError, Sandbox, wait_until
-from reconciler.events import LOG_NAME, Event
+from reconciler.event import Event
+from reconciler.events import LOG_NAME
 
 SLOT = "bench"
 # Limits on every benchmark job (the slot has room for 256 of them).

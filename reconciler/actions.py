@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from reconciler.models import LOG_MAX_FILES_DEFAULT, LOG_MAX_SIZE_DEFAULT
@@ -221,3 +222,30 @@ class KillStrays(Action):
         """The PIDs and why."""
         pids = ", ".join(str(pid) for pid, _ in self.pids)
         return f"{super().describe()}  SIGKILL {pids} ({self.reason})"
+
+
+class FailureKind(StrEnum):
+    """How a failed action is retried (the daemon acts on it; controller-runtime's classes)."""
+
+    # May pass by itself (EBUSY, EAGAIN, an I/O hiccup): the loop retries with back-off.
+    TRANSIENT = "transient"
+    # Repeats until something changes (EACCES, a value the kernel reads back otherwise, a
+    # bug): reported once, tried again only on the next event or resync, never on a timer.
+    TERMINAL = "terminal"
+    # Not tried: an earlier action on its cgroup failed in this pass.
+    SKIPPED = "skipped"
+    # The state dir cannot record: one Node condition, rechecked every second.
+    STATE_DIR = "state-dir"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An action that did not complete: its position in the plan, why, and how it retries."""
+
+    index: int
+    action: Action
+    error: str
+    kind: FailureKind
+
+    def __str__(self) -> str:
+        return f"{self.action.op} {self.action.obj}: {self.error}"

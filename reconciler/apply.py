@@ -17,14 +17,14 @@ import os
 import shutil
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from reconciler.actions import (
     Action,
     CreateCgroup,
     EnableControllers,
+    Failure,
+    FailureKind,
     ForgetAgent,
     ForgetJob,
     ForgetSlot,
@@ -52,33 +52,6 @@ from reconciler.state import SlotRecord, StateDir
 from reconciler.statefault import StateDirError, check
 
 log = logging.getLogger("wnr.apply")
-
-
-class FailureKind(StrEnum):
-    """How a failed action is retried (the daemon acts on it; controller-runtime's classes)."""
-
-    # May pass by itself (EBUSY, EAGAIN, an I/O hiccup): the loop retries with back-off.
-    TRANSIENT = "transient"
-    # Repeats until something changes (EACCES, a value the kernel reads back otherwise, a
-    # bug): reported once, tried again only on the next event or resync, never on a timer.
-    TERMINAL = "terminal"
-    # Not tried: an earlier action on its cgroup failed in this pass.
-    SKIPPED = "skipped"
-    # The state dir cannot record: one Node condition, rechecked every second.
-    STATE_DIR = "state-dir"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An action that did not complete: its position in the plan, why, and how it retries."""
-
-    index: int
-    action: Action
-    error: str
-    kind: FailureKind
-
-    def __str__(self) -> str:
-        return f"{self.action.op} {self.action.obj}: {self.error}"
 
 
 class Applier:

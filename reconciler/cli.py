@@ -21,7 +21,8 @@ from reconciler.errors import ObjectError, WnrError
 from reconciler.inspection import run_describe, run_get
 from reconciler.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
 from reconciler.nodelock import NodeLock
-from reconciler.reconcile import PassResult, Reconciler
+from reconciler.passresult import PassResult
+from reconciler.reconcile import Reconciler
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs import SpecLoader
 from reconciler.state import StateDir

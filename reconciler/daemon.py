@@ -25,13 +25,14 @@ from types import FrameType
 
 import watchfiles
 
-from reconciler.apply import FailureKind
+from reconciler.actions import FailureKind
 from reconciler.inotify import DirWatch
 from reconciler.layout import agent_cgroup, job_cgroup
 from reconciler.nodelock import NodeLock
 from reconciler.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
+from reconciler.passresult import PassResult
 from reconciler.process import is_wrapper
-from reconciler.reconcile import PassResult, Reconciler
+from reconciler.reconcile import Reconciler
 from reconciler.records import LIVE_PHASES
 from reconciler.waker import Waker
 

@@ -11,9 +11,10 @@ import os
 import sys
 
 from reconciler.desired import Desired
-from reconciler.events import WARNING
+from reconciler.event import WARNING
 from reconciler.models import API_VERSION
-from reconciler.reconcile import PassResult, Reconciler
+from reconciler.passresult import PassResult
+from reconciler.reconcile import Reconciler
 from reconciler.render import describe_job, describe_slot, dump, jobs_table, slots_table
 from reconciler.status import api_object, job_statuses, slot_statuses
 

@@ -9,11 +9,12 @@ repeated with the same error in the next pass is not reported again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from reconciler.actions import (
     Action,
     CreateCgroup,
+    Failure,
+    FailureKind,
     ForgetJob,
     KillCgroup,
     KillStrays,
@@ -23,13 +24,10 @@ from reconciler.actions import (
     StartJob,
     WriteLimit,
 )
-from reconciler.apply import Failure, FailureKind
-from reconciler.events import NORMAL, WARNING, Event
+from reconciler.event import NORMAL, WARNING, Event
 from reconciler.jobphase import JobView, Phase
+from reconciler.passresult import PassResult
 from reconciler.status import slot_statuses
-
-if TYPE_CHECKING:  # the pass's result type; reconcile imports this module
-    from reconciler.reconcile import PassResult
 
 # The event reason of an action that failed, by its op.
 FAILED_REASONS = {

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reconciler.errors import ObjectError
-from reconciler.events import WARNING, Event, EventLog
+from reconciler.event import WARNING, Event
+from reconciler.events import EventLog
 
 log = logging.getLogger("wnr.daemon")
 

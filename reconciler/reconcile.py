@@ -15,17 +15,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from reconciler.apply import Applier, Failure
+from reconciler.apply import Applier
 from reconciler.cgroupfs import CgroupFS
-from reconciler.desired import Desired
-from reconciler.events import Event, EventLog, stray_events
+from reconciler.event import Event, stray_events
+from reconciler.events import EventLog
 from reconciler.membership import Membership
 from reconciler.observe import observe
-from reconciler.observed import Observed, StateFault
 from reconciler.passevents import action_events, current_phases, phase_events
-from reconciler.plan import Plan, plan
+from reconciler.passresult import PassResult
+from reconciler.plan import plan
 from reconciler.process import reap
 from reconciler.specs import SpecLoader
 from reconciler.state import StateDir
@@ -36,30 +36,6 @@ log = logging.getLogger("wnr.events")
 
 # Events kept while the event log cannot take them.
 MAX_UNSENT = 1000
-
-
-@dataclass(frozen=True)
-class PassResult:
-    """What one pass saw, planned and failed to do."""
-
-    desired: Desired
-    observed: Observed
-    plan: Plan
-    failures: tuple[Failure, ...] = ()
-    # When running jobs are due for their next sample (user-space limits, idleness).
-    resample_after: float | None = None
-    # The PIDs of the wrappers this pass spawned.
-    spawned: tuple[int, ...] = ()
-
-    @property
-    def state_fault(self) -> StateFault | None:
-        """Why the state dir cannot record, if it cannot (no job starts then)."""
-        return self.observed.state_fault
-
-    @property
-    def converged(self) -> bool:
-        """Nothing to do and nothing in flight (no job starting, no stop in its grace)."""
-        return not self.plan.actions and self.plan.requeue_after is None and not self.failures
 
 
 class Reconciler:

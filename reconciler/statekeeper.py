@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from reconciler.actions import Action, ForgetJob
-from reconciler.events import NORMAL, WARNING, Event
+from reconciler.event import NORMAL, WARNING, Event
 from reconciler.observe import check_starting
 from reconciler.observed import Observed, StateFault
 from reconciler.state import JobRecords, StateDir

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from reconciler.actions import CreateCgroup, WriteLimit
-from reconciler.apply import Applier, FailureKind
+from reconciler.actions import CreateCgroup, FailureKind, WriteLimit
+from reconciler.apply import Applier
 from reconciler.cgroupfs import CgroupFS
 from reconciler.state import StateDir
 

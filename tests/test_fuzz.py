@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from reconciler.desired import Desired
 from reconciler.models import API_VERSION
+from reconciler.passresult import PassResult
 from reconciler.plan import plan
-from reconciler.reconcile import PassResult
 from reconciler.render import jobs_table, plan_data, plan_text, slots_table
 from reconciler.specfile import parse_text
 from reconciler.specs import SpecLoader

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.actions import KillStrays, Signal
-from reconciler.events import stray_events
+from reconciler.event import stray_events
 from reconciler.observed import Observed, Stray
 from reconciler.plan import plan
 from tests.builders import RUNNING, attempt, desired, job, notes_of, records, slot, tree

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.actions import ForgetJob, StartJob
-from reconciler.apply import Applier, FailureKind
+from reconciler.actions import FailureKind, ForgetJob, StartJob
+from reconciler.apply import Applier
 from reconciler.atomicfile import write_json
 from reconciler.cgroupfs import CgroupFS
 from reconciler.doctor import Verdict, check_state_dir

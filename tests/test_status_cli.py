@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.events import Event, EventLog
+from reconciler.event import Event
+from reconciler.events import EventLog
 from tests.conftest import wait_for
 from tests.helpers import DaemonProcess, common, wnr
 

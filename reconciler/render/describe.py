@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.events import Event
+from reconciler.event import Event
 from reconciler.models import Job, Slot
 from reconciler.quantity import format_bytes, format_millicpus
 from reconciler.render.formats import NONE, age, dump, human_bytes, table
