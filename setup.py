@@ -1,7 +1,7 @@
-"""The package's build step: compile the job wrapper (reconciler/wrapper.c) beside the code.
+"""The package's build step: compile the job wrapper (reconciler/host/wrapper.c) beside the code.
 
 setuptools runs build_py for wheels and for editable installs (`pip install -e`,
-what `make install` does); the wrapper lands in reconciler/_bin/wnr-wrapper of
+what `make install` does); the wrapper lands in reconciler/host/_bin/wnr-wrapper of
 the wheel, or of the source tree for an editable install. Everything else about
 the package is declared in pyproject.toml.
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
-SOURCE = Path("reconciler") / "wrapper.c"
+SOURCE = Path("reconciler") / "host" / "wrapper.c"
 # -O2 and warnings only: the wrapper must build with any C99 compiler a worker node has.
 CFLAGS = ["-O2", "-std=gnu99", "-Wall", "-Wextra"]
 
 
 def compile_wrapper(target: Path) -> None:
-    """cc reconciler/wrapper.c -o TARGET, atomically (a running wrapper keeps its inode)."""
+    """cc reconciler/host/wrapper.c -o TARGET, atomically (a running wrapper keeps its inode)."""
     compiler = shlex.split(os.environ.get("CC", "cc"))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}")
@@ -44,7 +44,7 @@ class BuildWithWrapper(build_py):
     def run(self) -> None:
         super().run()
         base = Path() if self.editable_mode else Path(self.build_lib)
-        compile_wrapper(base / "reconciler" / "_bin" / "wnr-wrapper")
+        compile_wrapper(base / "reconciler" / "host" / "_bin" / "wnr-wrapper")
 
 
 class WithBinary(Distribution):

@@ -22,7 +22,7 @@ import time
 from bench.common import Sandbox, write
 from bench.supervisor import Supervisor
 from bench.wnr import SLOT, WnrDaemon, job_names, slot_yaml, write_jobs
-from reconciler.limits import CONTROLLER_OF
+from reconciler.model.limits import CONTROLLER_OF
 
 PAYLOAD = ("sleep", "600")
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.mounts import cgroup2_mounts
+from reconciler.observe.mounts import cgroup2_mounts
 
 REPO = Path(__file__).resolve().parent.parent
 # Enter the cgroup named by $0, then become the command: the PID written is the trampoline's own.

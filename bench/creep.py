@@ -24,7 +24,7 @@ import tracemalloc
 from bench.common import BenchError, Sandbox
 from bench.passes import reconciler_for
 from bench.wnr import SLOT, WnrDaemon, job_yaml, slot_yaml
-from reconciler.jobphase import Phase
+from reconciler.plan.jobphase import Phase
 from reconciler.reconcile import Reconciler
 
 PAYLOAD = ("true",)

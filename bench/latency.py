@@ -30,8 +30,8 @@ import watchfiles
 
 from bench.common import BenchError, Sandbox, median, until_empty, wait_until
 from bench.wnr import WnrDaemon, job_yaml
-from reconciler.inotify import DirWatch
-from reconciler.waker import Waker
+from reconciler.daemon.inotify import DirWatch
+from reconciler.daemon.waker import Waker
 
 PAYLOAD = ("sleep", "600")
 POLL = 0.002
@@ -132,7 +132,8 @@ def watchfiles_latency(box: Sandbox, samples: int, **settings: int) -> float:
 
 def inotify_latency(box: Sandbox, samples: int) -> float:
     """Median seconds from writing a file to the kernel's inotify event waking a poll(2), as
-    the daemon sleeps (reconciler.inotify in a reconciler.waker): the floor of a spec change."""
+    the daemon sleeps (reconciler.daemon.inotify in a reconciler.daemon.waker): the floor
+    of a spec change."""
     directory = box.tmp / f"inotify.{time.monotonic_ns()}"
     directory.mkdir()
     dirs, waker = DirWatch(), Waker()

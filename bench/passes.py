@@ -27,11 +27,11 @@ from ruamel.yaml import YAML
 
 from bench.common import BenchError, median
 from bench.wnr import WnrDaemon, job_yaml
-from reconciler.cgroupfs import CgroupFS
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.statedir import StateDir
+from reconciler.observe.usage import Sampler
 from reconciler.reconcile import Reconciler
-from reconciler.specs import SpecLoader
-from reconciler.state import StateDir
-from reconciler.usage import Sampler
+from reconciler.specs.loader import SpecLoader
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from bench.wnr import SLOT, WnrDaemon, job_names, job_yaml, slot_yaml, write_job
 def serve(out: str, flags: list[str]) -> int:
     """`wnr run FLAGS`, recording (start, end, thread CPU, actions, first ops) of each pass."""
     from reconciler import cli  # noqa: PLC0415 - only the served daemon needs these
-    from reconciler.passresult import PassResult  # noqa: PLC0415
     from reconciler.reconcile import Reconciler  # noqa: PLC0415
+    from reconciler.status.passresult import PassResult  # noqa: PLC0415
 
     original = Reconciler.run_pass
     timeline: list[tuple[float, float, float, int, list[str]]] = []
@@ -128,7 +128,7 @@ def profile_pass(box: Sandbox, count: int) -> None:
     """pyinstrument over no-op, sampling and reload passes."""
     from pyinstrument import Profiler  # noqa: PLC0415 - a profiling-only dependency
 
-    from reconciler.usage import Sampler  # noqa: PLC0415
+    from reconciler.observe.usage import Sampler  # noqa: PLC0415
 
     daemon = fleet(box, count)
     daemon.stop()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, median
-from reconciler.mounts import cgroup2_mounts
+from reconciler.observe.mounts import cgroup2_mounts
 
 FORMAT_VERSION = 1
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.common import REPO, BenchError, Sandbox, wait_until
-from reconciler.event import Event
-from reconciler.events import LOG_NAME
+from reconciler.host.eventlog import LOG_NAME
+from reconciler.model.event import Event
 
 SLOT = "bench"
 # Limits on every benchmark job (the slot has room for 256 of them).

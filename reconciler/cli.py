@@ -15,17 +15,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.cgroupfs import CgroupFS
 from reconciler.doctor import Verdict, run_checks
-from reconciler.errors import ObjectError, WnrError
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.nodelock import NodeLock
+from reconciler.host.statedir import StateDir
 from reconciler.inspection import run_describe, run_get
-from reconciler.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
-from reconciler.nodelock import NodeLock
-from reconciler.passresult import PassResult
+from reconciler.model.errors import ObjectError, WnrError
+from reconciler.observe.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
 from reconciler.reconcile import Reconciler
 from reconciler.render import dump, plan_data, plan_text
-from reconciler.specs import SpecLoader
-from reconciler.state import StateDir
+from reconciler.specs.loader import SpecLoader
+from reconciler.status.passresult import PassResult
 
 DEFAULT_SPECS = "/etc/wnr/specs.d"
 # Commands that only look: a dry pass, and not even a directory is created.
@@ -206,7 +206,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
-    from reconciler.daemon import Daemon  # noqa: PLC0415 - watchfiles is only needed here
+    from reconciler.daemon.loop import Daemon  # noqa: PLC0415 - watchfiles is only needed here
 
     reconciler = _reconciler(args)
     lock = _take_over(args, reconciler)

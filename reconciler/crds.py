@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from ruamel.yaml import YAML
 
-from reconciler.models import API_VERSION, Job, Node, Slot
-from reconciler.quantity import Bytes, MilliCPUs
+from reconciler.model.api import API_VERSION, Job, Node, Slot
+from reconciler.model.quantity import Bytes, MilliCPUs
 
 GROUP, VERSION = API_VERSION.split("/")
 _NAMES = {"Node": ("nodes", "wnrnode"), "Slot": ("slots", "wnrslot"), "Job": ("jobs", "wnrjob")}

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from reconciler.errors import WnrError
-from reconciler.mounts import cgroup2_mounts, choose_root, own_cgroup
-from reconciler.nodefacts import detect_gpus
-from reconciler.process import WRAPPER, wrapper_missing
-from reconciler.runtime import resolve
-from reconciler.statefault import MIN_FREE_BYTES, check
+from reconciler.host.process import WRAPPER, wrapper_missing
+from reconciler.host.statefault import MIN_FREE_BYTES, check
+from reconciler.model.errors import WnrError
+from reconciler.observe.mounts import cgroup2_mounts, choose_root, own_cgroup
+from reconciler.observe.nodefacts import detect_gpus
+from reconciler.plan.runtime import resolve
 
 # Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation").
 DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")

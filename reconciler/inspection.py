@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import sys
 
-from reconciler.desired import Desired
-from reconciler.event import WARNING
-from reconciler.models import API_VERSION
-from reconciler.passresult import PassResult
+from reconciler.model.api import API_VERSION
+from reconciler.model.desired import Desired
+from reconciler.model.event import WARNING
 from reconciler.reconcile import Reconciler
 from reconciler.render import describe_job, describe_slot, dump, jobs_table, slots_table
 from reconciler.status import api_object, job_statuses, slot_statuses
+from reconciler.status.passresult import PassResult
 
 
 def run_get(

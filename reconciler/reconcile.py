@@ -2,10 +2,10 @@
 
 `wnr plan`, `wnr apply` and the daemon all call `Reconciler.run_pass`, so the
 plan that is printed is the plan that is executed. A real pass also logs
-events (derived by reconciler.passevents, written by reconciler.events): one
+events (derived by reconciler.status.events, written by reconciler.host.eventlog): one
 per action applied or failed, and one per phase change of a job or slot since
 the phase last reported; and keeps the
-state dir whole around observe and apply (reconciler.statekeeper). Events the
+state dir whole around observe and apply (reconciler.apply.statekeeper). Events the
 state dir cannot take yet are kept and written once it can. A dry pass
 writes nothing; a pass with nothing to report does no I/O for it.
 """
@@ -17,20 +17,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from reconciler.apply import Applier
-from reconciler.cgroupfs import CgroupFS
-from reconciler.event import Event, stray_events
-from reconciler.events import EventLog
-from reconciler.membership import Membership
-from reconciler.observe import observe
-from reconciler.passevents import action_events, current_phases, phase_events
-from reconciler.passresult import PassResult
+from reconciler.apply.applier import Applier
+from reconciler.apply.statekeeper import StateKeeper
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.eventlog import EventLog
+from reconciler.host.process import reap
+from reconciler.host.statedir import StateDir
+from reconciler.model.event import Event, stray_events
+from reconciler.observe.membership import Membership
+from reconciler.observe.snapshot import observe
+from reconciler.observe.usage import Sampler, needs
 from reconciler.plan import plan
-from reconciler.process import reap
-from reconciler.specs import SpecLoader
-from reconciler.state import StateDir
-from reconciler.statekeeper import StateKeeper
-from reconciler.usage import Sampler, needs
+from reconciler.specs.loader import SpecLoader
+from reconciler.status.events import action_events, current_phases, phase_events
+from reconciler.status.passresult import PassResult
 
 log = logging.getLogger("wnr.events")
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.actions import Action, WriteLimit
-from reconciler.desired import Desired, Source
-from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS
-from reconciler.models import API_VERSION, Job, Node, Slot
-from reconciler.observed import CgroupState, Observed, Placement
+from reconciler.model.actions import Action, WriteLimit
+from reconciler.model.api import API_VERSION, Job, Node, Slot
+from reconciler.model.desired import Desired, Source
+from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS
+from reconciler.model.observed import CgroupState, Observed, Placement
+from reconciler.model.records import AttemptRecord, JobRecords, SlotRecord, StopRecord
 from reconciler.plan import Note, Plan
-from reconciler.records import AttemptRecord, JobRecords, SlotRecord, StopRecord
 
 ROOT_PATH = "/sys/fs/cgroup/wnr"
 DEFAULT_CONTROLLERS = frozenset({"cpu", "memory", "pids", "io"})

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.mounts import cgroup2_mounts
-from reconciler.process import WRAPPER
+from reconciler.host.process import WRAPPER
+from reconciler.observe.mounts import cgroup2_mounts
 
 # The daemon's members of a record, as apply passes them to the wrapper.
 WRAPPER_BASE = '"gpus": ["0"], "spawnedAt": 100.5'

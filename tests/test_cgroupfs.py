@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cgroupfs import CgroupFS
-from reconciler.errors import CgroupError
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.model.errors import CgroupError
 from tests.conftest import wait_for
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reconciler.atomicfile import write_json
-from reconciler.cgroupfs import CgroupFS
-from reconciler.daemon import pin_malloc_thresholds
-from reconciler.jobphase import Phase, job_view
-from reconciler.observe import observe
-from reconciler.state import JobRecords, StateDir
+from reconciler.daemon.loop import pin_malloc_thresholds
+from reconciler.host.atomicfile import write_json
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.statedir import JobRecords, StateDir
+from reconciler.observe.snapshot import observe
+from reconciler.plan.jobphase import Phase, job_view
 
 ENDED = {"phase": "exited", "spawnedAt": 100.0, "exitCode": 0, "finishedAt": 101.0}
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from reconciler.models import Job, NodeSpec, Slot
-from reconciler.observed import NodeFacts
+from reconciler.model.api import Job, NodeSpec, Slot
+from reconciler.model.observed import NodeFacts
 from reconciler.plan.launch import launch, placement_refusal
-from reconciler.runtime import Launch, apptainer_argv, bwrap_argv
+from reconciler.plan.runtime import Launch, apptainer_argv, bwrap_argv
 from tests.helpers import common, wnr
 
 PAYLOAD = ("python3", "run.py")

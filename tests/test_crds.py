@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from reconciler.crds import all_crds, crd_filename, crd_for, render, render_crds, strict_schema
-from reconciler.models import API_VERSION, KINDS, Slot
-from reconciler.quantity import parse_bytes, parse_millicpus
+from reconciler.model.api import API_VERSION, KINDS, Slot
+from reconciler.model.quantity import parse_bytes, parse_millicpus
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = {crd["spec"]["names"]["kind"]: crd for crd in all_crds()}

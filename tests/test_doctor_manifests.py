@@ -81,7 +81,7 @@ def test_cgroup_kill_follows_kernel_version(release: str, verdict: Verdict) -> N
 
 def test_untrusted_spec_file_is_refused_and_keeps_running_work(tmp_path: Path) -> None:
     """The loader refuses a spec file that others can write, like an invalid file (nothing is deleted)."""
-    from reconciler.specs import SpecLoader  # noqa: PLC0415 - kept beside the test that needs it
+    from reconciler.specs.loader import SpecLoader  # noqa: PLC0415 - kept beside the test that needs it
 
     specs = tmp_path / "specs"
     specs.mkdir()

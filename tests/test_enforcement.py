@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.usage import memory_of
+from reconciler.observe.usage import memory_of
 from tests.conftest import wait_for
 from tests.helpers import DaemonProcess
 

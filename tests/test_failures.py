@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from reconciler.actions import CreateCgroup, FailureKind, WriteLimit
-from reconciler.apply import Applier
-from reconciler.cgroupfs import CgroupFS
-from reconciler.state import StateDir
+from reconciler.apply.applier import Applier
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.statedir import StateDir
+from reconciler.model.actions import CreateCgroup, FailureKind, WriteLimit
 
 
 def test_a_failed_action_is_terminal_and_what_depends_on_it_is_skipped(

@@ -22,15 +22,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.desired import Desired
-from reconciler.models import API_VERSION
-from reconciler.passresult import PassResult
+from reconciler.model.api import API_VERSION
+from reconciler.model.desired import Desired
 from reconciler.plan import plan
 from reconciler.render import jobs_table, plan_data, plan_text, slots_table
-from reconciler.specfile import parse_text
-from reconciler.specs import SpecLoader
+from reconciler.specs.loader import SpecLoader
+from reconciler.specs.parse import parse_text
+from reconciler.specs.yamlbounds import decode
 from reconciler.status import api_object, job_statuses, slot_statuses
-from reconciler.yamlbounds import decode
+from reconciler.status.passresult import PassResult
 from tests.builders import RUNNING, tree
 from tests.hostile import Case, cases
 

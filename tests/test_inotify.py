@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cgroupfs import CgroupFS
-from reconciler.daemon import Daemon
-from reconciler.inotify import DirWatch
+from reconciler.daemon.inotify import DirWatch
+from reconciler.daemon.loop import Daemon
+from reconciler.daemon.waker import Waker
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.statedir import StateDir
 from reconciler.reconcile import Reconciler
-from reconciler.specs import SpecLoader
-from reconciler.state import StateDir
-from reconciler.waker import Waker
+from reconciler.specs.loader import SpecLoader
 
 
 @pytest.fixture

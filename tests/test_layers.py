@@ -22,13 +22,19 @@ FORBIDDEN_FOR_PURE = (
     "psutil",
     "watchfiles",
     "reconciler.specs",
-    "reconciler.specfile",
-    "reconciler.state",
-    "reconciler.statefault",
-    "reconciler.atomicfile",
-    "reconciler.cgroupfs",
-    "reconciler.process",
+    "reconciler.observe",
     "reconciler.apply",
+    "reconciler.daemon",
+    "reconciler.host",
+    "reconciler.reconcile",
+    "reconciler.render",
+)
+# The pure core: every module of these packages, each imported alone.
+PURE_PACKAGES = ("model", "plan", "status")
+PURE_MODULES = sorted(
+    f"reconciler.{package}" + ("" if path.stem == "__init__" else f".{path.stem}")
+    for package in PURE_PACKAGES
+    for path in (REPO / "reconciler" / package).glob("*.py")
 )
 
 
@@ -44,21 +50,9 @@ def forbidden(modules: set[str]) -> set[str]:
     return {m for m in modules for f in FORBIDDEN_FOR_PURE if m == f or m.startswith(f"{f}.")}
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "reconciler.plan",
-        "reconciler.status",
-        "reconciler.desired",
-        "reconciler.records",
-        "reconciler.layout",
-        "reconciler.jobphase",
-        "reconciler.limits",
-        "reconciler.runtime",
-    ],
-)
+@pytest.mark.parametrize("module", PURE_MODULES)
 def test_pure_modules_do_not_import_io_layers(module: str) -> None:
-    """The planner, status and the types below them load no YAML loader, state dir, retries, psutil, watcher or host layer."""
+    """Each module of the model, the planner and status loads no YAML loader, retries, psutil, watcher, state dir or host layer."""
     assert set() == forbidden(imported_by(module))
 
 
@@ -82,21 +76,28 @@ def test_the_contracts_hold() -> None:
     assert 0 == result.returncode, result.stdout + result.stderr
 
 
-def test_breaking_a_contract_on_purpose_fails(tmp_path: Path) -> None:
-    """A copy of the package whose planner imports the spec loader fails lint-imports, naming the import."""
+@pytest.mark.parametrize(
+    ("module", "imported"),
+    [
+        ("plan/core.py", "reconciler.specs.loader"),  # the pure core
+        ("host/cgroupfs.py", "reconciler.plan.builder"),  # the host layer
+        ("observe/usage.py", "reconciler.apply.applier"),  # the layers
+    ],
+)
+def test_breaking_a_contract_on_purpose_fails(tmp_path: Path, module: str, imported: str) -> None:
+    """A copy of the package with one import against a contract fails lint-imports, naming the import."""
     shutil.copytree(
         REPO / "reconciler",
         tmp_path / "reconciler",
         ignore=shutil.ignore_patterns("_bin", "__pycache__"),
     )
     shutil.copy(REPO / "pyproject.toml", tmp_path)
-    core = tmp_path / "reconciler" / "plan" / "core.py"
-    core.write_text(
-        core.read_text() + "\nimport reconciler.specs  # a contract broken on purpose\n"
-    )
+    source = tmp_path / "reconciler" / module
+    source.write_text(source.read_text() + f"\nimport {imported}  # a contract broken on purpose\n")
     result = lint_imports(tmp_path)
     assert 1 == result.returncode, result.stdout + result.stderr
-    assert "reconciler.plan.core -> reconciler.specs" in result.stdout
+    importer = "reconciler." + module.removesuffix(".py").replace("/", ".")
+    assert f"{importer} -> {imported}" in result.stdout
 
 
 # Not __main__: importing it runs the benchmark.

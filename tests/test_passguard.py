@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import ObjectError, attributed
-from reconciler.events import EventLog
-from reconciler.jobphase import JobView, Phase
-from reconciler.passguard import BACKOFF_MIN, QUARANTINE_AFTER, ErrorLog, PassGuard
+from reconciler.daemon.passguard import BACKOFF_MIN, QUARANTINE_AFTER, ErrorLog, PassGuard
+from reconciler.host.eventlog import EventLog
+from reconciler.model.errors import ObjectError, attributed
 from reconciler.plan import plan
+from reconciler.plan.jobphase import JobView, Phase
 from tests.builders import desired, job, slot, tree
 from tests.conftest import wait_for
 from tests.helpers import REPO, record, write_job, write_slot

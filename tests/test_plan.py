@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.actions import (
+from reconciler.host.statedir import JobRecords, SlotRecord, StopRecord
+from reconciler.model.actions import (
     Action,
     CreateCgroup,
     EnableControllers,
@@ -20,12 +21,11 @@ from reconciler.actions import (
     StartJob,
     WriteLimit,
 )
-from reconciler.desired import Desired, Source
-from reconciler.jobphase import JobView, Phase
-from reconciler.models import Job, Node, Slot
-from reconciler.observed import Observed
+from reconciler.model.api import Job, Node, Slot
+from reconciler.model.desired import Desired, Source
+from reconciler.model.observed import Observed
 from reconciler.plan import Note, plan
-from reconciler.state import JobRecords, SlotRecord, StopRecord
+from reconciler.plan.jobphase import JobView, Phase
 from tests.builders import (
     ALL_CONTROLLERS,
     DEFAULT_CONTROLLERS,

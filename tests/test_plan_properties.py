@@ -18,7 +18,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import (
+from reconciler.host.statedir import AttemptRecord, JobRecords, SlotRecord, StopRecord
+from reconciler.model.actions import (
     Action,
     CreateCgroup,
     EnableControllers,
@@ -31,12 +32,11 @@ from reconciler.actions import (
     StartJob,
     WriteLimit,
 )
-from reconciler.desired import Desired, Source
-from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS
-from reconciler.models import API_VERSION, Job, Node, Slot
-from reconciler.observed import CgroupState, Observed, Placement
+from reconciler.model.api import API_VERSION, Job, Node, Slot
+from reconciler.model.desired import Desired, Source
+from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS
+from reconciler.model.observed import CgroupState, Observed, Placement
 from reconciler.plan import Plan, plan
-from reconciler.state import AttemptRecord, JobRecords, SlotRecord, StopRecord
 from tests.builders import DESTRUCTIVE, ROOT_PATH
 
 CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler.actions import KillStrays, Signal
-from reconciler.event import stray_events
-from reconciler.observed import Observed, Stray
+from reconciler.model.actions import KillStrays, Signal
+from reconciler.model.event import stray_events
+from reconciler.model.observed import Observed, Stray
 from reconciler.plan import plan
 from tests.builders import RUNNING, attempt, desired, job, notes_of, records, slot, tree
 

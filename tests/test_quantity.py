@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from reconciler.limits import cpu_max, cpuset_list, memory_value
-from reconciler.quantity import format_bytes, format_millicpus, parse_bytes, parse_millicpus
+from reconciler.model.limits import cpu_max, cpuset_list, memory_value
+from reconciler.model.quantity import format_bytes, format_millicpus, parse_bytes, parse_millicpus
 
 GI = 2**30
 MI = 2**20

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.specread import Content, Outcome, Unreadable, read_spec
-from reconciler.specs import SpecLoader, guarded_parse
-from reconciler.yamlbounds import MAX_DEPTH, MAX_EXPANDED_NODES, Refusal, check, decode
+from reconciler.specs.loader import SpecLoader, guarded_parse
+from reconciler.specs.read import Content, Outcome, Unreadable, read_spec
+from reconciler.specs.yamlbounds import MAX_DEPTH, MAX_EXPANDED_NODES, Refusal, check, decode
 from tests.hostile import HEADER, Case, cases, job
 
 
@@ -145,7 +145,7 @@ def test_a_parser_bug_is_the_files_error(monkeypatch: pytest.MonkeyPatch) -> Non
     def broken(path: str, text: str, max_documents: int) -> object:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("reconciler.specs.parse_text", broken)
+    monkeypatch.setattr("reconciler.specs.loader.parse_text", broken)
     errors = guarded_parse("/f.yaml", b"a: 1\n", 10).errors
     message = "cannot parse: RecursionError: maximum recursion depth exceeded"
     assert ["/f.yaml:1:1: " + message] == [str(e) for e in errors]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import specs
-from reconciler.desired import Source, SpecError
-from reconciler.specfile import Parsed
-from reconciler.specs import SpecLoader, is_spec_file
+from reconciler.model.desired import Source, SpecError
+from reconciler.specs import loader as specs
+from reconciler.specs.loader import SpecLoader, is_spec_file
+from reconciler.specs.parse import Parsed
 
 HEADER = "apiVersion: wnr.dev/v1alpha1\n"
 

@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from reconciler.atomicfile import write_json
-from reconciler.records import StopRecord
-from reconciler.state import StateDir
+from reconciler.host.atomicfile import write_json
+from reconciler.host.statedir import StateDir
+from reconciler.model.records import StopRecord
 
 
 def _settle(directory: Path, seconds_ago: float = 10.0) -> int:

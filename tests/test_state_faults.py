@@ -22,16 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.actions import FailureKind, ForgetJob, StartJob
-from reconciler.apply import Applier
-from reconciler.atomicfile import write_json
-from reconciler.cgroupfs import CgroupFS
+from reconciler.apply.applier import Applier
+from reconciler.apply.statekeeper import StateKeeper
 from reconciler.doctor import Verdict, check_state_dir
-from reconciler.jobphase import Phase, job_view
-from reconciler.nodelock import LockBusyError, NodeLock
-from reconciler.observed import Observed
-from reconciler.state import AttemptRecord, JobRecords, StateDir, StateDirError
-from reconciler.statekeeper import StateKeeper
+from reconciler.host.atomicfile import write_json
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.nodelock import LockBusyError, NodeLock
+from reconciler.host.statedir import AttemptRecord, JobRecords, StateDir, StateDirError
+from reconciler.model.actions import FailureKind, ForgetJob, StartJob
+from reconciler.model.observed import Observed
+from reconciler.plan.jobphase import Phase, job_view
 from tests import test_daemon
 from tests.conftest import wait_for
 from tests.helpers import REPO, DaemonProcess, common, wnr, write_slot

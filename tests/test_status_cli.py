@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.event import Event
-from reconciler.events import EventLog
+from reconciler.host.eventlog import EventLog
+from reconciler.model.event import Event
 from tests.conftest import wait_for
 from tests.helpers import DaemonProcess, common, wnr
 

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from reconciler.waker import Waker
+from reconciler.daemon.waker import Waker
 
 
 def test_a_watched_process_exit_ends_the_wait() -> None:

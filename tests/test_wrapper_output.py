@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.process import WRAPPER
+from reconciler.host.process import WRAPPER
 from tests.conftest import fill, load_record, run_wrapper, wait_for
 
 ROTATED = b"wnr-wrapper: log rotated"
@@ -44,7 +44,7 @@ def wrapper_binary(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     if request.param == "pidfd":
         return WRAPPER
     binary = tmp_path_factory.mktemp("wrapper") / "wnr-wrapper"
-    source = Path(__file__).resolve().parent.parent / "reconciler" / "wrapper.c"
+    source = Path(__file__).resolve().parent.parent / "reconciler" / "host" / "wrapper.c"
     command = ["cc", "-O2", "-std=gnu99", "-DWNR_NO_PIDFD", "-o", str(binary), str(source)]
     subprocess.run(command, check=True)
     return str(binary)

@@ -1,10 +1,11 @@
 """The planner: a pure function of (desired, observed, now) returning the ordered actions.
 
-No I/O, no clock, no psutil, no cgroup layer (tests/test_layers.py enforces
-the imports). Slots and removals are visited by name and jobs in spec order
-(file, then document), so shuffling objects never changes the plan. A
-converged system plans nothing; an incomplete spec set (a file never parsed,
-an unreadable directory) plans no deletion at all.
+No I/O, no clock, no psutil, no host layer (the import contracts in
+pyproject.toml and tests/test_layers.py enforce it). Slots and removals are
+visited by name and jobs in spec order (file, then document), so shuffling
+objects never changes the plan. A converged system plans nothing; an
+incomplete spec set (a file never parsed, an unreadable directory) plans no
+deletion at all.
 
     builder   the plan under construction, notes, requeue times
     tree      the root, slots and their limits
@@ -12,6 +13,10 @@ an unreadable directory) plans no deletion at all.
     schedule  which pending jobs fit their slot, in spec order
     removals  what is observed but no longer desired
     strays    processes out of place: escapees (killed with their job), intruders
+    launch    where and how a job starts: placement refusals, its argv (through runtime)
+    jobphase  a job's phase and reason from its records and cgroup, and its view under policy
+    runtime   a job (argv, image, binds, GPUs) as the argv the wrapper execs
+    unenforced  fields accepted but not acted on yet, reported by the planner
 """
 
 from reconciler.plan.builder import Note, Plan

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler.actions import (
+from reconciler.model.actions import (
     CreateCgroup,
     ForgetAgent,
     KillCgroup,
@@ -19,14 +19,14 @@ from reconciler.actions import (
     Signal,
     StartAgent,
 )
-from reconciler.jobphase import START_TIMEOUT_SECONDS
-from reconciler.layout import agent_cgroup
-from reconciler.limits import Limits
-from reconciler.models import AgentSpec
+from reconciler.model.api import AgentSpec
+from reconciler.model.layout import agent_cgroup
+from reconciler.model.limits import Limits
+from reconciler.model.records import AgentRecords, AttemptPhase
 from reconciler.plan.builder import Builder
+from reconciler.plan.jobphase import START_TIMEOUT_SECONDS
 from reconciler.plan.jobs import state_wait
 from reconciler.plan.tree import plan_limits
-from reconciler.records import AgentRecords, AttemptPhase
 
 
 def plan_agents(

@@ -7,10 +7,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.actions import Action
-from reconciler.desired import Desired
-from reconciler.jobphase import JobView
-from reconciler.observed import Observed
+from reconciler.model.actions import Action
+from reconciler.model.desired import Desired
+from reconciler.model.observed import Observed
+from reconciler.plan.jobphase import JobView
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Builder:
         quarantined: Mapping[str, str] | None = None,
     ) -> None:
         self.desired = desired
-        # Jobs left alone because planning them kept raising (reconciler.passguard).
+        # Jobs left alone because planning them kept raising (reconciler.daemon.passguard).
         self.quarantined = quarantined or {}
         self.observed = observed
         self.node = desired.node_spec

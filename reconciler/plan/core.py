@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from reconciler.desired import Desired
-from reconciler.models import Job, Node, Slot, SlotState
-from reconciler.observed import Observed
+from reconciler.model.api import Job, Node, Slot, SlotState
+from reconciler.model.desired import Desired
+from reconciler.model.observed import Observed
 from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder, Plan
 from reconciler.plan.jobs import plan_slot_jobs
 from reconciler.plan.removals import plan_removals
 from reconciler.plan.strays import plan_strays
 from reconciler.plan.tree import plan_root, plan_slot
-from reconciler.unenforced import unenforced_fields
+from reconciler.plan.unenforced import unenforced_fields
 
 
 def plan(

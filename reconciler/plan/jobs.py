@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
-from reconciler.errors import attributed
-from reconciler.jobphase import JobView, Phase, view_under_policy
-from reconciler.layout import job_cgroup, work_dir
-from reconciler.limits import SAMPLED_FILES, Limits
-from reconciler.models import Job, Slot, SlotState
-from reconciler.observed import CgroupState
+from reconciler.model.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
+from reconciler.model.api import Job, Slot, SlotState
+from reconciler.model.errors import attributed
+from reconciler.model.layout import job_cgroup, work_dir
+from reconciler.model.limits import SAMPLED_FILES, Limits
+from reconciler.model.observed import CgroupState
+from reconciler.model.quantity import format_bytes
+from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Builder
+from reconciler.plan.jobphase import JobView, Phase, view_under_policy
 from reconciler.plan.launch import launch, placement_refusal
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import plan_limits
-from reconciler.quantity import format_bytes
-from reconciler.records import JobRecords
 
 # After a SIGKILL the wrapper needs a moment to record the end before cgroup.kill takes all.
 KILL_GRACE_SECONDS = 1.0

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.models import Job, NodeSpec, Slot
-from reconciler.observed import NodeFacts
-from reconciler.runtime import IMAGE_VARIABLE, Launch, command_for, gpu_environment, resolve
+from reconciler.model.api import Job, NodeSpec, Slot
+from reconciler.model.observed import NodeFacts
+from reconciler.plan.runtime import IMAGE_VARIABLE, Launch, command_for, gpu_environment, resolve
 
 
 @dataclass(frozen=True)

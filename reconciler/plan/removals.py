@@ -9,13 +9,13 @@ an incomplete spec set.
 
 from __future__ import annotations
 
-from reconciler.actions import ForgetJob, ForgetSlot, RecordSlot, RemoveCgroup
-from reconciler.layout import job_cgroup, slot_cgroup
-from reconciler.models import SlotSpec
+from reconciler.model.actions import ForgetJob, ForgetSlot, RecordSlot, RemoveCgroup
+from reconciler.model.api import SlotSpec
+from reconciler.model.layout import job_cgroup, slot_cgroup
+from reconciler.model.records import SlotRecord
 from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobs import plan_stop
-from reconciler.records import SlotRecord
 
 _DEFAULTS = SlotSpec()
 DEFAULT_RECORD = SlotRecord(

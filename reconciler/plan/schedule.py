@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.models import Job, Slot
-from reconciler.quantity import format_bytes, format_millicpus
+from reconciler.model.api import Job, Slot
+from reconciler.model.quantity import format_bytes, format_millicpus
 
 
 @dataclass

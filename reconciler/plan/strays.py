@@ -1,4 +1,4 @@
-"""Planner step: processes out of place (observed by reconciler.membership): report, and end
+"""Planner step: processes out of place (observed by reconciler.observe.membership): report, and end
 a job's escapees with the job.
 
 An escapee (one of a job's processes that left the job's cgroup: into its
@@ -13,9 +13,9 @@ step, since whether a job is stopping is decided by them.
 
 from __future__ import annotations
 
-from reconciler.actions import KillCgroup, KillStrays, Signal
-from reconciler.layout import job_cgroup
-from reconciler.observed import Stray
+from reconciler.model.actions import KillCgroup, KillStrays, Signal
+from reconciler.model.layout import job_cgroup
+from reconciler.model.observed import Stray
 from reconciler.plan.builder import Builder
 
 

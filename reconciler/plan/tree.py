@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from reconciler.actions import CreateCgroup, EnableControllers, RecordSlot, WriteLimit
-from reconciler.layout import slot_cgroup
-from reconciler.limits import CONTROLLER_OF, KERNEL_DEFAULTS, Limits, is_set, ordered, render
-from reconciler.models import Slot, SlotState
-from reconciler.observed import CgroupState
+from reconciler.model.actions import CreateCgroup, EnableControllers, RecordSlot, WriteLimit
+from reconciler.model.api import Slot, SlotState
+from reconciler.model.layout import slot_cgroup
+from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS, Limits, is_set, ordered, render
+from reconciler.model.observed import CgroupState
 from reconciler.plan.builder import Builder
 
 

@@ -9,9 +9,9 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.event import Event
-from reconciler.models import Job, Slot
-from reconciler.quantity import format_bytes, format_millicpus
+from reconciler.model.api import Job, Slot
+from reconciler.model.event import Event
+from reconciler.model.quantity import format_bytes, format_millicpus
 from reconciler.render.formats import NONE, age, dump, human_bytes, table
 from reconciler.status import Condition, JobStatus, SlotStatus, spec_data, timestamp
 

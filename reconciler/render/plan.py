@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
-from reconciler.passresult import PassResult
+from reconciler.model.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
+from reconciler.status.passresult import PassResult
 
 _GREEN, _RED, _YELLOW, _DIM, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[2m", "\033[0m"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.models import Slot
-from reconciler.quantity import format_bytes, format_millicpus
+from reconciler.model.api import Slot
+from reconciler.model.quantity import format_bytes, format_millicpus
 from reconciler.render.formats import NONE, age, human_bytes, table
 from reconciler.status import TRUE, Condition, JobStatus, SlotStatus
 

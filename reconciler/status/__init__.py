@@ -9,6 +9,8 @@ object to error.
     jobs        JobStatus and `job_statuses`
     slots       SlotStatus, its Resources and phases, and `slot_statuses`
     objects     jobs and slots as Kubernetes objects for `-o json|yaml`
+    passresult  what one pass saw, planned and failed to do (PassResult)
+    events      the pass's events: phase changes and actions, each reported once
 """
 
 from reconciler.status.conditions import FALSE, NOT_BY_KERNEL, TRUE, UNKNOWN, Condition

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reconciler.actions import WriteLimit
-from reconciler.desired import Desired
-from reconciler.limits import CONTROLLER_OF, SAMPLED_LIMITS, Limits, is_set, ordered, render
-from reconciler.models import NodeSpec, Slot
-from reconciler.observed import Observed
+from reconciler.model.actions import WriteLimit
+from reconciler.model.api import NodeSpec, Slot
+from reconciler.model.desired import Desired
+from reconciler.model.limits import CONTROLLER_OF, SAMPLED_LIMITS, Limits, is_set, ordered, render
+from reconciler.model.observed import Observed
 from reconciler.plan.builder import Plan
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.desired import Desired
-from reconciler.jobphase import JobView, Phase, view_under_policy
-from reconciler.layout import job_cgroup
-from reconciler.models import Job, NodeSpec
-from reconciler.observed import Observed
+from reconciler.model.api import Job, NodeSpec
+from reconciler.model.desired import Desired
+from reconciler.model.layout import job_cgroup
+from reconciler.model.observed import Observed
+from reconciler.model.records import AttemptRecord, JobRecords
 from reconciler.plan.builder import Note, Plan
-from reconciler.records import AttemptRecord, JobRecords
+from reconciler.plan.jobphase import JobView, Phase, view_under_policy
 from reconciler.status.conditions import Condition, spec_conditions, state_conditions
 
 

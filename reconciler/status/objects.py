@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.models import API_VERSION, Job, Slot
-from reconciler.quantity import format_bytes, format_millicpus
+from reconciler.model.api import API_VERSION, Job, Slot
+from reconciler.model.quantity import format_bytes, format_millicpus
 from reconciler.status.jobs import JobStatus, timestamp
 from reconciler.status.slots import SlotStatus
 

@@ -21,14 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.actions import CreateCgroup, EnableControllers
-from reconciler.desired import Desired
-from reconciler.jobphase import JobView, Phase
-from reconciler.layout import slot_cgroup
-from reconciler.models import NodeSpec, Slot, SlotState
-from reconciler.observed import Observed
+from reconciler.model.actions import CreateCgroup, EnableControllers
+from reconciler.model.api import NodeSpec, Slot, SlotState
+from reconciler.model.desired import Desired
+from reconciler.model.layout import slot_cgroup
+from reconciler.model.observed import Observed
+from reconciler.model.quantity import format_bytes, format_millicpus
 from reconciler.plan.builder import Plan
-from reconciler.quantity import format_bytes, format_millicpus
+from reconciler.plan.jobphase import JobView, Phase
 from reconciler.status.conditions import (
     UNKNOWN,
     Condition,

@@ -1,0 +1,219 @@
+"""The daemon (`wnr run`): level-triggered passes, woken by file events, exits, timers and resyncs.
+
+An event only wakes the loop; every pass re-reads everything. The loop sleeps
+in poll(2) (reconciler.daemon.waker) on the spec directory's inotify descriptor, on a
+pidfd per wrapper (its exit, just after it recorded how its payload ended, is
+the job-exit event) and on the `cgroup.events` of stopping jobs (the kernel
+says when one has emptied). Where inotify is unavailable a watchfiles thread
+polls the spec directory instead. The state dir is not watched: wnr writes it
+itself, and the one wrapper record that needs a prompt pass comes with an exit.
+SIGTERM stops the daemon between passes and leaves every job running.
+While the state dir cannot record (reconciler.apply.statekeeper), the loop looks
+again every STATE_RECHECK_SECONDS, so it resumes by itself once it can.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+import watchfiles
+
+from reconciler.daemon.inotify import DirWatch
+from reconciler.daemon.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
+from reconciler.daemon.waker import Waker
+from reconciler.host.nodelock import NodeLock
+from reconciler.host.process import is_wrapper
+from reconciler.model.actions import FailureKind
+from reconciler.model.layout import agent_cgroup, job_cgroup
+from reconciler.model.records import LIVE_PHASES
+from reconciler.reconcile import Reconciler
+from reconciler.status.passresult import PassResult
+
+log = logging.getLogger("wnr.daemon")
+
+RESYNC_SECONDS = 30.0
+# After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
+VERIFY_SECONDS = 0.5
+STATE_RECHECK_SECONDS = 1.0
+# glibc's mallopt parameters, and its default thresholds (bytes).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MALLOC_THRESHOLD = 128 * 1024
+
+
+def pin_malloc_thresholds() -> None:
+    """Fix glibc's mmap and trim thresholds at their defaults, unless the admin set them.
+
+    By default glibc raises its mmap threshold to the size of each mmapped block freed and
+    keeps twice that untrimmed at the top of its heap, so a long-running daemon's RSS moves
+    in ~1 MiB steps that outlive what caused them (bench/churn.py saw +0.9 MiB steps over
+    10,000 jobs). Fixed values turn that adjustment off: RSS follows what the daemon holds.
+    """
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # not a libc with mallopt
+    mallopt(_M_MMAP_THRESHOLD, _MALLOC_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, _MALLOC_THRESHOLD)
+
+
+class Daemon:
+    """Runs passes until stopped."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        watch: Sequence[Path],
+        resync: float = RESYNC_SECONDS,
+        lock: NodeLock | None = None,
+    ) -> None:
+        self.reconciler = reconciler
+        self.lock = lock
+        # A spec file given by name is watched through its directory.
+        self.watch = sorted({str(p if p.is_dir() or not p.exists() else p.parent) for p in watch})
+        self.resync = resync
+        self.stop = threading.Event()
+        self.waker = Waker()
+        self.polling: threading.Thread | None = None
+        self.guard = PassGuard(reconciler.events, reconciler.clock)
+        reconciler.quarantined = self.guard.quarantined
+        self.spec_errors = ErrorLog()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping the daemon; jobs keep running", signal.Signals(signum).name)
+        self.stop.set()
+        self.waker.wake()
+
+    def _poll_specs(self) -> None:
+        """Where inotify is unavailable: watchfiles, polling, turns changes into wake-ups."""
+        while not self.stop.is_set():
+            paths = [p for p in self.watch if Path(p).is_dir()]
+            if not paths:
+                self.stop.wait(self.resync)
+                continue
+            try:
+                for _changes in watchfiles.watch(
+                    *paths,
+                    force_polling=True,
+                    stop_event=self.stop,
+                    raise_interrupt=False,
+                    rust_timeout=1000,
+                    yield_on_timeout=False,
+                ):
+                    self.waker.wake()
+            except (FileNotFoundError, RuntimeError, OSError) as exc:
+                log.warning("watching %s failed (%s); relying on resync", paths, exc)
+                self.stop.wait(1.0)
+
+    def _spec_events(self) -> DirWatch | None:
+        """The spec directories' inotify, in the loop's poll set; else the polling thread."""
+        try:
+            dirs = DirWatch()
+        except OSError as exc:
+            self._start_polling(f"inotify unavailable ({exc})")
+            return None
+        self.waker.add_reader(dirs.fd, dirs.drain)
+        return dirs
+
+    def _start_polling(self, why: str) -> None:
+        if self.polling is None:
+            log.warning("%s: polling %s for changes", why, ", ".join(self.watch))
+            self.polling = threading.Thread(target=self._poll_specs, name="wnr-watch", daemon=True)
+            self.polling.start()
+
+    def _watch(self, result: PassResult) -> None:
+        """Wait on what this pass left in motion: wrappers' exits, cgroups emptying."""
+        for pid in result.spawned:
+            self.waker.watch_exit(pid)
+        for pid in recorded_wrappers(result):
+            if not self.waker.watching(pid) and is_wrapper(pid):
+                self.waker.watch_exit(pid)
+        self.waker.watch_emptying(emptying(result, self.reconciler.fs.directory))
+
+    def run(self) -> int:
+        """The loop; returns the process exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        pin_malloc_thresholds()
+        dirs = self._spec_events()
+        backoff = BACKOFF_MIN
+        while not self.stop.is_set():
+            # Before the pass, so that a change during it wakes the next one.
+            if dirs is not None and dirs.ensure(self.watch):
+                self._start_polling("inotify refused a watch")
+            result = self.guard.run(self.reconciler.run_pass)
+            if result is None:
+                # The pass raised: logged and recorded by the guard; look again after a pause.
+                self.waker.wait(self.guard.backoff)
+                continue
+            self.spec_errors.log(result.desired.errors)
+            self.guard.track(result.desired.jobs)
+            delay = self.resync
+            if result.plan.requeue_after is not None:
+                delay = min(delay, result.plan.requeue_after)
+            if result.resample_after is not None:
+                delay = min(delay, result.resample_after)
+            if result.plan.actions:
+                delay = min(delay, VERIFY_SECONDS)
+            if any(f.kind is FailureKind.TRANSIENT for f in result.failures):
+                # Terminal failures wait for the next event or resync: retrying them on a
+                # timer would only repeat them.
+                delay = min(delay, backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            else:
+                backoff = BACKOFF_MIN
+            if result.state_fault is not None:
+                delay = min(delay, STATE_RECHECK_SECONDS)
+            if self.lock is not None:
+                self.lock.ensure()  # the state dir may have been deleted and created again
+            log.debug("pass: %d actions, next in %.2fs", len(result.plan.actions), delay)
+            self._watch(result)
+            if not self.stop.is_set():
+                self.waker.wait(delay)
+        if dirs is not None:
+            dirs.close()
+        self.waker.close()
+        return 0
+
+
+def recorded_wrappers(result: PassResult) -> Iterator[int]:
+    """The wrappers that records name as starting or running, in cgroups still populated
+    (a record left `running` by a wrapper killed from outside names a PID that may be reused)."""
+    observed = result.observed
+    for name, records in observed.records.items():
+        last, where = records.last, observed.jobs.get(name)
+        if last is None or not last.wrapper_pid or last.phase not in LIVE_PHASES:
+            continue
+        if where is not None and where.cgroup.populated:
+            yield last.wrapper_pid
+    for key, agent in observed.agent_records.items():
+        run, cgroup = agent.run, observed.agents.get(key)
+        if run is None or not run.wrapper_pid or run.phase not in LIVE_PHASES:
+            continue
+        if cgroup is not None and cgroup.populated:
+            yield run.wrapper_pid
+
+
+def emptying(result: PassResult, directory: Callable[[str], str]) -> Iterator[str]:
+    """`cgroup.events` of the populated cgroups being stopped, or holding what a finished job
+    left behind: the pass after they empty removes them."""
+    observed = result.observed
+    for name, (slot, cgroup) in observed.jobs.items():
+        records = observed.records.get(name)
+        if not cgroup.populated or records is None:
+            continue
+        last = records.last
+        if records.stop is not None or (last is not None and last.phase not in LIVE_PHASES):
+            yield f"{directory(job_cgroup(slot, name))}/cgroup.events"
+    for (slot, index), cgroup in observed.agents.items():
+        agent = observed.agent_records.get((slot, index))
+        if cgroup.populated and agent is not None and agent.stop is not None:
+            yield f"{directory(agent_cgroup(slot, index))}/cgroup.events"

@@ -1,0 +1,78 @@
+"""The desired state and where it came from: pure types below the whole pipeline.
+
+Spec loading (`specs`) produces a `Desired`; the planner, status and
+rendering read it. No YAML loader, no I/O: the planner imports this, not the
+spec loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.model.api import Job, Node, NodeSpec, Slot
+
+
+@dataclass(frozen=True, order=True)
+class Source:
+    """Where an object was written: the file and the index of its document in that file."""
+
+    path: str
+    document: int
+
+
+@dataclass(frozen=True)
+class SpecError:
+    """A problem with a spec, formatted as `file:line:col: Kind/name: field: message`."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+    kind: str = ""
+    name: str = ""
+    field: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}:{self.column}"
+        parts = [where]
+        if self.kind or self.name:
+            parts.append(f"{self.kind or '?'}/{self.name or '?'}")
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the admin asked for, as validated objects in spec order (file path, then document)."""
+
+    node: Node | None = None
+    slots: Mapping[str, Slot] = field(default_factory=dict)
+    jobs: Mapping[str, Job] = field(default_factory=dict)
+    sources: Mapping[tuple[str, str], Source] = field(default_factory=dict)
+    errors: tuple[SpecError, ...] = ()
+    # False when objects may exist that we cannot see (a file never parsed, an
+    # unreadable directory): the planner then deletes nothing.
+    complete: bool = True
+
+    def slot_jobs(self, slot: str) -> list[Job]:
+        """A slot's jobs in spec order: file, then document, then name (a job whose source
+        is unknown sorts first, by name). The planner admits them in this order and status
+        lists them in it."""
+        jobs = [j for j in self.jobs.values() if j.spec.slot == slot]
+        return sorted(jobs, key=self._position)
+
+    def _position(self, job: Job) -> tuple[str, int, str]:
+        source = self.sources.get(("Job", job.metadata.name))
+        name = job.metadata.name
+        return (source.path, source.document, name) if source is not None else ("", 0, name)
+
+    @property
+    def node_spec(self) -> NodeSpec:
+        """The Node's spec, or every default when no Node object exists (all fields have one)."""
+        return self.node.spec if self.node is not None else _DEFAULT_NODE
+
+
+_DEFAULT_NODE = NodeSpec()

@@ -1,0 +1,161 @@
+"""What observe saw: frozen dataclasses of the owned cgroup tree and the job records.
+
+Plain data between observe (which reads the kernel) and plan (which must not).
+"""
+
+from __future__ import annotations
+
+import errno as errnos
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from reconciler.model.records import AgentRecords, JobRecords, SlotRecord
+
+
+@dataclass(frozen=True)
+class CgroupState:
+    """One existing cgroup as the kernel shows it. For job and agent cgroups (leaves) observe
+    reads only `populated` and the limits: `pids` and `children` stay empty there."""
+
+    path: str
+    populated: bool = False
+    pids: tuple[int, ...] = ()
+    controllers: frozenset[str] = frozenset()
+    subtree_control: frozenset[str] = frozenset()
+    limits: Mapping[str, str] = field(default_factory=dict)
+    children: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Need:
+    """What to measure for one running job."""
+
+    rel: str  # its cgroup
+    # Where wnr enforces the memory limit itself: PSS+swap above this many bytes is an OOM.
+    memory_over: int | None = None
+    tasks: bool = False
+    disk_dir: str | None = None
+    # Idle tracking: busy means at least this many CPU-seconds per second.
+    busy_cpus: float | None = None
+    interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The latest sample of one job."""
+
+    sampled_at: float
+    # PSS+swap; below the job's limit it may be the cheaper RSS+swap, which is never less.
+    memory_bytes: int | None = None
+    tasks: int | None = None
+    disk_bytes: int | None = None
+    busy_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Stray:
+    """A process out of place (reconciler.observe.membership): one of a job's that left the job's
+    cgroup (an escapee; `job` None when nothing ties it to a job), or one moved into a job's
+    cgroup from outside the job (an intruder)."""
+
+    pid: int
+    start: int  # its start in clock ticks after boot: apply signals only this very process
+    comm: str
+    cgroup: str  # where it is, as /proc/<pid>/cgroup shows it
+    job: str | None = None
+    # Its cgroup relative to wnr's root ("" the root, "slot.a"), None when outside the tree.
+    rel: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """The node as detected: architecture, CPU flags, installed runtimes, GPUs, site overrides."""
+
+    architecture: str = "x86_64"
+    cpu_features: frozenset[str] = frozenset()
+    runtimes: frozenset[str] = frozenset()
+    gpus: tuple[str, ...] = ()
+    # container.properties pairs (job.container.path, additional.binds, disable.enforce, ...).
+    site: tuple[tuple[str, str], ...] = ()
+
+    def site_value(self, key: str) -> str | None:
+        """The last value of a site override key."""
+        values = [v for k, v in self.site if k == key]
+        return values[-1] if values else None
+
+
+# The condition reason of each errno that makes the state dir unable to record (a node-level
+# fault: every job's records live there, so one action failing means all would).
+FAULT_REASONS = {
+    errnos.ENOSPC: "NoSpace",
+    errnos.EDQUOT: "QuotaExceeded",
+    errnos.EROFS: "ReadOnly",
+    errnos.EIO: "IOError",
+    errnos.ENOENT: "Missing",
+    errnos.EACCES: "PermissionDenied",
+    errnos.EPERM: "PermissionDenied",
+}
+
+
+@dataclass(frozen=True)
+class StateFault:
+    """Why the state dir cannot record now: the errno and the path that failed."""
+
+    errno: int
+    path: str
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        """The CamelCase reason of the condition (`NoSpace`, `ReadOnly`, ...)."""
+        return FAULT_REASONS.get(self.errno, "WriteFailed")
+
+    def __str__(self) -> str:
+        name = errnos.errorcode.get(self.errno, str(self.errno))
+        text = f"{self.path}: {name} ({os.strerror(self.errno)})"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+class Placement(NamedTuple):
+    """Where a job's cgroup is: the slot it sits in (which may not be its spec's slot), and it."""
+
+    slot: str
+    cgroup: CgroupState
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The owned tree and the records; what is absent from the mappings does not exist."""
+
+    root_path: str
+    root: CgroupState | None
+    # Controllers the root would have once created: its parent's subtree_control.
+    parent_controllers: frozenset[str]
+    slots: Mapping[str, CgroupState] = field(default_factory=dict)
+    # job name -> (slot name, its cgroup)
+    jobs: Mapping[str, Placement] = field(default_factory=dict)
+    records: Mapping[str, JobRecords] = field(default_factory=dict)
+    # Children of wnr's cgroups that wnr does not own: reported, never touched.
+    foreign: tuple[str, ...] = ()
+    page_size: int = 4096
+    slot_records: Mapping[str, SlotRecord] = field(default_factory=dict)
+    # Samples of running jobs (user-space limits, idleness), by job name.
+    usage: Mapping[str, Usage] = field(default_factory=dict)
+    # (slot, replica) -> the agent's cgroup, and its records.
+    agents: Mapping[tuple[str, int], CgroupState] = field(default_factory=dict)
+    agent_records: Mapping[tuple[str, int], AgentRecords] = field(default_factory=dict)
+    facts: NodeFacts = field(default_factory=NodeFacts)
+    state_root: str = "/var/lib/wnr"
+    # Set while the state dir cannot record an attempt: no job or agent is started then.
+    state_fault: StateFault | None = None
+    # Escapees of jobs, and unknown processes in the root or a slot (which hold none of wnr's).
+    strays: tuple[Stray, ...] = ()
+    # Processes moved into a job's cgroup from outside the job: reported, never signalled alone.
+    intruders: tuple[Stray, ...] = ()
+
+    @property
+    def available(self) -> frozenset[str]:
+        """Controllers the root offers to its children's parent, before enabling."""
+        return self.root.controllers if self.root is not None else self.parent_controllers

@@ -1,0 +1,39 @@
+"""What one pass saw, planned and failed to do: plain data that every command reads.
+
+`Reconciler.run_pass` (reconciler.reconcile) returns it; status, events
+(reconciler.status.events), the rendering of `wnr plan` and the daemon read it.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.model.actions import Failure
+from reconciler.model.desired import Desired
+from reconciler.model.observed import Observed, StateFault
+from reconciler.plan import Plan
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one pass saw, planned and failed to do."""
+
+    desired: Desired
+    observed: Observed
+    plan: Plan
+    failures: tuple[Failure, ...] = ()
+    # When running jobs are due for their next sample (user-space limits, idleness).
+    resample_after: float | None = None
+    # The PIDs of the wrappers this pass spawned.
+    spawned: tuple[int, ...] = ()
+
+    @property
+    def state_fault(self) -> StateFault | None:
+        """Why the state dir cannot record, if it cannot (no job starts then)."""
+        return self.observed.state_fault
+
+    @property
+    def converged(self) -> bool:
+        """Nothing to do and nothing in flight (no job starting, no stop in its grace)."""
+        return not self.plan.actions and self.plan.requeue_after is None and not self.failures
