@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.process import WRAPPER, wrapper_missing
 from reconciler.host.statefault import MIN_FREE_BYTES, check
-from reconciler.model.errors import WnrError
+from reconciler.model.errors import CgroupError, WnrError
 from reconciler.observe.mounts import cgroup2_mounts, choose_root, own_cgroup
 from reconciler.observe.nodefacts import detect_gpus
 from reconciler.plan.runtime import resolve
@@ -79,11 +80,18 @@ def check_delegation(root: Path, uid: int) -> list[Check]:
 
 def check_controllers(root: Path, wanted: tuple[str, ...]) -> Check:
     """Which wanted controllers the kernel offers at the root."""
-    source = root if root.exists() else root.parent
+    fs = CgroupFS(root)
+    exists = fs.exists("")
+    source = root if exists else root.parent
     try:
-        offered = set((source / "cgroup.controllers").read_text().split())
-    except OSError as exc:
+        text = fs.read("", "cgroup.controllers") if exists else fs.read_parent("cgroup.controllers")
+    except CgroupError as exc:
         return Check("controllers", Verdict.fail, f"cannot read {source}/cgroup.controllers: {exc}")
+    if text is None:
+        return Check(
+            "controllers", Verdict.fail, f"{source} is not a cgroup (no cgroup.controllers)"
+        )
+    offered = set(text.split())
     missing = [c for c in wanted if c not in offered]
     if not missing:
         return Check("controllers", Verdict.ok, f"{' '.join(wanted)} available at {source}")

@@ -111,3 +111,13 @@ def test_read_of_missing_interface_file_is_none(cgroup_root: Path) -> None:
     assert fs.read("", "nosuch.max") is None
     with pytest.raises(ValueError, match="not a cgroup interface file name"):
         fs.read("", "../cgroup.procs")
+
+
+def test_read_parent_reads_the_one_cgroup_above_the_root(cgroup_root: Path) -> None:
+    """The root's parent is read through the layer, by interface name only, even before the root exists."""
+    fs = CgroupFS(cgroup_root)
+    expected = (cgroup_root.parent / "cgroup.subtree_control").read_text().strip()
+    assert expected == fs.read_parent("cgroup.subtree_control")
+    assert fs.read_parent("nosuch.max") is None
+    with pytest.raises(ValueError, match="not a cgroup interface file name"):
+        fs.read_parent("../cgroup.procs")

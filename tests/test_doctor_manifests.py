@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.doctor import Verdict, check_delegation, check_kill, check_spec_dir
+from reconciler.doctor import (
+    Verdict,
+    check_controllers,
+    check_delegation,
+    check_kill,
+    check_spec_dir,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,3 +121,19 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     assert "" == result.stderr.strip()
     assert 0 == result.returncode
+
+
+def test_controllers_check_reads_the_parent_of_a_root_not_created_yet(cgroup_root: Path) -> None:
+    """Before wnr's root exists doctor reports the controllers its parent offers, read through the cgroup layer."""
+    offered = set((cgroup_root.parent / "cgroup.controllers").read_text().split())
+    check = check_controllers(cgroup_root, ("memory", "pids"))
+    expected = Verdict.ok if {"memory", "pids"} <= offered else Verdict.warn
+    assert expected == check.verdict
+    assert str(cgroup_root.parent) in check.detail
+
+
+def test_controllers_check_fails_on_a_path_that_is_not_a_cgroup(tmp_path: Path) -> None:
+    """A root whose parent is no cgroup is a failed check naming the path, not a traceback."""
+    check = check_controllers(tmp_path / "wnr", ("memory",))
+    assert Verdict.fail == check.verdict
+    assert f"{tmp_path} is not a cgroup" in check.detail

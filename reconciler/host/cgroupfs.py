@@ -127,24 +127,12 @@ class CgroupFS:
 
     def read(self, rel: str, name: str) -> str | None:
         """Read an interface file, stripped; None when it does not exist (controller off)."""
-        target = f"{self.directory(rel)}/{_interface(name)}"
-        try:
-            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise CgroupError("read", target, exc.errno or errno.EIO) from exc
-        try:
-            # Interface files are seq_files, which hand out about a page per read(2): read
-            # to the end (a cgroup.procs of hundreds of PIDs is longer than a page).
-            chunks = [os.read(fd, _READ_SIZE)]
-            while chunks[-1]:
-                chunks.append(os.read(fd, _READ_SIZE))
-        except OSError as exc:
-            raise CgroupError("read", target, exc.errno or errno.EIO) from exc
-        finally:
-            os.close(fd)
-        return b"".join(chunks).decode().strip()
+        return _read_interface(f"{self.directory(rel)}/{_interface(name)}")
+
+    def read_parent(self, name: str) -> str | None:
+        """Read an interface file of the root's parent, the one cgroup above the root wnr
+        reads (which controllers reach the root); None when it does not exist."""
+        return _read_interface(f"{self.root.parent}/{_interface(name)}")
 
     @_retry_brief
     def write(self, rel: str, name: str, value: str) -> None:
@@ -205,6 +193,26 @@ def _rmdir(directory: Path) -> None:
         return
     except OSError as exc:
         raise CgroupError("rmdir", str(directory), exc.errno or errno.EIO) from exc
+
+
+def _read_interface(target: str) -> str | None:
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise CgroupError("read", target, exc.errno or errno.EIO) from exc
+    try:
+        # Interface files are seq_files, which hand out about a page per read(2): read
+        # to the end (a cgroup.procs of hundreds of PIDs is longer than a page).
+        chunks = [os.read(fd, _READ_SIZE)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, _READ_SIZE))
+    except OSError as exc:
+        raise CgroupError("read", target, exc.errno or errno.EIO) from exc
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode().strip()
 
 
 def _interface(name: str) -> str:

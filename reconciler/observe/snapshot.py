@@ -14,6 +14,7 @@ from reconciler.host.cgroupfs import CgroupFS, flat_keyed, is_owned_name
 from reconciler.host.process import is_wrapper
 from reconciler.host.statedir import JobRecords, StateDir
 from reconciler.host.statefault import check
+from reconciler.model.errors import CgroupError
 from reconciler.model.limits import CONTROLLER_OF
 from reconciler.model.observed import CgroupState, Observed, Placement
 from reconciler.model.records import LIVE_PHASES, AttemptPhase
@@ -70,10 +71,9 @@ def read_leaf(fs: CgroupFS, rel: str, controllers: frozenset[str]) -> CgroupStat
 def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) -> Observed:
     """Read the owned tree below the root, every job's records, and the node's facts."""
     try:
-        with open(f"{fs.root.parent}/cgroup.subtree_control", "rb") as handle:
-            parent_controllers = _split(handle.read().decode())
-    except OSError:
-        parent_controllers = frozenset()
+        parent_controllers = _split(fs.read_parent("cgroup.subtree_control"))
+    except CgroupError:
+        parent_controllers = frozenset()  # an unreadable parent delegates nothing wnr can use
     records = {name: check_starting(state, name, r) for name, r in state.read_all().items()}
     known = Observed(
         str(fs.root),
