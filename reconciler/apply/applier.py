@@ -256,12 +256,10 @@ class Applier:
             log.warning("wrapper %d started, but its PID file was not written: %s", pid, exc)
 
     def _kill_action(self, action: KillCgroup | KillStrays) -> None:
-        """cgroup.kill (recording why a job stopped), or a job's escapees one by one."""
+        """cgroup.kill, or a job's escapees one by one."""
         if isinstance(action, KillStrays):
             kill_processes(action.pids)  # outside the job's cgroup: each by pidfd
             return
-        if action.job:
-            self.state.record_stop(action.job, self.clock(), 0.0, action.reason)
         self._kill(action.path)
 
     def _kill(self, rel: str) -> None:

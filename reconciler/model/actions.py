@@ -155,11 +155,11 @@ class Signal(Action):
 
 @dataclass(frozen=True)
 class KillCgroup(Action):
-    """SIGKILL everything in a cgroup subtree (cgroup.kill); with `job`, record why it stopped."""
+    """SIGKILL everything in a cgroup subtree (cgroup.kill), once a stop's grace has passed
+    (its Signal recorded why) or for what a finished job left behind."""
 
     op: ClassVar[str] = "kill-cgroup"
     reason: str = ""
-    job: str = ""
 
     def describe(self) -> str:
         """Why."""
