@@ -1,7 +1,8 @@
 """Plain-data builders for planner tests: specs validated from camelCase, observed trees, records.
 
-Shared by the planner tables (tests/test_plan.py), the property tests and the
-tests of the pieces the planner feeds (strays, the pass guard, the fuzz).
+Shared by the planner tables (tests/test_plan_*.py), the property tests
+(tests/test_plan_properties.py) and the tests of the pieces the planner feeds (strays, the
+pass guard, the fuzz).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.model.actions import Action, WriteLimit
+from reconciler.model.actions import Action, StartJob, WriteLimit
 from reconciler.model.api import API_VERSION, Job, Node, Slot
 from reconciler.model.desired import Desired, Source
 from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS
@@ -164,6 +165,47 @@ def records(*attempts: AttemptRecord, stop: StopRecord | None = None) -> JobReco
 
 
 RUNNING = records(attempt(1, "running", started_at=1.0))
+
+
+def start(attempt_no: int) -> StartJob:
+    """The start-job action of job x in slot a."""
+    return StartJob(
+        "Job/x",
+        "slot.a/job.x",
+        job="x",
+        slot="a",
+        attempt=attempt_no,
+        argv=("/bin/true",),
+        working_dir="/var/lib/wnr/jobs/x/work",
+    )
+
+
+# Slot a with four limits and job x with one, converged and running: the tree
+# converged_desired() leads to is converged_tree().
+CONVERGED_SLOT = {
+    "cpu.max": "200000 100000",
+    "memory.max": "1073741824",
+    "pids.max": "100",
+    "io.weight": "default 200",
+}
+
+
+def converged_desired(memory: str = "1Gi") -> Desired:
+    """Slot a with four limits and a running job x with a memory limit."""
+    return desired(
+        slot("a", resources={"cpus": 2, "memory": memory, "pids": 100, "ioWeight": 200}),
+        job("x", "a", resources={"memory": "512Mi"}),
+    )
+
+
+def converged_tree() -> Observed:
+    """The tree converged_desired() leads to, with x running."""
+    return tree(
+        {"a": CONVERGED_SLOT},
+        {"x": ("a", True)},
+        job_limits={"x": {"memory.max": "536870912"}},
+        records={"x": RUNNING},
+    )
 
 
 def ops(p: Plan) -> list[str]:

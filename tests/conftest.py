@@ -16,6 +16,7 @@ import pytest
 
 from reconciler.host.process import WRAPPER
 from reconciler.observe.mounts import cgroup2_mounts
+from tests.helpers import DaemonProcess
 
 # The daemon's members of a record, as apply passes them to the wrapper.
 WRAPPER_BASE = '"gpus": ["0"], "spawnedAt": 100.5'
@@ -79,6 +80,18 @@ def state_dir(tmp_path: Path) -> Path:
     path = tmp_path / "state"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def daemon(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A daemon on a fresh spec dir, killed after the test (before the cgroup root is removed)."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    process = DaemonProcess(specs, cgroup_root, state_dir, tmp_path / "daemon.log")
+    try:
+        yield process
+    finally:
+        process.kill()
 
 
 @pytest.fixture

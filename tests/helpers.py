@@ -36,6 +36,29 @@ def common(specs: Path, root: Path, state: Path) -> list[str | Path]:
     return ["--specs", specs, "--root", root, "--state-dir", state]
 
 
+# A Node whose user-space enforcement samples every 0.2 s, and slot s with a 1 s grace.
+USER_SPACE_NODE = """\
+apiVersion: wnr.dev/v1alpha1
+kind: Node
+metadata: {name: node}
+spec:
+  policies:
+    userSpace: {intervalSeconds: 0.2}
+---
+apiVersion: wnr.dev/v1alpha1
+kind: Slot
+metadata: {name: s}
+spec:
+  terminationGracePeriodSeconds: 1
+"""
+
+
+def job_document(name: str, command: list[str], extra: str) -> str:
+    """One Job document in slot s."""
+    body = textwrap.indent(textwrap.dedent(extra), "  ")
+    return f"---\napiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  slot: s\n  command: {json.dumps(command)}\n{body}"
+
+
 def write_slot(specs: Path, name: str, grace: int = 5) -> None:
     """A slot spec in its own file."""
     (specs / f"slot-{name}.yaml").write_text(

@@ -6,25 +6,10 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import fill, wait_for
 from tests.helpers import REPO, DaemonProcess, alive, procs, record, write_job, write_slot
-
-
-@pytest.fixture
-def daemon(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
-    """A daemon on a fresh spec dir, killed after the test (before the cgroup root is removed)."""
-    specs = tmp_path / "specs"
-    specs.mkdir()
-    process = DaemonProcess(specs, cgroup_root, state_dir, tmp_path / "daemon.log")
-    try:
-        yield process
-    finally:
-        process.kill()
 
 
 def test_daemon_reacts_to_spec_files_and_job_exits(

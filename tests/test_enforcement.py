@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +12,7 @@ import pytest
 
 from reconciler.observe.usage import memory_of
 from tests.conftest import wait_for
-from tests.helpers import DaemonProcess
-
-NODE = """\
-apiVersion: wnr.dev/v1alpha1
-kind: Node
-metadata: {name: node}
-spec:
-  policies:
-    userSpace: {intervalSeconds: 0.2}
----
-apiVersion: wnr.dev/v1alpha1
-kind: Slot
-metadata: {name: s}
-spec:
-  terminationGracePeriodSeconds: 1
-"""
-
-
-def job(name: str, command: list[str], extra: str) -> str:
-    """One Job document in slot s."""
-    body = textwrap.indent(textwrap.dedent(extra), "  ")
-    return f"---\napiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  slot: s\n  command: {json.dumps(command)}\n{body}"
+from tests.helpers import USER_SPACE_NODE, DaemonProcess, job_document
 
 
 def outcome(state: Path, name: str) -> dict[str, Any]:
@@ -68,22 +46,22 @@ def test_limits_the_kernel_lacks_are_enforced_by_sampling(
     specs.mkdir()
     hog = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(600)"
     (specs / "specs.yaml").write_text(
-        NODE
-        + job(
+        USER_SPACE_NODE
+        + job_document(
             "hog", ["python3", "-c", hog], "resources: {memory: 64Mi}\nidle: {windowSeconds: 600}\n"
         )
-        + job(
+        + job_document(
             "forks",
             ["sh", "-c", "for i in $(seq 60); do sleep 600 & done; wait"],
             "resources: {pids: 20}\nidle: {windowSeconds: 600}\n",
         )
-        + job(
+        + job_document(
             "writer",
             ["sh", "-c", "head -c 3000000 /dev/urandom > big; sleep 600"],
             "resources: {disk: 1Mi}\nidle: {windowSeconds: 600}\n",
         )
-        + job("idler", ["sleep", "600"], "idle: {windowSeconds: 2, minCpuFraction: 0.1}\n")
-        + job(
+        + job_document("idler", ["sleep", "600"], "idle: {windowSeconds: 2, minCpuFraction: 0.1}\n")
+        + job_document(
             "worker",
             ["sh", "-c", "while :; do :; done"],
             "resources: {cpus: 1}\nidle: {windowSeconds: 2, minCpuFraction: 0.01}\nactiveDeadlineSeconds: 6\n",

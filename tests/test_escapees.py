@@ -20,8 +20,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_cgroup_root, remove_tree, wait_for
-from tests.helpers import DaemonProcess, alive, common, procs, wnr, write_job, write_slot
-from tests.test_enforcement import NODE, job
+from tests.helpers import (
+    USER_SPACE_NODE,
+    DaemonProcess,
+    alive,
+    common,
+    job_document,
+    procs,
+    wnr,
+    write_job,
+    write_slot,
+)
 
 
 def events(state: Path) -> list[dict[str, Any]]:
@@ -149,8 +158,8 @@ def test_a_process_moved_into_a_job_is_reported_and_left_alone_until_the_job_is_
     with the job when its spec is deleted."""
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "node.yaml").write_text(NODE)
-    spec = job("j", ["sleep", "600"], "resources: {memory: 1Gi, pids: 50}\n")
+    (specs / "node.yaml").write_text(USER_SPACE_NODE)
+    spec = job_document("j", ["sleep", "600"], "resources: {memory: 1Gi, pids: 50}\n")
     (specs / "job.yaml").write_text(spec)
     daemon = DaemonProcess(specs, cgroup_root, state_dir, tmp_path / "daemon.log")
     daemon.start()
@@ -184,7 +193,7 @@ def test_the_daemon_reports_an_escapee_within_a_pass_and_kills_it_with_the_job(
     Intruder); it dies when the job is deleted."""
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "node.yaml").write_text(NODE)
+    (specs / "node.yaml").write_text(USER_SPACE_NODE)
     out = tmp_path / "children"
     gate = tmp_path / "go"
     slot = cgroup_root / "slot.s"
@@ -192,7 +201,7 @@ def test_the_daemon_reports_an_escapee_within_a_pass_and_kills_it_with_the_job(
         f"sleep 600 & echo $! >> {out}; while [ ! -e {gate} ]; do sleep 0.05; done; "
         f"cat {out} > {slot}/cgroup.procs; exec sleep 600"
     )
-    (specs / "job.yaml").write_text(job("j", ["sh", "-c", script], ""))
+    (specs / "job.yaml").write_text(job_document("j", ["sh", "-c", script], ""))
     daemon = DaemonProcess(specs, cgroup_root, state_dir, tmp_path / "daemon.log")
     daemon.start()
     children: list[int] = []

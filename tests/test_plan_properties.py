@@ -32,12 +32,12 @@ from reconciler.model.actions import (
     StartJob,
     WriteLimit,
 )
-from reconciler.model.api import API_VERSION, Job, Node, Slot
+from reconciler.model.api import Job, Slot
 from reconciler.model.desired import Desired, Source
 from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS
 from reconciler.model.observed import CgroupState, Observed, Placement
 from reconciler.plan import Plan, plan
-from tests.builders import DESTRUCTIVE, ROOT_PATH
+from tests.builders import DESTRUCTIVE, empty, job, node, slot
 
 CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
 MAX_PASSES = 40
@@ -345,20 +345,14 @@ SOURCE_PLANS = st.lists(st.one_of(st.none(), st.integers(0, 2)), min_size=6, max
 
 
 def _slot(draw: st.DrawFn, name: str) -> Slot:
-    spec = {"resources": draw(SLOT_RESOURCES), **draw(SLOT_EXTRAS)}
-    return Slot.model_validate(
-        {"apiVersion": API_VERSION, "kind": "Slot", "metadata": {"name": name}, "spec": spec}
-    )
+    return slot(name, resources=draw(SLOT_RESOURCES), **draw(SLOT_EXTRAS))
 
 
-def _job(draw: st.DrawFn, name: str, slot: str, timed: bool) -> Job:
+def _job(draw: st.DrawFn, name: str, slot_name: str, timed: bool) -> Job:
     extras = draw(JOB_EXTRAS)
     if not timed:
         extras.pop("activeDeadlineSeconds", None)
-    spec = {"slot": slot, "command": ["/bin/run", name], "resources": draw(JOB_RESOURCES), **extras}
-    return Job.model_validate(
-        {"apiVersion": API_VERSION, "kind": "Job", "metadata": {"name": name}, "spec": spec}
-    )
+    return job(name, slot_name, ("/bin/run", name), resources=draw(JOB_RESOURCES), **extras)
 
 
 @st.composite
@@ -380,23 +374,14 @@ def desireds(draw: st.DrawFn, timed: bool = True) -> Desired:
         for i, n in enumerate(jobs)
         if files[i] is not None
     }
-    node = None
     controllers = draw(NODE_CONTROLLERS)
-    if controllers is not None:
-        node = Node.model_validate(
-            {
-                "apiVersion": API_VERSION,
-                "kind": "Node",
-                "metadata": {"name": "wn"},
-                "spec": {"controllers": controllers},
-            }
-        )
-    return Desired(node, slots, jobs, sources)
+    the_node = None if controllers is None else node(controllers=controllers)
+    return Desired(the_node, slots, jobs, sources)
 
 
 # No root yet; its parent offers a random set of controllers; a random page size.
 EMPTY_TREES = st.builds(
-    lambda offered, page: Observed(ROOT_PATH, None, frozenset(offered), page_size=page),
+    lambda offered, page: empty(frozenset(offered), page),
     st.sets(st.sampled_from(CONTROLLERS)),
     st.sampled_from([4096, 16384, 65536]),
 )

@@ -32,11 +32,8 @@ from reconciler.host.statedir import AttemptRecord, JobRecords, StateDir, StateD
 from reconciler.model.actions import FailureKind, ForgetJob, StartJob
 from reconciler.model.observed import Observed
 from reconciler.plan.jobphase import Phase, job_view
-from tests import test_daemon
 from tests.conftest import wait_for
 from tests.helpers import REPO, DaemonProcess, common, wnr, write_slot
-
-daemon = test_daemon.daemon  # the fixture: a daemon on a state dir under tmp_path
 
 
 @pytest.fixture
