@@ -216,8 +216,6 @@ class _Sim:
 
     def kill(self, action: KillCgroup) -> None:
         self.existing(action)
-        if action.job:
-            self.stop(action.job, 0.0, action.reason)
         for path, cgroup in self.tree.items():
             if path == action.path or path.startswith(f"{action.path}/"):
                 cgroup.procs = False
