@@ -4,7 +4,7 @@ VENV ?= .venv
 SPECS ?= examples/quickstart
 PYTHON ?= python3
 
-$(VENV)/.installed: pyproject.toml setup.py reconciler/host/wrapper.c
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard reconciler/host/wrapper/*.c reconciler/host/wrapper/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

@@ -1,4 +1,4 @@
-"""The package's build step: compile the job wrapper (reconciler/host/wrapper.c) beside the code.
+"""The package's build step: compile the job wrapper (reconciler/host/wrapper/) beside the code.
 
 setuptools runs build_py for wheels and for editable installs (`pip install -e`,
 what `make install` does); the wrapper lands in reconciler/host/_bin/wnr-wrapper of
@@ -16,17 +16,20 @@ from pathlib import Path
 from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
-SOURCE = Path("reconciler") / "host" / "wrapper.c"
+# The wrapper's C files (main.c, payload.c, record.c, ...; wrapper.h lists them), one program.
+SOURCES = sorted((Path("reconciler") / "host" / "wrapper").glob("*.c"))
 # -O2 and warnings only: the wrapper must build with any C99 compiler a worker node has.
 CFLAGS = ["-O2", "-std=gnu99", "-Wall", "-Wextra"]
 
 
 def compile_wrapper(target: Path) -> None:
-    """cc reconciler/host/wrapper.c -o TARGET, atomically (a running wrapper keeps its inode)."""
+    """cc reconciler/host/wrapper/*.c -o TARGET, atomically (a running wrapper keeps its inode)."""
+    if not SOURCES:
+        raise SystemExit("wnr: the job wrapper's C files (reconciler/host/wrapper/*.c) are missing")
     compiler = shlex.split(os.environ.get("CC", "cc"))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}")
-    command = [*compiler, *CFLAGS, "-o", str(partial), str(SOURCE)]
+    command = [*compiler, *CFLAGS, "-o", str(partial), *map(str, SOURCES)]
     try:
         subprocess.run(command, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:

@@ -44,8 +44,9 @@ def wrapper_binary(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     if request.param == "pidfd":
         return WRAPPER
     binary = tmp_path_factory.mktemp("wrapper") / "wnr-wrapper"
-    source = Path(__file__).resolve().parent.parent / "reconciler" / "host" / "wrapper.c"
-    command = ["cc", "-O2", "-std=gnu99", "-DWNR_NO_PIDFD", "-o", str(binary), str(source)]
+    wrapper_dir = Path(__file__).resolve().parent.parent / "reconciler" / "host" / "wrapper"
+    sources = [str(source) for source in sorted(wrapper_dir.glob("*.c"))]
+    command = ["cc", "-O2", "-std=gnu99", "-DWNR_NO_PIDFD", "-o", str(binary), *sources]
     subprocess.run(command, check=True)
     return str(binary)
 

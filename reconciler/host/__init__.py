@@ -12,5 +12,12 @@ message.
     atomicfile  JSON files written atomically (write, rename, fsync where durable)
     eventlog    the event log, `<state>/events.jsonl`, appended under a lock and rotated
     nodelock    one wnr per state dir and cgroup root (flocks)
-    wrapper.c   the per-attempt job wrapper (compiled into _bin/ by setup.py)
+    wrapper/    the per-attempt job wrapper, in C (compiled into _bin/wnr-wrapper by setup.py):
+      main.c      its command line, its own signals, main
+      payload.c   entering the job cgroup, the payload forked at its gate, waiting for its exit
+      record.c    the attempt records (running, exited, failed-start), retried until they land
+      output.c    the payload's output pipe and its bounded, rotated log
+      text.c      the text buffer records are built in, JSON strings
+      files.c     writing all of a buffer, recreating vanished directories, atomic replacement
+      wrapper.h   the limits, structs and functions the files share
 """

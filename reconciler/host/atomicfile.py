@@ -4,7 +4,7 @@ A reader sees the old file or the new one, never half of either, even when the
 writer is killed mid-write: rename is atomic, and a process crash loses nothing
 the kernel has. Syncing to disk matters only for a power cut, after which every
 job on the node is gone anyway; so only records of how an attempt ended are
-synced (the wrapper syncs its own, reconciler/host/wrapper.c), not the daemon's
+synced (the wrapper syncs its own, reconciler/host/wrapper/files.c), not the daemon's
 bookkeeping, whose fsyncs were most of the cost of starting a job.
 """
 

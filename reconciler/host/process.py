@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reconciler.host.procfs import is_same
 
-# The job wrapper (reconciler/host/wrapper.c), compiled by the package's build step (setup.py).
+# The job wrapper (reconciler/host/wrapper/*.c), compiled by the package's build step (setup.py).
 WRAPPER = str(Path(__file__).with_name("_bin") / "wnr-wrapper")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -30,7 +30,7 @@ def wrapper_missing() -> str | None:
         return None
     return (
         f"the job wrapper {WRAPPER} is missing or not executable: install wnr with pip, "
-        "which compiles it (reconciler/host/wrapper.c; needs a C compiler)"
+        "which compiles it (reconciler/host/wrapper/; needs a C compiler)"
     )
 
 

@@ -133,7 +133,8 @@ MilliCPUs = Annotated[
 ]
 
 # The least a log file may be bounded to (policies.logs.maxSize): a smaller file would hold
-# little but the wrapper's rotation marker line (reconciler/host/wrapper.c has the same minimum).
+# little but the wrapper's rotation marker line (reconciler/host/wrapper/wrapper.h has the
+# same minimum).
 LOG_MIN_SIZE = 4096
 
 

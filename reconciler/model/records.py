@@ -13,7 +13,7 @@ from typing import Any
 
 class AttemptPhase(StrEnum):
     """An attempt's (or agent run's) phase: the record's "phase" key, as the daemon
-    (reconciler.host.statedir) and the wrapper (wrapper.c) write it."""
+    (reconciler.host.statedir) and the wrapper (reconciler/host/wrapper/record.c) write it."""
 
     STARTING = "starting"  # recorded by the daemon before it spawns the wrapper
     RUNNING = "running"  # the wrapper has started the payload

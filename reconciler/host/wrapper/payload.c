@@ -1,0 +1,164 @@
+/*
+ * The payload: the wrapper moves itself into the job cgroup, forks the payload held at a
+ * gate, records it `running` (record.c) and opens the gate; then copies its output
+ * (output.c) until it exits, heard of on a pidfd or a SIGCHLD self-pipe. Called by main.c.
+ */
+#include "wrapper.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Where SIGCHLD is reported when the kernel has no pidfd_open (before 5.3): a self-pipe. */
+static int sigchld_pipe = -1;
+
+static void note_child(int signum) {
+    (void)signum;
+    int saved = errno;
+    ssize_t ignored = write(sigchld_pipe, "c", 1); /* full pipe: a wake-up is pending anyway */
+    (void)ignored;
+    errno = saved;
+}
+
+int enter_cgroup(const char *procs) {
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
+    int fd = open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, pid, (size_t)n);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return w == n ? 0 : -1;
+}
+
+/* In the child: wait at the gate, then exec the payload with its output on `out`. It starts
+ * as from a login: every signal at its default disposition (the daemon's Python ignores
+ * SIGPIPE and SIGXFSZ, the wrapper SIGHUP) and none blocked. */
+static void run_child(char **command, int out, int gate, int exec_errors) {
+    sigset_t none;
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    char go;
+    ssize_t n;
+    while ((n = read(gate, &go, 1)) < 0 && errno == EINTR) continue;
+    if (n != 1) _exit(EXIT_SPAWN); /* the wrapper died before the start was recorded */
+    if (dup2(out, STDOUT_FILENO) >= 0 && dup2(out, STDERR_FILENO) >= 0)
+        execvp(command[0], command);
+    int error = errno;
+    ssize_t ignored = write(exec_errors, &error, sizeof error);
+    (void)ignored;
+    _exit(127);
+}
+
+/* The wrapper hears of the payload's exit on a pidfd (Linux 5.3+), else on a self-pipe
+ * that a SIGCHLD handler writes to; either way it can poll the output pipe and the exit
+ * together, so a grandchild holding the pipe open cannot delay the recorded end. */
+static int watch_exit(pid_t pid) {
+#if defined(SYS_pidfd_open) && !defined(WNR_NO_PIDFD)
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0) return fd; /* close-on-exec already */
+#else
+    (void)pid;
+#endif
+    int self[2];
+    if (pipe2(self, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    sigchld_pipe = self[1];
+    struct sigaction child = {.sa_handler = note_child, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+    sigemptyset(&child.sa_mask);
+    sigaction(SIGCHLD, &child, NULL);
+    /* A child that ended before the handler existed is found by the first wait4(WNOHANG). */
+    return self[0];
+}
+
+/* Fork the payload, held at its gate, with stdout and stderr on a pipe that io reads. */
+static int fork_payload(char **command, struct io *io, struct payload *p) {
+    int out[2], gate[2], errors[2];
+    if (pipe2(out, O_CLOEXEC) != 0) return -1;
+    if (pipe2(gate, O_CLOEXEC) != 0 || pipe2(errors, O_CLOEXEC) != 0) return -1;
+    p->pid = fork();
+    if (p->pid < 0) return -1;
+    if (p->pid == 0) run_child(command, out[1], gate[0], errors[1]);
+    close(out[1]);
+    close(gate[0]);
+    close(errors[1]);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    io->pipe_fd = out[0];
+    p->gate = gate[1];
+    p->exec_errors = errors[0];
+    p->exit_fd = watch_exit(p->pid);
+    return p->exit_fd < 0 ? -1 : 0;
+}
+
+/* Open the gate; returns 0 once the payload runs, or the errno its exec failed with (the
+ * exec-error pipe is close-on-exec: end of file means the exec succeeded). A child that died
+ * at the gate (the daemon's SIGTERM) fails the write; wait_payload records how it died. */
+static int release(struct payload *p) {
+    ssize_t n = write(p->gate, "g", 1);
+    (void)n;
+    close(p->gate);
+    int error = 0;
+    while ((n = read(p->exec_errors, &error, sizeof error)) < 0 && errno == EINTR) continue;
+    close(p->exec_errors);
+    return n == (ssize_t)sizeof error ? error : 0;
+}
+
+/* Start the payload: fork it at its gate, record `running` (retried until it lands), open
+ * the gate. Returns 0, or the errno of a start that failed (recorded as failed-start). */
+int start_payload(struct record *r, const struct args *a, struct payload *p) {
+    char message[8192];
+    int error = chdir(a->workdir) == 0 ? 0 : errno;
+    if (error == 0 && fork_payload(a->command, r->io, p) != 0) error = errno;
+    if (error == 0) {
+        addf(&r->members,
+             "\"phase\": \"running\", \"pid\": %d, \"wrapperPid\": %d, \"startedAt\": %.6f",
+             (int)p->pid, (int)getpid(), now());
+        record_write(r, 0);
+        error = release(p);
+        if (error != 0) waitpid(p->pid, NULL, 0);
+    }
+    if (error != 0) {
+        snprintf(message, sizeof message, "cannot run '%s' in %s: %s", a->command[0],
+                 a->workdir, strerror(error));
+        failed_start(r, message, 1);
+    }
+    return error;
+}
+
+/* Whether the payload has ended (reaping it); 0 while it runs. */
+static int reap(struct payload *p, struct ending *e) {
+    pid_t got;
+    while ((got = wait4(p->pid, &e->status, WNOHANG, &e->usage)) < 0 && errno == EINTR) continue;
+    if (got < 0) e->reaped = 0;
+    return got != 0;
+}
+
+/* Copy output until the payload exits; then copy what the pipe still holds (bounded: a
+ * grandchild may keep it open and full forever). */
+void wait_payload(struct io *io, struct payload *p, struct ending *e) {
+    char wakeups[64];
+    e->reaped = 1;
+    /* wait4 only when the exit fd says so (a chatty payload costs a poll, a read and a write
+     * per wake-up, no more), and once first: a child that died before the SIGCHLD handler
+     * existed sent no wake-up. */
+    for (int exited = 1; !exited || !reap(p, e);) {
+        struct pollfd fds[2] = {{.fd = io->pipe_fd, .events = POLLIN},
+                                {.fd = p->exit_fd, .events = POLLIN}};
+        exited = 0;
+        if (poll(fds, 2, -1) < 0) continue; /* EINTR: a SIGTERM, noted by its handler */
+        if (fds[0].revents) pump_once(io);
+        exited = fds[1].revents != 0;
+        if (exited && sigchld_pipe >= 0)
+            while (read(p->exit_fd, wakeups, sizeof wakeups) > 0) continue;
+    }
+    for (size_t drained = 0, got = 1; io->pipe_fd >= 0 && got > 0 && drained < DRAIN_MAX;)
+        drained += got = pump_once(io);
+}
