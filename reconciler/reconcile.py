@@ -29,7 +29,12 @@ from reconciler.observe.snapshot import observe
 from reconciler.observe.usage import Sampler, needs
 from reconciler.plan import plan
 from reconciler.specs.loader import SpecLoader
-from reconciler.status.events import action_events, current_phases, phase_events
+from reconciler.status.events import (
+    action_events,
+    current_phases,
+    phase_events,
+    unenforced_events,
+)
 from reconciler.status.passresult import PassResult
 
 log = logging.getLogger("wnr.events")
@@ -106,12 +111,15 @@ class Reconciler:
                 self._reported = self.events.load_phases()
             except OSError:
                 self._reported = {}
-        phases, messages = current_phases(result, now)
+        phases, messages, unenforced = current_phases(result, now)
         events = self.keeper.take_events()
         events += phase_events(self._reported, phases, result.plan.jobs, messages, now)
-        marks, strays = stray_events(result.plan.notes, self._reported, now)
-        events += strays
-        phases.update(marks)
+        for marks, found in (
+            stray_events(result.plan.notes, self._reported, now),
+            unenforced_events(unenforced, self._reported, now),
+        ):
+            events += found
+            phases.update(marks)
         if result.plan.actions:
             events += action_events(result, self.clock(), self._failing)
         else:

@@ -12,6 +12,7 @@ import pytest
 
 from reconciler.host.eventlog import EventLog
 from reconciler.model.event import Event
+from reconciler.status.events import unenforced_events
 from tests.conftest import wait_for
 from tests.helpers import DaemonProcess, common, wnr
 
@@ -167,9 +168,10 @@ def test_get_tables_describe_and_events(cgroup_root: Path, state_dir: Path, tmp_
     wnr("apply", *flags, "--wait", "--timeout", "30", check=0)
     assert before == (state_dir / "events.jsonl").read_text()
     described_slot = wnr("describe", "slot", "s", *flags, check=0).stdout
-    assert [["Normal", "Created"], ["Normal", "Ready"]] == [
-        row[:2] for row in events_section(described_slot)
-    ]
+    # A root lacking controllers is said once, as a Warning, beside the slot's phases.
+    expected = [["Normal", "Created"], ["Normal", "Ready"]]
+    expected += [["Warning", "LimitsNotEnforced"]] if missing else []
+    assert sorted(expected) == sorted(row[:2] for row in events_section(described_slot))
 
 
 def test_unknown_names_fail_and_reading_creates_nothing(cgroup_root: Path, tmp_path: Path) -> None:
@@ -314,3 +316,17 @@ def test_event_log_remembers_reported_phases(tmp_path: Path) -> None:
     EventLog(tmp_path).save_phases({"Job/a": "Running//1", "Slot/s": "Ready"})
     assert {"Job/a": "Running//1", "Slot/s": "Ready"} == EventLog(tmp_path).load_phases()
     assert {} == EventLog(tmp_path / "none").load_phases()
+
+
+def test_unenforced_limits_are_one_warning_until_the_reason_changes() -> None:
+    """A slot whose limits the kernel cannot enforce gets one LimitsNotEnforced Warning per distinct reason, none while it is already reported."""
+    first = {"Slot/s": "the kernel has no pids controller"}
+    marks, events = unenforced_events(first, {}, 5.0)
+    assert {"Limits/Slot/s": "the kernel has no pids controller"} == marks
+    assert [Event(5.0, "Slot/s", "Warning", "LimitsNotEnforced", first["Slot/s"])] == events
+    assert [] == unenforced_events(first, marks, 6.0)[1]
+    changed = {"Slot/s": "the kernel has no io or pids controller"}
+    assert ["the kernel has no io or pids controller"] == [
+        e.message for e in unenforced_events(changed, marks, 7.0)[1]
+    ]
+    assert ({}, []) == unenforced_events({}, marks, 8.0)

@@ -9,6 +9,7 @@ repeated with the same error in the next pass is not reported again.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from reconciler.model.actions import (
     Action,
@@ -43,17 +44,49 @@ FAILED_REASONS = {
 }
 
 
-def current_phases(result: PassResult, now: float) -> tuple[dict[str, str], dict[str, str]]:
-    """What to compare between passes: each job's phase, reason and attempts, and each slot's
-    phase; with each slot's status message. A slot whose action failed keeps the phase it
-    would have: the failure is an event of its own."""
+class PassPhases(NamedTuple):
+    """What one pass reports by comparison with the last report."""
+
+    # Each job's phase, reason and attempts, and each slot's phase.
+    phases: dict[str, str]
+    # Each slot's status message, for the event of its new phase.
+    messages: dict[str, str]
+    # Why a slot's limits (or its jobs') are not all enforced by the kernel, by slot.
+    unenforced: dict[str, str]
+
+
+def current_phases(result: PassResult, now: float) -> PassPhases:
+    """What to compare between passes. A slot whose action failed keeps the phase it would
+    have: the failure is an event of its own."""
     phases = {
         f"Job/{name}": f"{view.phase}/{view.reason}/{view.attempts}"
         for name, view in result.plan.jobs.items()
     }
     slots = slot_statuses(result.desired, result.observed, result.plan, now)
     phases.update({f"Slot/{name}": status.phase for name, status in slots.items()})
-    return phases, {f"Slot/{name}": status.message for name, status in slots.items()}
+    messages = {f"Slot/{name}": status.message for name, status in slots.items()}
+    unenforced = {
+        f"Slot/{name}": condition.message
+        for name, status in slots.items()
+        if (condition := status.condition("LimitsEnforced")) is not None
+        and condition.reason == "ControllersMissing"
+    }
+    return PassPhases(phases, messages, unenforced)
+
+
+def unenforced_events(
+    unenforced: Mapping[str, str], reported: Mapping[str, str], now: float
+) -> tuple[dict[str, str], list[Event]]:
+    """A Warning per slot whose limits the kernel cannot enforce (a controller the root is
+    not offered: a batch system that delegates cpu and memory only), once while the reason
+    stays the same: the marks to keep with the reported phases, and the new events."""
+    marks = {f"Limits/{obj}": message for obj, message in unenforced.items()}
+    events = [
+        Event(now, obj, WARNING, "LimitsNotEnforced", message)
+        for obj, message in unenforced.items()
+        if reported.get(f"Limits/{obj}") != message
+    ]
+    return marks, events
 
 
 def phase_events(
