@@ -1,0 +1,239 @@
+"""wnr as a pilot inside a real Slurm 22.05 batch job (cgroup/v2), delegated by each mechanism.
+
+One boot: slurmlab starts munged once and slurmctld/slurmd per mechanism. A pilot
+(`sbatch --mem=500M` as uid 2000) runs `wnr run --root auto` with a Slot and two
+Jobs; the tests check the delegated root, the kernel limits, a kernel OOM kill of
+one job only, and that `scancel` leaves no process and no cgroup behind. The last
+test shows the leak checks failing when the cleanup hook is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.vm.guest.harness import MOUNT, REPO, WNR_TIMEOUT, remove_tree
+from tests.vm.guest.slurmlab import (
+    HOME,
+    MANIFESTS,
+    NODE,
+    SCOPE,
+    UID,
+    Cluster,
+    leaks,
+    prepare_guest,
+    slurm,
+    wait_until,
+)
+
+MiB = 1024 * 1024
+# The job user cannot use the venv's interpreter (a pyenv build under root's 0700 home):
+# Debian's python3 (also 3.11, so the same .pyc files) imports wnr from the checkout
+# and its dependencies from the venv's site-packages, which every user may read.
+PILOT_PYTHONPATH = f"{REPO}:{site.getsitepackages()[0]}"
+PILOT_SCRIPT = """\
+#!/bin/bash
+# The pilot: waits until its step's user cgroup is delegated, then runs wnr there.
+own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+user=/sys/fs/cgroup${{own%/task_*}}
+for _ in $(seq 300); do [ -w "$user/cgroup.procs" ] && break; sleep 0.2; done
+echo "pilot in $own; $user/cgroup.procs writable: $([ -w "$user/cgroup.procs" ] && echo yes)"
+export PYTHONPATH={pythonpath}
+exec /usr/bin/python3 -m reconciler run --root auto --specs {work}/specs --state-dir {work}/state
+"""
+SLOT = (
+    "kind: Slot\nmetadata: {name: pilot}\nspec: {resources: {memory: 400Mi, pids: 64, cpus: 1}}\n"
+)
+HOG = """\
+kind: Job
+metadata: {{name: hog}}
+spec:
+  slot: pilot
+  command: [sh, -c, "while [ ! -e {gate} ]; do sleep 0.5; done; head -c 300M /dev/zero | tail"]
+  resources: {{memory: 128Mi}}
+"""
+SLEEPER = 'kind: Job\nmetadata: {name: sleeper}\nspec: {slot: pilot, command: [sleep, "3600"]}\n'
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """One pilot's work dir (specs, state, gate, batch script), all owned by the job user."""
+
+    work: Path
+
+    @property
+    def gate(self) -> Path:
+        """The file whose creation lets the hog allocate."""
+        return self.work / "go"
+
+    def wnr_get(self, resource: str, root: Path) -> list[dict[str, Any]]:
+        """`wnr get RESOURCE -o json` run as the job user (outside the job, so with --root): the items."""
+        result = subprocess.run(
+            ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
+             "/usr/bin/python3", "-m", "reconciler", "get", resource, "-o", "json",
+             "--specs", str(self.work / "specs"), "--state-dir", str(self.work / "state"),
+             "--root", str(root)],
+            capture_output=True, text=True, timeout=WNR_TIMEOUT, check=False, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": PILOT_PYTHONPATH},
+        )  # fmt: skip
+        assert 0 == result.returncode, result.stdout + result.stderr
+        items = json.loads(result.stdout)["items"]
+        assert isinstance(items, list)
+        return items
+
+
+def make_pilot(name: str, *specs: str) -> Pilot:
+    """A work dir under the user's home with the spec documents and the batch script."""
+    work = HOME / name
+    (work / "specs").mkdir(parents=True)
+    (work / "state").mkdir()
+    spec = work / "specs" / "pilot.yaml"
+    spec.write_text("---\n".join(f"apiVersion: wnr.dev/v1alpha1\n{doc}" for doc in specs))
+    script = work / "pilot.sh"
+    script.write_text(PILOT_SCRIPT.format(pythonpath=PILOT_PYTHONPATH, work=work))
+    script.chmod(0o755)
+    for path in (work, work / "specs", work / "state", spec, script):
+        os.chown(path, UID, UID)
+    return Pilot(work)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """munged for the module; slurmctld and slurmd are (re)started by each test."""
+    prepare_guest()
+    lab = Cluster()
+    try:
+        lab.start_munge()
+        yield lab
+    finally:
+        lab.close()
+        remove_tree(MOUNT / "system.slice")
+        (MOUNT / "cgroup.subtree_control").write_text("-cpuset")
+
+
+def read(path: Path) -> str:
+    """One cgroup file, stripped."""
+    return path.read_text().strip()
+
+
+def keyed(path: Path) -> dict[str, int]:
+    """A flat-keyed cgroup file as a dict."""
+    return {k: int(v) for k, v in (line.split() for line in read(path).splitlines())}
+
+
+def wnr_alive() -> bool:
+    """Whether the pilot's `python3 -m reconciler run` is still running."""
+    for proc in Path("/proc").iterdir():
+        try:
+            mine = proc.name.isdigit() and proc.stat().st_uid == UID
+            if mine and b"reconciler\0run" in (proc / "cmdline").read_bytes():
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
+def print_time(capsys: pytest.CaptureFixture[str], what: str, started: float) -> None:
+    """Each scenario's wall time, shown even when pytest captures output."""
+    with capsys.disabled():
+        print(f"\n[slurm] {what}: {time.monotonic() - started:.1f}s")
+
+
+def run_pilot_and_cancel(cluster: Cluster, mechanism: str) -> str:
+    """The full scenario under one mechanism with its cleanup; what Slurm recorded for the job."""
+    cluster.start(mechanism)
+    pilot = make_pilot(mechanism, SLOT, HOG.format(gate=HOME / mechanism / "go"), SLEEPER)
+    job = cluster.sbatch(pilot.work / "pilot.sh", pilot.work)
+    user = SCOPE / f"job_{job}" / "step_batch" / "user"
+    files = ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
+    wait_until(
+        f"{user} and its delegation files owned by uid {UID}",
+        lambda: {UID} == {(user / name).stat().st_uid for name in files},
+        120,
+        0.5,
+    )
+    slot = user / "slot.pilot"
+    wait_until("wnr's job.hog cgroup under the delegated root", (slot / "job.hog").exists, 300, 1)
+    assert str(400 * MiB) == read(slot / "memory.max")
+    assert "64" == read(slot / "pids.max")
+    assert "100000 100000" == read(slot / "cpu.max")
+    assert str(128 * MiB) == read(slot / "job.hog" / "memory.max")
+    sleeper = slot / "job.sleeper" / "cgroup.procs"
+    wait_until(
+        "the sleeper's wrapper and payload", lambda: 2 == len(read(sleeper).split()), 120, 0.5
+    )
+    sleeper_pids = read(sleeper).split()
+    pilot.gate.touch()
+    wait_until(
+        "the kernel's oom_kill in slot.pilot/memory.events",
+        lambda: keyed(slot / "memory.events")["oom_kill"] >= 1,
+        120,
+        0.5,
+    )
+    wait_until("the hog's cgroup removed by wnr", lambda: not (slot / "job.hog").exists(), 120, 1)
+    jobs = {j["metadata"]["name"]: j["status"] for j in pilot.wnr_get("jobs", user)}
+    assert ("Failed", "OOMKilled") == (jobs["hog"]["phase"], jobs["hog"].get("reason")), jobs
+    assert "Running" == jobs["sleeper"]["phase"], jobs
+    assert 1 == keyed(slot / "memory.events")["oom_kill"], "one OOM kill below the slot"
+    assert 0 == keyed(slot / "job.sleeper" / "memory.events")["oom_kill"]
+    assert sleeper_pids == read(sleeper).split()
+    assert wnr_alive()
+    assert "RUNNING" == cluster.show_job(job)["JobState"]
+    slurm("scancel", str(job))
+    wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
+    wait_until(f"nothing of job {job} left", lambda: not leaks(job), 60, 1)
+    state = cluster.show_job(job)
+    return f"job {job} ended {state.get('JobState')} ExitCode={state.get('ExitCode')}"
+
+
+def test_spank_plugin_delegates_the_batch_step_and_cleans_up_at_its_end(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With wnr_spank.so: wnr enforces slot and job limits in step_batch/user, only the hog is OOM-killed, and scancel leaves nothing."""
+    started = time.monotonic()
+    ended = run_pilot_and_cancel(cluster, "plugin")
+    print_time(capsys, f"SPANK plugin scenario ({ended})", started)
+
+
+def test_prolog_helper_delegates_the_batch_step_and_epilog_cleans_up(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With prolog.sh, its detached helper and epilog.sh: the same limits, OOM kill and a clean scancel."""
+    started = time.monotonic()
+    ended = run_pilot_and_cancel(cluster, "prolog")
+    print_time(capsys, f"Prolog/helper/Epilog scenario ({ended})", started)
+
+
+def test_without_the_cleanup_hook_a_cancelled_pilot_leaks(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Delegation without the Epilog: after scancel wnr's payload and the job's cgroups outlive the job, until epilog.sh runs."""
+    started = time.monotonic()
+    cluster.start("prolog-without-epilog")
+    pilot = make_pilot("no-epilog", SLOT, SLEEPER)
+    job = cluster.sbatch(pilot.work / "pilot.sh", pilot.work)
+    sleeper = SCOPE / f"job_{job}" / "step_batch" / "user" / "slot.pilot" / "job.sleeper"
+    wait_until("the sleeper running", lambda: read(sleeper / "cgroup.procs"), 300, 1)
+    slurm("scancel", str(job))
+    wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
+    stepd = SCOPE / f"job_{job}" / "step_batch" / "slurm"
+    wait_until(
+        "slurmstepd gone", lambda: not stepd.exists() or not read(stepd / "cgroup.procs"), 60, 1
+    )
+    time.sleep(2)
+    left = leaks(job)
+    assert any(line.endswith(" sleep") for line in left), left
+    assert f"cgroup {sleeper}" in left, left
+    env = {"SLURM_JOB_ID": str(job), "SLURM_JOB_UID": str(UID), "SLURMD_NODENAME": NODE}
+    subprocess.run([str(MANIFESTS / "epilog.sh")], env=env, check=True, timeout=120)
+    wait_until(f"nothing of job {job} left after epilog.sh", lambda: not leaks(job), 60, 1)
+    print_time(capsys, "no-cleanup scenario (leaks, then epilog.sh by hand)", started)
