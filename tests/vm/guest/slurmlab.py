@@ -36,6 +36,7 @@ HELPER_LOG = RUN / "wnr-slurm.log"
 # Per mechanism: the lines it adds to slurm.conf, and what plugstack.conf holds.
 MECHANISMS = {
     "plugin": ("", f"required {MANIFESTS / 'wnr_spank.so'}\n"),
+    "plugin-cpu-memory": ("", f"required {MANIFESTS / 'wnr_spank.so'} controllers=cpu,memory\n"),
     "prolog": (f"Prolog={MANIFESTS / 'prolog.sh'}\nEpilog={MANIFESTS / 'epilog.sh'}\n", ""),
     "prolog-without-epilog": (f"Prolog={MANIFESTS / 'prolog.sh'}\n", ""),
 }

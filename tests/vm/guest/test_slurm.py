@@ -26,6 +26,7 @@ from tests.vm.guest.slurmlab import (
     HOME,
     MANIFESTS,
     NODE,
+    RUN,
     SCOPE,
     UID,
     Cluster,
@@ -192,7 +193,15 @@ def run_pilot_and_cancel(cluster: Cluster, mechanism: str) -> str:
     wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
     wait_until(f"nothing of job {job} left", lambda: not leaks(job), 60, 1)
     state = cluster.show_job(job)
-    return f"job {job} ended {state.get('JobState')} ExitCode={state.get('ExitCode')}"
+    assert "0:125" == state["ExitCode"], state
+    detected = f"Detected 1 oom-kill event(s) in StepId={job}.batch"
+    logs = {name: path.read_text() for name, path in (
+        ("job output", pilot.work / "pilot.out"), ("slurmd.log", RUN / "slurmd.log"))}  # fmt: skip
+    found = [name for name, text in logs.items() if detected in text]
+    assert found, f"{detected!r} in neither log"
+    return (
+        f"job {job} ended {state['JobState']} ExitCode={state['ExitCode']}, {detected!r} in {found}"
+    )
 
 
 def test_spank_plugin_delegates_the_batch_step_and_cleans_up_at_its_end(
@@ -211,6 +220,31 @@ def test_prolog_helper_delegates_the_batch_step_and_epilog_cleans_up(
     started = time.monotonic()
     ended = run_pilot_and_cancel(cluster, "prolog")
     print_time(capsys, f"Prolog/helper/Epilog scenario ({ended})", started)
+
+
+def test_with_fewer_controllers_delegated_wnr_reports_the_limits_the_kernel_cannot_enforce(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With `controllers=cpu,memory` the root offers no pids: wnr writes no pids.max and its Slot says LimitsEnforced=False naming pids."""
+    started = time.monotonic()
+    cluster.start("plugin-cpu-memory")
+    pilot = make_pilot("cpu-memory", SLOT, SLEEPER)
+    job = cluster.sbatch(pilot.work / "pilot.sh", pilot.work)
+    user = SCOPE / f"job_{job}" / "step_batch" / "user"
+    sleeper = user / "slot.pilot" / "job.sleeper"
+    wait_until("the sleeper running", lambda: read(sleeper / "cgroup.procs"), 300, 1)
+    assert {"cpu", "memory"} <= set(read(user / "cgroup.controllers").split())
+    assert "pids" not in read(user / "cgroup.controllers").split()
+    assert not (user / "slot.pilot" / "pids.max").exists()
+    assert str(400 * MiB) == read(user / "slot.pilot" / "memory.max")
+    [slot] = pilot.wnr_get("slots", user)
+    conditions = {c["type"]: c for c in slot["status"]["conditions"]}
+    limits = conditions["LimitsEnforced"]
+    assert ("False", "ControllersMissing") == (limits["status"], limits["reason"]), limits
+    assert "the kernel has no pids controller" in limits["message"], limits
+    slurm("scancel", str(job))
+    wait_until(f"nothing of job {job} left", lambda: not leaks(job), 120, 1)
+    print_time(capsys, "SPANK plugin with controllers=cpu,memory", started)
 
 
 def test_without_the_cleanup_hook_a_cancelled_pilot_leaks(
