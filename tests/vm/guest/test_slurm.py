@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import site
 import subprocess
 import time
@@ -131,16 +132,16 @@ def keyed(path: Path) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split() for line in read(path).splitlines())}
 
 
-def wnr_alive() -> bool:
-    """Whether the pilot's `python3 -m reconciler run` is still running."""
+def wnr_daemon() -> int | None:
+    """The PID of the pilot's `python3 -m reconciler run`, while it runs."""
     for proc in Path("/proc").iterdir():
         try:
             mine = proc.name.isdigit() and proc.stat().st_uid == UID
             if mine and b"reconciler\0run" in (proc / "cmdline").read_bytes():
-                return True
+                return int(proc.name)
         except FileNotFoundError:
             continue
-    return False
+    return None
 
 
 def print_time(capsys: pytest.CaptureFixture[str], what: str, started: float) -> None:
@@ -187,7 +188,7 @@ def run_pilot_and_cancel(cluster: Cluster, mechanism: str) -> str:
     assert 1 == keyed(slot / "memory.events")["oom_kill"], "one OOM kill below the slot"
     assert 0 == keyed(slot / "job.sleeper" / "memory.events")["oom_kill"]
     assert sleeper_pids == read(sleeper).split()
-    assert wnr_alive()
+    assert wnr_daemon() is not None
     assert "RUNNING" == cluster.show_job(job)["JobState"]
     slurm("scancel", str(job))
     wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
@@ -222,29 +223,35 @@ def test_prolog_helper_delegates_the_batch_step_and_epilog_cleans_up(
     print_time(capsys, f"Prolog/helper/Epilog scenario ({ended})", started)
 
 
-def test_with_fewer_controllers_delegated_wnr_reports_the_limits_the_kernel_cannot_enforce(
+def test_with_fewer_controllers_wnr_reports_unenforced_limits_and_a_pilot_that_ends_is_cleaned(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With `controllers=cpu,memory` the root offers no pids: wnr writes no pids.max and its Slot says LimitsEnforced=False naming pids."""
+    """With `controllers=cpu,memory` wnr writes no pids.max and says LimitsEnforced=False naming pids; when the pilot ends by itself after a job's OOM kill, Slurm says OUT_OF_MEMORY and the plugin leaves nothing."""
     started = time.monotonic()
     cluster.start("plugin-cpu-memory")
-    pilot = make_pilot("cpu-memory", SLOT, SLEEPER)
+    pilot = make_pilot("cpu-memory", SLOT, HOG.format(gate=HOME / "cpu-memory" / "go"), SLEEPER)
+    pilot.gate.touch()
     job = cluster.sbatch(pilot.work / "pilot.sh", pilot.work)
     user = SCOPE / f"job_{job}" / "step_batch" / "user"
-    sleeper = user / "slot.pilot" / "job.sleeper"
-    wait_until("the sleeper running", lambda: read(sleeper / "cgroup.procs"), 300, 1)
+    slot = user / "slot.pilot"
+    wait_until("the sleeper running", lambda: read(slot / "job.sleeper" / "cgroup.procs"), 300, 1)
     assert {"cpu", "memory"} <= set(read(user / "cgroup.controllers").split())
     assert "pids" not in read(user / "cgroup.controllers").split()
-    assert not (user / "slot.pilot" / "pids.max").exists()
-    assert str(400 * MiB) == read(user / "slot.pilot" / "memory.max")
-    [slot] = pilot.wnr_get("slots", user)
-    conditions = {c["type"]: c for c in slot["status"]["conditions"]}
-    limits = conditions["LimitsEnforced"]
+    assert not (slot / "pids.max").exists()
+    assert str(400 * MiB) == read(slot / "memory.max")
+    [status] = [item["status"] for item in pilot.wnr_get("slots", user)]
+    limits = {c["type"]: c for c in status["conditions"]}["LimitsEnforced"]
     assert ("False", "ControllersMissing") == (limits["status"], limits["reason"]), limits
     assert "the kernel has no pids controller" in limits["message"], limits
-    slurm("scancel", str(job))
-    wait_until(f"nothing of job {job} left", lambda: not leaks(job), 120, 1)
-    print_time(capsys, "SPANK plugin with controllers=cpu,memory", started)
+    wait_until("the hog's OOM kill", lambda: keyed(slot / "memory.events")["oom_kill"] >= 1, 120, 1)
+    daemon = wnr_daemon()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGTERM)  # the pilot's batch script (wnr, exec'd) ends by itself
+    wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
+    wait_until(f"nothing of job {job} left", lambda: not leaks(job), 60, 1)
+    state = cluster.show_job(job)
+    assert ("OUT_OF_MEMORY", "0:125") == (state["JobState"], state["ExitCode"]), state
+    print_time(capsys, f"SPANK plugin, controllers=cpu,memory, pilot ends (job {job})", started)
 
 
 def test_without_the_cleanup_hook_a_cancelled_pilot_leaks(
