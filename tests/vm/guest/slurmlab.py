@@ -139,6 +139,7 @@ class Cluster:
     daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
     munged: subprocess.Popen[bytes] | None = None
     first_job: int = 100
+    mechanism: str = ""
 
     def start_munge(self) -> None:
         """munged in the foreground as the munge user, with the key made for this boot."""
@@ -154,7 +155,10 @@ class Cluster:
 
     def start(self, mechanism: str) -> None:
         """Write slurm.conf and plugstack.conf for a mechanism, start the daemons, wait for idle."""
+        if mechanism == self.mechanism:
+            return
         self.stop()
+        self.mechanism = mechanism
         extra, plugstack = MECHANISMS[mechanism]
         (ETC / "slurm.conf").write_text(SLURM_CONF + f"FirstJobId={self.first_job}\n" + extra)
         (ETC / "plugstack.conf").write_text(plugstack)
@@ -182,6 +186,7 @@ class Cluster:
                 daemon.kill()
                 daemon.wait()
         self.daemons.clear()
+        self.mechanism = ""
 
     def close(self) -> None:
         """Stop every daemon of ours, munged last."""
@@ -189,6 +194,16 @@ class Cluster:
         if self.munged is not None:
             self.munged.terminate()
             self.munged.wait(30)
+
+    def srun(self, script: str) -> str:
+        """Run a shell script as a one-task srun job of the pilot user (--mem=100M); its output."""
+        out = subprocess.run(
+            ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "srun",
+             "--mem=100M", f"--chdir={HOME}", "bash", "-c", script],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        assert 0 == out.returncode, out.stdout + out.stderr
+        return out.stdout
 
     def sbatch(self, script: Path, workdir: Path) -> int:
         """Submit a batch script as the pilot user with --mem=500M; its job id."""
@@ -231,3 +246,12 @@ def leaks(job: int) -> list[str]:
     job_dir = SCOPE / f"job_{job}"
     left += [f"cgroup {d}" for d, _, _ in os.walk(job_dir)]
     return left
+
+
+def wait_clean(job: int, timeout: float) -> None:
+    """Wait until `leaks(job)` is empty; fail listing what is left otherwise."""
+    deadline = time.monotonic() + timeout
+    while left := leaks(job):
+        if time.monotonic() > deadline:
+            pytest.fail(f"left {timeout:g}s after job {job}: {left}\n{logs()}", pytrace=False)
+        time.sleep(1)

@@ -34,6 +34,7 @@ from tests.vm.guest.slurmlab import (
     leaks,
     prepare_guest,
     slurm,
+    wait_clean,
     wait_until,
 )
 
@@ -63,6 +64,8 @@ spec:
   command: [sh, -c, "while [ ! -e {gate} ]; do sleep 0.5; done; head -c 300M /dev/zero | tail"]
   resources: {{memory: 128Mi}}
 """
+# The delegated cgroup and its three files, as suffixes of its path.
+FILES = ("", "/cgroup.procs", "/cgroup.subtree_control", "/cgroup.threads")
 SLEEPER = 'kind: Job\nmetadata: {name: sleeper}\nspec: {slot: pilot, command: [sleep, "3600"]}\n'
 
 
@@ -156,15 +159,16 @@ def run_pilot_and_cancel(cluster: Cluster, mechanism: str) -> str:
     pilot = make_pilot(mechanism, SLOT, HOG.format(gate=HOME / mechanism / "go"), SLEEPER)
     job = cluster.sbatch(pilot.work / "pilot.sh", pilot.work)
     user = SCOPE / f"job_{job}" / "step_batch" / "user"
-    files = ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
     wait_until(
         f"{user} and its delegation files owned by uid {UID}",
-        lambda: {UID} == {(user / name).stat().st_uid for name in files},
+        lambda: {UID} == {Path(f"{user}{name}").stat().st_uid for name in FILES},
         120,
         0.5,
     )
     slot = user / "slot.pilot"
     wait_until("wnr's job.hog cgroup under the delegated root", (slot / "job.hog").exists, 300, 1)
+    held = json.loads((pilot.work / "state" / "wnr.lock").read_text())  # wnr names its root
+    assert (str(user), wnr_daemon()) == (held["root"], held["pid"])
     assert str(400 * MiB) == read(slot / "memory.max")
     assert "64" == read(slot / "pids.max")
     assert "100000 100000" == read(slot / "cpu.max")
@@ -192,7 +196,7 @@ def run_pilot_and_cancel(cluster: Cluster, mechanism: str) -> str:
     assert "RUNNING" == cluster.show_job(job)["JobState"]
     slurm("scancel", str(job))
     wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
-    wait_until(f"nothing of job {job} left", lambda: not leaks(job), 60, 1)
+    wait_clean(job, 60)
     state = cluster.show_job(job)
     assert "0:125" == state["ExitCode"], state
     detected = f"Detected 1 oom-kill event(s) in StepId={job}.batch"
@@ -212,6 +216,33 @@ def test_spank_plugin_delegates_the_batch_step_and_cleans_up_at_its_end(
     started = time.monotonic()
     ended = run_pilot_and_cancel(cluster, "plugin")
     print_time(capsys, f"SPANK plugin scenario ({ended})", started)
+
+
+ESCAPE_IN_SRUN = """\
+own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+user=/sys/fs/cgroup${own%/task_*}
+echo "job $SLURM_JOB_ID"
+stat -c '%u %n' "$user" "$user/cgroup.procs" "$user/cgroup.subtree_control" "$user/cgroup.threads"
+mkdir "$user/escape"
+sleep 600 </dev/null >/dev/null 2>&1 &
+echo $! >"$user/escape/cgroup.procs" && echo "escaped $!"
+"""
+
+
+def test_spank_plugin_delegates_an_srun_step_and_kills_what_escaped_from_it(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An srun step's user cgroup is delegated too; a process the task moved into a cgroup of its own is killed and removed when the step ends."""
+    started = time.monotonic()
+    cluster.start("plugin")
+    out = cluster.srun(ESCAPE_IN_SRUN)
+    job = int(out.split()[1])
+    user = SCOPE / f"job_{job}" / "step_0" / "user"
+    owned = [f"{UID} {user}{name}" for name in FILES]
+    assert owned == out.splitlines()[1:5], out
+    assert "escaped " in out, out
+    wait_clean(job, 60)
+    print_time(capsys, f"SPANK plugin, an srun step (job {job})", started)
 
 
 def test_prolog_helper_delegates_the_batch_step_and_epilog_cleans_up(
@@ -248,7 +279,7 @@ def test_with_fewer_controllers_wnr_reports_unenforced_limits_and_a_pilot_that_e
     assert daemon is not None
     os.kill(daemon, signal.SIGTERM)  # the pilot's batch script (wnr, exec'd) ends by itself
     wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
-    wait_until(f"nothing of job {job} left", lambda: not leaks(job), 60, 1)
+    wait_clean(job, 60)
     state = cluster.show_job(job)
     assert ("OUT_OF_MEMORY", "0:125") == (state["JobState"], state["ExitCode"]), state
     print_time(capsys, f"SPANK plugin, controllers=cpu,memory, pilot ends (job {job})", started)
@@ -276,5 +307,5 @@ def test_without_the_cleanup_hook_a_cancelled_pilot_leaks(
     assert f"cgroup {sleeper}" in left, left
     env = {"SLURM_JOB_ID": str(job), "SLURM_JOB_UID": str(UID), "SLURMD_NODENAME": NODE}
     subprocess.run([str(MANIFESTS / "epilog.sh")], env=env, check=True, timeout=120)
-    wait_until(f"nothing of job {job} left after epilog.sh", lambda: not leaks(job), 60, 1)
+    wait_clean(job, 60)
     print_time(capsys, "no-cleanup scenario (leaks, then epilog.sh by hand)", started)
