@@ -37,6 +37,10 @@ HELPER_LOG = RUN / "wnr-slurm.log"
 MECHANISMS = {
     "plugin": ("", f"required {MANIFESTS / 'wnr_spank.so'}\n"),
     "plugin-cpu-memory": ("", f"required {MANIFESTS / 'wnr_spank.so'} controllers=cpu,memory\n"),
+    "plugin-bad-args": (
+        "",
+        f"required {MANIFESTS / 'wnr_spank.so'} scope=/sys/fs/cgroup/nope x=1\n",
+    ),
     "prolog": (f"Prolog={MANIFESTS / 'prolog.sh'}\nEpilog={MANIFESTS / 'epilog.sh'}\n", ""),
     "prolog-without-epilog": (f"Prolog={MANIFESTS / 'prolog.sh'}\n", ""),
 }
@@ -100,8 +104,13 @@ def prepare_guest() -> None:
     os.chown(key, munge.pw_uid, munge.pw_gid)
     (ETC / "cgroup.conf").write_text(CGROUP_CONF)
     WNR_CONF.parent.mkdir(parents=True, exist_ok=True)
-    WNR_CONF.write_text(f"# written by tests/vm/guest/slurmlab.py\nlog = {HELPER_LOG}\n")
+    write_wnr_conf("")
     os.environ["SLURM_CONF"] = str(ETC / "slurm.conf")
+
+
+def write_wnr_conf(text: str) -> None:
+    """/etc/slurm/wnr.conf for prolog.sh, wnr-delegate and epilog.sh; the log always goes to ours."""
+    WNR_CONF.write_text(f"# written by tests/vm/guest/slurmlab.py\nlog = {HELPER_LOG}\n{text}")
 
 
 def wait_until(what: str, predicate: Callable[[], object], timeout: float, every: float) -> None:

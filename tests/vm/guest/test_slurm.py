@@ -24,6 +24,7 @@ import pytest
 
 from tests.vm.guest.harness import MOUNT, REPO, WNR_TIMEOUT, remove_tree
 from tests.vm.guest.slurmlab import (
+    HELPER_LOG,
     HOME,
     MANIFESTS,
     NODE,
@@ -36,6 +37,7 @@ from tests.vm.guest.slurmlab import (
     slurm,
     wait_clean,
     wait_until,
+    write_wnr_conf,
 )
 
 MiB = 1024 * 1024
@@ -283,6 +285,44 @@ def test_with_fewer_controllers_wnr_reports_unenforced_limits_and_a_pilot_that_e
     state = cluster.show_job(job)
     assert ("OUT_OF_MEMORY", "0:125") == (state["JobState"], state["ExitCode"]), state
     print_time(capsys, f"SPANK plugin, controllers=cpu,memory, pilot ends (job {job})", started)
+
+
+UNDELEGATED_SRUN = """\
+own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+echo "job $SLURM_JOB_ID owner $(stat -c %u "/sys/fs/cgroup${own%/task_*}/cgroup.procs")"
+sleep 3
+"""
+BAD_CONF = "scope = /sys/fs/cgroup/nope\nwait = 2\ncontrollers = cpu; rm -rf /\nbogus = 1\n"
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "logged"),
+    [
+        ("plugin-bad-args", "wnr_spank: ignoring unknown argument 'x=1'"),
+        ("prolog", "no step with user/task_0 in /sys/fs/cgroup/nope/job_"),
+    ],
+)
+def test_a_broken_configuration_never_fails_a_job_or_drains_the_node(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str], mechanism: str, logged: str
+) -> None:
+    """A wrong scope and bad arguments (plugin) or a bad wnr.conf (helper, Epilog) are logged; the job runs undelegated and the node stays idle."""
+    started = time.monotonic()
+    cluster.start(mechanism)
+    write_wnr_conf(BAD_CONF)
+    try:
+        out = cluster.srun(UNDELEGATED_SRUN)
+        job = int(out.split()[1])
+        assert f"job {job} owner 0" == out.strip(), out
+        wait_until("the node idle again", lambda: "idle" == cluster.node_state(), 60, 1)
+        wait_clean(job, 60)
+    finally:
+        write_wnr_conf("")
+    logs = (RUN / "slurmd.log").read_text() + (
+        HELPER_LOG.read_text() if HELPER_LOG.exists() else ""
+    )
+    assert logged in logs
+    assert "drain" not in cluster.node_state()
+    print_time(capsys, f"broken configuration, {mechanism} (job {job})", started)
 
 
 def test_without_the_cleanup_hook_a_cancelled_pilot_leaks(
