@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import site
 import subprocess
@@ -199,6 +200,15 @@ def run_pilot_and_cancel(cluster: Cluster, mechanism: str) -> str:
     slurm("scancel", str(job))
     wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 120, 1)
     wait_clean(job, 60)
+    if mechanism == "prolog":  # what the helper and the Epilog logged (the Prolog: nothing)
+        log = HELPER_LOG.read_text()
+        delegated = (
+            rf"wnr-delegate\[\d+\] job {job}: delegated {re.escape(str(user))} to uid {UID}$"
+        )
+        removed = rf"epilog\.sh\[\d+\] job {job}: removed {re.escape(str(user.parent.parent))}$"
+        assert re.search(delegated, log, re.MULTILINE), log
+        assert re.search(removed, log, re.MULTILINE), log
+        assert f"job {job}: the helper" not in log, log
     state = cluster.show_job(job)
     assert "0:125" == state["ExitCode"], state
     detected = f"Detected 1 oom-kill event(s) in StepId={job}.batch"
