@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard reconciler/host/wrapper/*
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-.PHONY: install run test lint deps bench
+.PHONY: install run test lint deps bench spank
 install: $(VENV)/.installed
 
 # Debian packages the tests use for real: bubblewrap (container runtime tests) and
@@ -40,7 +40,7 @@ test: lint deps
 .PHONY: vm
 vm: install
 	tests/vm/setup
-	VM_TIMES=1 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest
+	VM_TIMES=1 VM_MEMORY=2G VM_TIMEOUT=1500 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest
 
 # The long fuzz of the loader, planner, status and rendering (tests/test_fuzz.py):
 # 100,000 cases of each generator; prints cases/s and every case over 1 s.
@@ -51,3 +51,10 @@ fuzz: install
 # Every benchmark scenario at full size (about 9 minutes); see bench/README.md.
 bench: install
 	$(VENV)/bin/python -m bench
+
+# The Slurm SPANK plugin (manifests/slurm/wnr_spank.c) against Debian's libslurm-dev
+# (<slurm/spank.h>); tests/vm/setup installs that package and builds it for the VM tier.
+SPANK_SO := manifests/slurm/wnr_spank.so
+spank: $(SPANK_SO)
+$(SPANK_SO): manifests/slurm/wnr_spank.c
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $<

@@ -34,15 +34,18 @@ def test_guest_suite_passes_inside_a_real_kernel_vm(capsys: pytest.CaptureFixtur
     run = subprocess.run(
         [str(VM / "run"), *GUEST_PYTEST],
         cwd=REPO,
-        env={**os.environ, "VM_TIMES": "1"},
+        # 2 GiB: the real-Slurm scenario (tests/vm/guest/test_slurm.py) runs a 500M pilot
+        # job beside slurmd and slurmctld; its three wnr pilots take minutes under TCG.
+        env={**os.environ, "VM_TIMES": "1", "VM_MEMORY": "2G", "VM_TIMEOUT": "1500"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=900,
+        timeout=1800,
         check=False,
     )
     with capsys.disabled():  # the tier's run time is reported in every CI log, pass or fail
         print(f"\nVM tier: {time.monotonic() - started:.1f}s wall (boot, guest suite, shutdown)")
+        print("".join(line for line in run.stdout.splitlines(True) if "[slurm]" in line))
         print(run.stdout[-2000:])
     assert 0 == run.returncode, (
         f"tests/vm/run exited {run.returncode} (125: the VM itself failed):\n{run.stdout}"

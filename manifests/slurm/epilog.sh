@@ -1,44 +1,34 @@
 #!/bin/bash
-# Slurm Epilog for wnr: undo prolog.sh once the job has ended.
+# Slurm Epilog for wnr (slurm.conf: Epilog=/etc/slurm/wnr/epilog.sh): remove what a
+# pilot left in the job's cgroups.
 #
-# Kills and removes what wnr created below the delegated cgroup (wnr.daemon,
-# slot.*, their agent.* and job.* children), bottom-up, and gives the
-# delegation files back to root. Slurm's own cgroups (task_*) are left to
-# Slurm. Same variables as prolog.sh.
-set -euo pipefail
+# slurmstepd's proctrack/cgroup kills only the processes in task_* and slurm/, so a
+# pilot's wrappers and payloads in cgroups it made below step_*/user outlive the job,
+# and slurmstepd gives up removing the step ("cgroup is not empty"). Run after the
+# steps have ended, this kills (cgroup.kill) and removes, deepest first, every cgroup
+# below each step's user/ but Slurm's task_*, then whatever of job_<id> Slurm left.
+# Errors are logged; the Epilog exits 0 (a failing Epilog would drain the node).
+# Configuration: /etc/slurm/wnr.conf (see wnr-slurm.sh).
+trap 'exit 0' EXIT
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+. "$HERE/wnr-slurm.sh" || exit 0
 
-die() { echo "wnr-epilog: $*" >&2; exit 1; }
-
-[[ "${SLURM_JOB_ID:-}" =~ ^[0-9]+$ ]] || die "SLURM_JOB_ID is not a job number: '${SLURM_JOB_ID:-}'"
-step="${WNR_SLURM_STEP:-0}"
-[[ "$step" =~ ^([0-9]+|extern|batch)$ ]] || die "WNR_SLURM_STEP is not a step: '$step'"
-base="${WNR_SLURM_CGROUP_BASE:-/sys/fs/cgroup/system.slice/slurmstepd.scope}"
-target="$base/job_$SLURM_JOB_ID/step_$step/user"
-[[ -d "$target" ]] || exit 0  # Slurm already removed it: nothing of ours can be left
-[[ ! -L "$target" ]] || die "$target is a symbolic link"
-
-remove_tree() {
-    local dir="$1" child
-    if [[ -e "$dir/cgroup.kill" ]]; then
-        echo 1 > "$dir/cgroup.kill"
-    fi
-    for child in "$dir"/*/; do
-        [[ -d "$child" ]] && remove_tree "${child%/}"
+main() {
+    local job step task
+    wnr_read_conf
+    wnr_job_ids || return 0
+    job=$(wnr_scope)/job_$job_id
+    [ -d "$job" ] || return 0 # Slurm removed it all: nothing was left
+    [ "$(stat -f -c %T "$job")" = cgroup2fs ] || { wnr_log "$job is not on cgroup2"; return 0; }
+    for step in "$job"/step_*; do
+        [ -d "$step/user" ] || continue
+        wnr_clean_user "$step/user"
+        for task in "$step"/user/task_*; do # Slurm's own, emptied when the step ended
+            [ -d "$task" ] && wnr_populated "$task" && wnr_kill_remove "$task"
+        done
     done
-    for _ in $(seq 50); do
-        rmdir "$dir" 2> /dev/null && return 0
-        [[ -d "$dir" ]] || return 0
-        sleep 0.1
-    done
-    echo "wnr-epilog: could not remove $dir" >&2
-    return 1
+    find "$job" -depth -type d -exec rmdir {} + 2>/dev/null
+    if [ -d "$job" ]; then wnr_log "could not remove all of $job"; else wnr_log "removed $job"; fi
 }
 
-status=0
-shopt -s nullglob
-for owned in "$target"/wnr.daemon "$target"/slot.*; do
-    [[ -d "$owned" && ! -L "$owned" ]] && { remove_tree "$owned" || status=1; }
-done
-chown 0:0 "$target" "$target/cgroup.procs" "$target/cgroup.subtree_control" "$target/cgroup.threads"
-echo "wnr-epilog: cleaned $target"
-exit "$status"
+main

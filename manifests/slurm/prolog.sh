@@ -1,58 +1,34 @@
 #!/bin/bash
-# Slurm Prolog for wnr: delegate the job step's "user" cgroup to the job's user.
+# Slurm Prolog for wnr (slurm.conf: Prolog=/etc/slurm/wnr/prolog.sh): start the helper
+# that delegates the job's step cgroup once slurmstepd has made it.
 #
-# Slurm's cgroup/v2 plugin makes .../job_<id>/step_<n>/user owned by the user
-# but leaves cgroup.procs, cgroup.subtree_control and cgroup.threads owned by
-# root, so an unprivileged pilot cannot move processes or enable controllers
-# there (see the JAliEn cgroups-v2 talk). Run as root (slurm.conf:
-# Prolog=/etc/slurm/wnr-prolog.sh, PrologFlags=Alloc,Contain), this script
-# hands those files to the user and turns on the controllers below the job,
-# never above it. wnr running as the user then finds the cgroup as its root
-# (the nearest cgroup it may manage) and runs its slots and jobs inside.
-#
-# Variables: SLURM_JOB_ID, SLURM_JOB_UID, SLURM_JOB_GID (set by slurmd);
-# WNR_SLURM_CGROUP_BASE (default: the slurmstepd scope), WNR_SLURM_STEP
-# (default 0), WNR_SLURM_CONTROLLERS (default "cpu memory pids io"),
-# WNR_SLURM_WAIT (seconds to wait for the step cgroup, default 0).
-set -euo pipefail
+# slurmd runs the Prolog before it starts slurmstepd, so no job_<id> cgroup exists yet
+# and waiting for it here would only delay the step. Instead this starts wnr-delegate
+# detached: in a session of its own (slurmd kills the Prolog's process group when it
+# returns) with its stdio away from slurmd's pipe (slurmd reads it until EOF), and it
+# returns only once the helper leads its own session. Any error is logged and the
+# Prolog still exits 0: a Prolog failure would drain the node.
+# Configuration: /etc/slurm/wnr.conf (see wnr-slurm.sh).
+trap 'exit 0' EXIT
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+. "$HERE/wnr-slurm.sh" || exit 0
 
-die() { echo "wnr-prolog: $*" >&2; exit 1; }
-
-[[ "${SLURM_JOB_ID:-}" =~ ^[0-9]+$ ]] || die "SLURM_JOB_ID is not a job number: '${SLURM_JOB_ID:-}'"
-[[ "${SLURM_JOB_UID:-}" =~ ^[0-9]+$ ]] || die "SLURM_JOB_UID is not a uid: '${SLURM_JOB_UID:-}'"
-gid="${SLURM_JOB_GID:-$SLURM_JOB_UID}"
-[[ "$gid" =~ ^[0-9]+$ ]] || die "SLURM_JOB_GID is not a gid: '$gid'"
-step="${WNR_SLURM_STEP:-0}"
-[[ "$step" =~ ^([0-9]+|extern|batch)$ ]] || die "WNR_SLURM_STEP is not a step: '$step'"
-base="${WNR_SLURM_CGROUP_BASE:-/sys/fs/cgroup/system.slice/slurmstepd.scope}"
-controllers="${WNR_SLURM_CONTROLLERS:-cpu memory pids io}"
-
-job="$base/job_$SLURM_JOB_ID"
-target="$job/step_$step/user"
-for ((waited = 0; waited < ${WNR_SLURM_WAIT:-0} && ! -d "$target"; waited++)); do sleep 1; done
-[[ -d "$target" && ! -L "$target" ]] || die "no step cgroup at $target"
-[[ "$(stat -f -c %T "$target")" == cgroup2fs ]] || die "$target is not on a cgroup2 filesystem"
-
-# Enable the controllers from the job cgroup down to the delegated one, so that
-# the user's cgroup offers them to wnr's slots. Only what the parent offers.
-enable_down() {
-    local dir="$job" part
-    for part in "step_$step" user; do
-        local offered want=""
-        offered=" $(cat "$dir/cgroup.controllers") "
-        for c in $controllers; do
-            [[ "$offered" == *" $c "* ]] && want+=" +$c"
-        done
-        if [[ -n "$want" ]]; then
-            # shellcheck disable=SC2086 # one token per controller
-            echo $want > "$dir/cgroup.subtree_control" ||
-                echo "wnr-prolog: could not enable$want in $dir (processes in it?)" >&2
-        fi
-        dir="$dir/$part"
+main() {
+    local helper stat rest sid tries=0
+    wnr_read_conf
+    wnr_job_ids || return 0
+    setsid "$HERE/wnr-delegate" "$job_id" "$job_uid" "$job_gid" "$(wnr_scope)" \
+        </dev/null >>/dev/null 2>&1 &
+    helper=$!
+    while [ $tries -lt 100 ]; do
+        stat=$(cat "/proc/$helper/stat" 2>/dev/null) || break
+        rest=${stat##*\) }
+        read -r _ _ _ sid _ <<<"$rest"
+        [ "$sid" = "$helper" ] && return 0
+        tries=$((tries + 1))
+        sleep 0.05
     done
+    wnr_log "the helper (pid $helper) did not start its own session; not delegating"
 }
-enable_down
 
-chown "$SLURM_JOB_UID:$gid" "$target" "$target/cgroup.procs" "$target/cgroup.subtree_control" \
-    "$target/cgroup.threads"
-echo "wnr-prolog: delegated $target to uid $SLURM_JOB_UID"
+main
