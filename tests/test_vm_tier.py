@@ -47,3 +47,35 @@ def test_guest_suite_passes_inside_a_real_kernel_vm(capsys: pytest.CaptureFixtur
     assert 0 == run.returncode, (
         f"tests/vm/run exited {run.returncode} (125: the VM itself failed):\n{run.stdout}"
     )
+
+
+# The second boot: Debian bullseye's 5.10 kernel (no cgroup.kill) for the guest tests marked
+# `oldkernel` (the freeze+kill fallback), which the 6.1 boot above runs too.
+OLD_KERNEL_PYTEST = [*GUEST_PYTEST, "-m", "oldkernel"]
+
+
+def test_fallback_suite_passes_inside_a_5_10_kernel_vm(capsys: pytest.CaptureFixture[str]) -> None:
+    """Booted with Debian bullseye's 5.10 kernel (no cgroup.kill), the guest tests marked oldkernel pass inside the VM."""
+    if os.environ.get("WNR_SKIP_VM") == "1":
+        pytest.skip("WNR_SKIP_VM=1: the real-kernel VM tier is switched off explicitly")
+    setup = subprocess.run(
+        [str(VM / "setup")], capture_output=True, text=True, timeout=1200, check=False
+    )
+    assert 0 == setup.returncode, f"tests/vm/setup failed:\n{setup.stdout}{setup.stderr}"
+    started = time.monotonic()
+    run = subprocess.run(
+        [str(VM / "run"), *OLD_KERNEL_PYTEST],
+        cwd=REPO,
+        env={**os.environ, "VM_TIMES": "1", "VM_KERNEL": "5.10"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    with capsys.disabled():
+        print(f"\nVM tier, 5.10: {time.monotonic() - started:.1f}s wall (boot, oldkernel tests)")
+        print(run.stdout[-2000:])
+    assert 0 == run.returncode, (
+        f"VM_KERNEL=5.10 tests/vm/run exited {run.returncode} (125: the VM failed):\n{run.stdout}"
+    )
