@@ -21,6 +21,7 @@ from reconciler.host.nodelock import NodeLock
 from reconciler.host.statedir import StateDir
 from reconciler.inspection import run_describe, run_get
 from reconciler.model.errors import ObjectError, WnrError
+from reconciler.observe.delegation import leaves_for_daemon
 from reconciler.observe.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
 from reconciler.reconcile import Reconciler
 from reconciler.render import dump, plan_data, plan_text
@@ -123,13 +124,15 @@ def _take_over(args: argparse.Namespace, reconciler: Reconciler) -> NodeLock:
 
 
 def leave_root(fs: CgroupFS) -> None:
-    """When wnr itself sits in its root (a delegated cgroup), move it into `wnr.daemon`.
+    """When wnr itself sits in its root (a delegated cgroup), or in the process leaf it was
+    started in just below it (HTCondor's `.scope`, systemd's DelegateSubgroup), move it into
+    `wnr.daemon`.
 
     The kernel lets a cgroup enable controllers for its children only while it
     holds no processes itself ("no internal processes"); wnr moves only itself.
     """
     mount = mount_of(fs.root, cgroup2_mounts())
-    if mount is None or own_cgroup_path(mount) != fs.root:
+    if mount is None or not leaves_for_daemon(own_cgroup_path(mount), fs.root):
         return
     fs.mkdir("wnr.daemon")
     fs.write("wnr.daemon", "cgroup.procs", str(os.getpid()))

@@ -18,18 +18,22 @@ from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.process import WRAPPER, wrapper_missing
 from reconciler.host.statefault import MIN_FREE_BYTES, check
 from reconciler.model.errors import CgroupError, WnrError
-from reconciler.observe.mounts import cgroup2_mounts, choose_root, own_cgroup
+from reconciler.observe.delegation import choose_level, describe, leaves_for_daemon, survey
+from reconciler.observe.mounts import cgroup2_mounts, choose_root, own_cgroup, own_cgroup_path
 from reconciler.observe.nodefacts import detect_gpus
 from reconciler.plan.runtime import resolve
 
-# Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation").
+# Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation");
+# the optional ones only matter for threaded cgroups, which wnr never makes.
 DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
+OPTIONAL_FILES = ("cgroup.threads",)
 
 
 class Verdict(StrEnum):
     """How a check came out; only FAIL makes `wnr doctor` exit 1."""
 
     ok = "ok"
+    note = "--"
     warn = "warn"
     fail = "FAIL"
 
@@ -49,23 +53,33 @@ class Check:
 
 
 def check_delegation(root: Path, uid: int) -> list[Check]:
-    """Whether `uid` owns the root directory and the files that delegation needs."""
+    """Whether `uid` owns the root directory and the files that delegation needs
+    (cgroup.threads only matters for threaded cgroups, which wnr never makes)."""
     if uid == 0:
         return [Check("delegation", Verdict.ok, "running as root: no delegation needed")]
     target = root if root.exists() else root.parent
     lacking: list[str] = []
+    required_lacking = False
     for path in [target, *(target / name for name in DELEGATED_FILES)]:
         try:
             owner = path.stat().st_uid
         except FileNotFoundError:
             lacking.append(f"{path} (missing)")
+            required_lacking = required_lacking or path.name not in OPTIONAL_FILES
             continue
         if owner != uid:
             lacking.append(f"{path} (owned by uid {owner})")
+            required_lacking = required_lacking or path.name not in OPTIONAL_FILES
     if not lacking:
         return [
             Check("delegation", Verdict.ok, f"uid {uid} owns {target} and its delegation files")
         ]
+    if not required_lacking:
+        detail = (
+            f"uid {uid} owns {target}, its cgroup.procs and cgroup.subtree_control; not "
+            f"{', '.join(lacking)}, which only threaded cgroups need (HTCondor keeps it root's)"
+        )
+        return [Check("delegation", Verdict.ok, detail)]
     files = " ".join(str(target / n) for n in DELEGATED_FILES)
     return [
         Check(
@@ -76,6 +90,27 @@ def check_delegation(root: Path, uid: int) -> list[Check]:
             "manifests/ which do it for each job)",
         )
     ]
+
+
+def check_levels(mount: Path, requested: str | None) -> list[Check]:
+    """For an unprivileged `--root auto`: each level from wnr's cgroup up, usable or why not."""
+    if requested not in (None, "auto") or os.access(mount, os.W_OK):
+        return []
+    pid = os.getpid()
+    levels = survey(mount, own_cgroup_path(mount))
+    chosen = choose_level(levels)
+    used = chosen.level if chosen is not None else None
+    checks = [
+        Check("level", Verdict.ok if level is used else Verdict.note, describe(level, pid, chosen))
+        for level in levels
+    ]
+    if not levels:
+        detail = f"wnr runs in {mount} itself: no level below it"
+        checks.append(Check("level", Verdict.note, detail))
+    elif chosen is not None and leaves_for_daemon(levels[0].path, chosen.level.path):
+        moved = f"{levels[0].path} -> {chosen.level.path / 'wnr.daemon'}"
+        checks.append(Check("level", Verdict.note, f"wnr run/apply move wnr itself: {moved}"))
+    return checks
 
 
 def check_controllers(root: Path, wanted: tuple[str, ...]) -> Check:
@@ -106,21 +141,38 @@ def check_controllers(root: Path, wanted: tuple[str, ...]) -> Check:
     )
 
 
-def check_kill(release: str) -> Check:
-    """Whether the kernel has cgroup.kill (Linux 5.14+); without it stops use freeze and kill."""
-    parts = release.split(".")
-    try:
-        version = (int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit())))
-    except (IndexError, ValueError):
-        version = (0, 0)
-    if version >= (5, 14):
-        return Check("cgroup.kill", Verdict.ok, f"kernel {release} has it")
+def check_kill(release: str, probe: Path | None = None) -> Check:
+    """How wnr stops a cgroup here: `cgroup.kill` (Linux 5.14+), else freeze+kill. Seen in
+    `probe` (a non-root cgroup: the root of the hierarchy never has the file) when given,
+    else judged by the kernel release."""
+    if probe is not None:
+        found = (probe / "cgroup.kill").exists()
+        where = f"{'found' if found else 'none'} in {probe}"
+    else:
+        parts = release.split(".")
+        try:
+            version = (int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit())))
+        except (IndexError, ValueError):
+            version = (0, 0)
+        found, where = version >= (5, 14), "judged by the release"
+    if found:
+        detail = f"mechanism cgroup.kill: kernel {release} has it ({where})"
+        return Check("cgroup.kill", Verdict.ok, detail)
     return Check(
         "cgroup.kill",
         Verdict.warn,
-        f"kernel {release} predates cgroup.kill (5.14)",
-        "wnr stops jobs by freezing the cgroup and killing each PID instead",
+        f"mechanism freeze+kill: kernel {release} predates cgroup.kill (5.14; {where})",
+        "wnr stops a cgroup by freezing it, SIGKILLing each process, thawing it, and removes "
+        "it once cgroup.events says populated 0",
     )
+
+
+def _kill_probe(root: Path, mount: Path) -> Path | None:
+    """A cgroup below the mount's top to look for cgroup.kill in: the root, else its parent."""
+    for candidate in (root, root.parent):
+        if candidate != mount and mount in candidate.parents and candidate.is_dir():
+            return candidate
+    return None
 
 
 def check_spec_dir(specs: Path, uid: int) -> Check:
@@ -253,6 +305,7 @@ def run_checks(
             f"mounted at {', '.join(map(str, mounts))}; wnr runs in {own_cgroup()}",
         )
     ]
+    checks.extend(check_levels(mounts[-1], requested_root))
     try:
         root = choose_root(requested_root, mounts)
     except WnrError as exc:
@@ -261,7 +314,7 @@ def run_checks(
     checks.append(Check("root", Verdict.ok, str(root)))
     checks.extend(check_delegation(root, uid))
     checks.append(check_controllers(root, wanted))
-    checks.append(check_kill(platform.release()))
+    checks.append(check_kill(platform.release(), _kill_probe(root, mounts[-1])))
     checks.append(check_spec_dir(specs, uid))
     if state is not None:
         checks.append(check_state_dir(state))

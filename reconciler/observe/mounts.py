@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from reconciler.model.errors import PermanentError
+from reconciler.observe.delegation import choose_level, survey
 
 
 def cgroup2_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Path]:
@@ -63,7 +64,8 @@ def mount_of(path: Path, mounts: list[Path]) -> Path | None:
 def choose_root(requested: str | None, mounts: list[Path] | None = None) -> Path:
     """The cgroup root: an explicit path inside a cgroup2 mount; `self`, our own cgroup
     (a systemd unit with Delegate=yes); or, for `auto`, `<mount>/wnr` when writable,
-    else the nearest writable ancestor of our own cgroup (a delegated slot)."""
+    else the nearest delegated level at or above our own cgroup (a delegated slot; the
+    rules for HTCondor's, systemd's and Slurm's layouts are in reconciler.observe.delegation)."""
     mounts = cgroup2_mounts() if mounts is None else mounts
     if not mounts:
         raise PermanentError("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")
@@ -80,12 +82,9 @@ def choose_root(requested: str | None, mounts: list[Path] | None = None) -> Path
     mount = mounts[-1]
     if os.access(mount, os.W_OK):
         return mount / "wnr"
-    current = own_cgroup_path(mount)
-    for candidate in [current, *current.parents]:
-        if candidate == mount:
-            break
-        if delegated(candidate):
-            return candidate
+    chosen = choose_level(survey(mount, own_cgroup_path(mount)))
+    if chosen is not None:
+        return chosen.level.path
     raise PermanentError(
         f"no writable cgroup for wnr under {mount}: run as root, or have the batch system "
         "delegate a cgroup to this user (see `wnr doctor`)"

@@ -36,6 +36,13 @@ def _cgroup_problem() -> str | None:
     return None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The marker of the tests tests/test_vm_tier.py also runs on the 5.10 kernel's boot."""
+    config.addinivalue_line(
+        "markers", "oldkernel: also run on Debian bullseye's 5.10 kernel (no cgroup.kill)"
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _pure_cgroup2() -> None:
     """Every guest test needs pure cgroup v2 with cpu, memory and pids: fail loudly without it."""

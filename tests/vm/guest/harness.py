@@ -7,9 +7,11 @@ not a pure cgroup2 mount with the controllers they exercise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -135,10 +137,14 @@ def gate(path: Path, command: str) -> list[str]:
 
 
 def remove_tree(root: Path, timeout: float = 15.0) -> None:
-    """cgroup.kill everything below a test root, then rmdir it bottom-up."""
+    """cgroup.kill everything below a test root (freeze and SIGKILL each process on a kernel
+    without cgroup.kill, before 5.14), then rmdir it bottom-up."""
     if not root.exists():
         return
-    (root / "cgroup.kill").write_text("1")
+    if (root / "cgroup.kill").exists():
+        (root / "cgroup.kill").write_text("1")
+    else:
+        kill_frozen(root)
     deadline = time.monotonic() + timeout
     while root.exists():
         for directory in _bottom_up(root):
@@ -150,6 +156,18 @@ def remove_tree(root: Path, timeout: float = 15.0) -> None:
                 if time.monotonic() > deadline:
                     raise
         time.sleep(0.05)
+
+
+def kill_frozen(root: Path) -> None:
+    """SIGKILL every process below a cgroup while it is frozen (no fork escapes), then thaw."""
+    (root / "cgroup.freeze").write_text("1")
+    try:
+        for directory in _bottom_up(root):
+            for pid in (directory / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+    finally:
+        (root / "cgroup.freeze").write_text("0")
 
 
 def _bottom_up(root: Path) -> Iterable[Path]:
