@@ -183,6 +183,44 @@ def test_prolog_helper_delegates_the_batch_step_and_epilog_cleans_up(
     print_time(capsys, f"Prolog/helper/Epilog scenario ({ended})", started)
 
 
+SRUN_IN_BATCH = """\
+#!/bin/bash
+srun --mem=50M bash -c '
+own=$(sed -n "s/^0:://p" /proc/self/cgroup)
+user=/sys/fs/cgroup${own%/task_*}
+for _ in $(seq 200); do [ -O "$user/cgroup.procs" ] && break; sleep 0.2; done
+stat -c "%u %n" "$user" "$user/cgroup.procs" "$user/cgroup.subtree_control" "$user/cgroup.threads"
+'
+"""
+
+
+def test_prolog_helper_delegates_an_srun_step_inside_a_batch_job(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under the Prolog's helper an srun step of a batch job gets its own user cgroup delegated too, and the job leaves nothing."""
+    started = time.monotonic()
+    cluster.start("prolog")
+    work = HOME / "prolog-srun"
+    work.mkdir()
+    script = work / "job.sh"
+    script.write_text(SRUN_IN_BATCH)
+    script.chmod(0o755)
+    for path in (work, script):
+        os.chown(path, UID, UID)
+    job = cluster.sbatch(script, work)
+    wait_until(f"job {job} gone from squeue", lambda: not cluster.listed(job), 180, 1)
+    user = SCOPE / f"job_{job}" / "step_0" / "user"
+    owned = [f"{UID} {user}{name}" for name in FILES]
+    out = (work / "pilot.out").read_text()
+    assert owned == [line for line in out.splitlines() if str(user) in line], out
+    log = HELPER_LOG.read_text()
+    for step in ("step_batch", "step_0"):
+        delegated = rf"wnr-delegate\[\d+\] job {job}: delegated {re.escape(str(user.parent.parent / step / 'user'))} to uid {UID}$"
+        assert re.search(delegated, log, re.MULTILINE), log
+    wait_clean(job, 60)
+    print_time(capsys, f"Prolog/helper/Epilog, an srun step in a batch job (job {job})", started)
+
+
 def test_with_fewer_controllers_wnr_reports_unenforced_limits_and_a_pilot_that_ends_is_cleaned(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
