@@ -19,7 +19,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 VM = REPO / "tests" / "vm"
 PYTHON = ".venv/bin/python"
-GUEST_PYTEST = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/vm/guest"]
+# --durations=0: each scenario's time (every guest test's call) goes into the CI log.
+GUEST_PYTEST = [
+    PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", "tests/vm/guest"
+]  # fmt: skip
 
 
 def boot(capsys: pytest.CaptureFixture[str], label: str, command: list[str], **env: str) -> None:
@@ -43,7 +46,10 @@ def boot(capsys: pytest.CaptureFixture[str], label: str, command: list[str], **e
     )
     with capsys.disabled():  # the tier's run time is reported in every CI log, pass or fail
         print(f"\n{label}: {time.monotonic() - started:.1f}s wall (boot, guest tests, shutdown)")
-        print("".join(line for line in run.stdout.splitlines(True) if "[slurm]" in line))
+        timed = ("[slurm]", " call ")
+        print(
+            "".join(line for line in run.stdout.splitlines(True) if any(t in line for t in timed))
+        )
         print(run.stdout[-2000:])
     assert 0 == run.returncode, (
         f"{label}: tests/vm/run exited {run.returncode} (125: the VM itself failed):\n{run.stdout}"
