@@ -86,8 +86,8 @@ def check_delegation(root: Path, uid: int) -> list[Check]:
             "delegation",
             Verdict.fail,
             f"uid {uid} lacks ownership of: {', '.join(lacking)}",
-            f"as root: chown {uid} {target} {files} (or use HTCondor >= 23.1 / the Slurm prolog in "
-            "manifests/ which do it for each job)",
+            f"as root: chown {uid} {target} {files} (or use HTCondor >= 23.1 / the Slurm "
+            "plugin or Prolog in manifests/slurm/, which do it for each job)",
         )
     ]
 

@@ -15,9 +15,10 @@ pilot are tested without them:
 - systemd `Delegate=yes` with `DelegateSubgroup=`: the unit's cgroup delegated,
   the service's processes in a subgroup (`supervisor/`, also the user's). wnr
   takes the unit's cgroup, not the subgroup it was started in.
-- Slurm with manifests/slurm/prolog.sh: `step_<n>/user` delegated, the batch
-  script in the root-owned `task_0`. wnr takes `user` and stays in `task_0`,
-  where slurmstepd looks for the step's processes.
+- Slurm with manifests/slurm/ (the SPANK plugin or the Prolog's helper):
+  `step_<n>/user` delegated, the batch script in the root-owned `task_0`. wnr
+  takes `user` and stays in `task_0`, where slurmstepd looks for the step's
+  processes.
 """
 
 from __future__ import annotations

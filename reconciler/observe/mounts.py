@@ -48,13 +48,6 @@ def own_cgroup_path(mount: Path) -> Path:
     return mount / own_cgroup().lstrip("/")
 
 
-def delegated(cgroup: Path) -> bool:
-    """Whether this process may manage a cgroup: create children, move processes in,
-    enable controllers (its directory and delegation files are writable)."""
-    files = (cgroup / "cgroup.procs", cgroup / "cgroup.subtree_control")
-    return os.access(cgroup, os.W_OK) and all(os.access(f, os.W_OK) for f in files)
-
-
 def mount_of(path: Path, mounts: list[Path]) -> Path | None:
     """The cgroup2 mount that contains a path, if any (the deepest one)."""
     containing = [m for m in mounts if path == m or m in path.parents]
