@@ -15,11 +15,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler.client import DEFAULT_SPECS, Client, WaitTimeoutError
 from reconciler.doctor import Verdict, run_checks
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.nodelock import NodeLock
+from reconciler.host.objectstore import ObjectStore
 from reconciler.host.statedir import StateDir
-from reconciler.inspection import run_describe, run_get
+from reconciler.inspection import run_describe, run_get, watch_get
 from reconciler.model.errors import ObjectError, WnrError
 from reconciler.observe.delegation import leaves_for_daemon
 from reconciler.observe.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
@@ -28,29 +30,26 @@ from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs.loader import SpecLoader
 from reconciler.status.passresult import PassResult
 
-DEFAULT_SPECS = "/etc/wnr/specs.d"
 # Commands that only look: a dry pass, and not even a directory is created.
-READ_ONLY = frozenset({"plan", "get", "describe"})
+READ_ONLY = frozenset({"plan", "get", "describe", "wait"})
 # `wnr get job` and `wnr get jobs` (kubectl accepts both).
 RESOURCES = {"job": "jobs", "jobs": "jobs", "slot": "slots", "slots": "slots"}
 
 
-def default_state_dir() -> str:
-    """`/var/lib/wnr` for root, else `$XDG_STATE_HOME/wnr` (or `~/.local/state/wnr`)."""
-    if os.geteuid() == 0:
-        return "/var/lib/wnr"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(base, "wnr")
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--specs", default=DEFAULT_SPECS, help="spec directory (default %(default)s)"
+        "--specs",
+        default=None,
+        help=f"spec directory (default: the daemon's, from the state dir, else {DEFAULT_SPECS})",
     )
     parser.add_argument(
-        "--root", default=None, help="cgroup root (default: Node cgroupRoot, else auto)"
+        "--root",
+        default=None,
+        help="cgroup root (default: the daemon's, else the Node's cgroupRoot, else auto)",
     )
-    parser.add_argument("--state-dir", default=None, help="state directory")
+    parser.add_argument(
+        "--state-dir", default=None, help="state directory (default /var/lib/wnr for root)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every action")
     parser.add_argument(
         "--allow-untrusted-specs",
@@ -89,6 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("resource", choices=sorted(RESOURCES), help="slots or jobs")
     get.add_argument("name", nargs="?", help="only this object")
     get.add_argument("-o", "--output", choices=["text", "wide", "json", "yaml"], default="text")
+    get.add_argument("-w", "--watch", action="store_true", help="print a row on each change")
+    get.add_argument(
+        "--timeout", type=float, default=0.0, help="with -w: stop after SECONDS (0: never)"
+    )
+    wait = sub.add_parser("wait", help="wait for a job or slot to reach a phase or condition")
+    _common(wait)
+    wait.add_argument("target", help="job/NAME or slot/NAME")
+    wait.add_argument(
+        "--for",
+        dest="wait_for",
+        required=True,
+        help="phase=PHASE, condition=TYPE[=True|False|Unknown] or delete",
+    )
+    wait.add_argument("--timeout", type=float, default=30.0, help="give up after SECONDS")
     describe = sub.add_parser("describe", help="spec, status, conditions and events of an object")
     _common(describe)
     describe.add_argument("resource", choices=sorted(RESOURCES), help="slot or job")
@@ -100,19 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def client_of(args: argparse.Namespace) -> Client:
+    """The node as the flags name it; the spec dir and root default to the daemon's."""
+    specs = args.specs
+    if specs is None and args.command == "run":
+        specs = DEFAULT_SPECS  # the daemon itself never follows an old record
+    return Client(args.state_dir, specs, args.root, trust_any_writer=args.allow_untrusted_specs)
+
+
 def _reconciler(args: argparse.Namespace) -> Reconciler:
+    client = client_of(args)
     trusted = None if args.allow_untrusted_specs else os.geteuid()
-    loader = SpecLoader([Path(args.specs)], trusted_uid=trusted)
-    requested = args.root or loader.load().node_spec.cgroup_root
+    state = StateDir(client.state_dir)
+    store = ObjectStore(state.root)
+    loader = SpecLoader([client.specs], trusted_uid=trusted, fallback=store.last_good)
+    requested = client.root or loader.load().node_spec.cgroup_root
     root = choose_root(requested)
-    state = StateDir(args.state_dir or default_state_dir())
     if args.command not in READ_ONLY:  # a dry run leaves no trace, not even a directory
         try:
             state.jobs.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             # Reported by the passes (StateDirWritable); the daemon creates it when it can.
             logging.getLogger("wnr").error("cannot create the state dir %s: %s", state.root, exc)
-    return Reconciler(loader, CgroupFS(root), state)
+    return Reconciler(loader, CgroupFS(root), state, store=store)
 
 
 def _take_over(args: argparse.Namespace, reconciler: Reconciler) -> NodeLock:
@@ -213,30 +236,53 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     reconciler = _reconciler(args)
     lock = _take_over(args, reconciler)
+    specs = [path.absolute() for path in reconciler.loader.paths]
     logging.getLogger("wnr").info(
         "wnr %s: specs %s, root %s, state %s",
         "run",
-        args.specs,
+        ", ".join(map(str, specs)),
         reconciler.fs.root,
         reconciler.state.root,
     )
-    return Daemon(reconciler, [Path(args.specs)], resync=args.resync, lock=lock).run()
+    return Daemon(reconciler, specs, resync=args.resync, lock=lock).run()
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    """A dry pass, then the slots or jobs as a table, JSON or YAML."""
-    reconciler = _reconciler(args)
-    result = reconciler.run_pass(dry_run=True)
-    _print_errors(result)
-    return run_get(reconciler, result, RESOURCES[args.resource], args.name, args.output)
+    """The published slots or jobs (a dry pass's, with no daemon) as a table, JSON or YAML;
+    with -w, a row again on each change."""
+    client = client_of(args)
+    resource = RESOURCES[args.resource]
+    if args.watch:
+        if args.output not in ("text", "wide"):
+            raise WnrError("-w prints tables: use -o wide or no -o")
+        deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+
+        def until() -> bool:
+            return deadline is not None and time.monotonic() >= deadline
+
+        return watch_get(client, resource, args.name, args.output == "wide", until)
+    return run_get(client.snapshot(), resource, args.name, args.output)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    """A dry pass, then one object's spec, status, conditions and recent events."""
-    reconciler = _reconciler(args)
-    result = reconciler.run_pass(dry_run=True)
-    _print_errors(result)
-    return run_describe(reconciler, result, RESOURCES[args.resource], args.name, args.events)
+    """One published object's spec, status, conditions and recent events."""
+    snapshot = client_of(args).snapshot()
+    return run_describe(snapshot, RESOURCES[args.resource], args.name, args.events)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Wait until an object meets `--for` (exit 0), or the timeout passes (exit 1)."""
+    kind, _, name = args.target.partition("/")
+    if kind not in RESOURCES or not name:
+        raise WnrError(f"invalid target {args.target!r}: expected job/NAME or slot/NAME")
+    client = client_of(args)
+    try:
+        client.wait(kind, name, args.wait_for, args.timeout)
+    except WaitTimeoutError as exc:
+        print(f"wnr: {exc}", file=sys.stderr)
+        return 1
+    print(f"{kind.removesuffix('s')}/{name} condition met")
+    return 0
 
 
 def cmd_crds(_args: argparse.Namespace) -> int:
@@ -249,12 +295,12 @@ def cmd_crds(_args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Node checks with a hint each."""
-    node = SpecLoader([Path(args.specs)]).load().node_spec
-    requested = args.root or node.cgroup_root
+    client = client_of(args)
+    node = SpecLoader([client.specs]).load().node_spec
+    requested = client.root or node.cgroup_root
     wanted = tuple(str(c) for c in node.controllers)
     runtime = str(node.runtime)
-    state = Path(args.state_dir or default_state_dir())
-    checks = run_checks(requested, Path(args.specs), wanted, runtime, state)
+    checks = run_checks(requested, client.specs, wanted, runtime, client.state_dir)
     for check in checks:
         print(check)
     return 1 if any(c.verdict is Verdict.fail for c in checks) else 0
@@ -267,6 +313,7 @@ COMMANDS = {
     "run": cmd_run,
     "get": cmd_get,
     "describe": cmd_describe,
+    "wait": cmd_wait,
     "crds": cmd_crds,
     "doctor": cmd_doctor,
 }

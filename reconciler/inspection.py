@@ -1,132 +1,179 @@
-"""`wnr get` and `wnr describe`: a dry pass's job and slot statuses, printed for the admin.
+"""`wnr get` and `wnr describe`: the published jobs and slots, printed for the admin.
 
-The CLI runs the dry pass and reports spec errors; this module turns the
-pass into statuses (`reconciler.status`), adds what only the node can tell
-(spec file times, the event log), and prints them through `reconciler.render`.
+The client (reconciler.client) hands over a Snapshot: what the running daemon
+published, or a dry pass's objects when none runs. This module turns them
+back into statuses (reconciler.status.published) and prints them through
+reconciler.render; `get -w` prints a row again each time its object changes.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from reconciler.model.api import API_VERSION
-from reconciler.model.desired import Desired
-from reconciler.model.event import WARNING
-from reconciler.reconcile import Reconciler
+from pydantic import ValidationError
+
+from reconciler.client import Client, Snapshot
+from reconciler.model.api import API_VERSION, Job, Slot
 from reconciler.render import describe_job, describe_slot, dump, jobs_table, slots_table
-from reconciler.status import api_object, job_statuses, slot_statuses
-from reconciler.status.passresult import PassResult
+from reconciler.status import JobStatus, SlotStatus
+from reconciler.status.published import created_of, job_status_of, slot_status_of
+
+KIND_OF = {"jobs": "Job", "slots": "Slot"}
 
 
-def run_get(
-    reconciler: Reconciler, result: PassResult, resource: str, name: str | None, output: str
-) -> int:
-    """The slots or jobs (`resource`, plural) of the pass as a table, JSON or YAML."""
-    _warn_state(result)
-    now = reconciler.clock()
-    desired = result.desired
+def announce(snapshot: Snapshot) -> None:
+    """On stderr: where the objects come from when no daemon runs, the spec errors, and the
+    Node's condition, which no slot or job table has a column for."""
+    if snapshot.stale:
+        print(f"wnr: {snapshot.stale}: showing a dry pass", file=sys.stderr)
+    elif snapshot.daemon is None:
+        print("wnr: no daemon runs on this state dir: showing a dry pass", file=sys.stderr)
+    for error in snapshot.errors:
+        print(error, file=sys.stderr)
+    for obj in snapshot.of_kind("Slot")[:1]:
+        for c in obj.get("status", {}).get("conditions", ()):
+            if c.get("type") == "StateDirWritable" and c.get("status") == "False":
+                print(
+                    f"Warning: Node StateDirWritable=False ({c.get('reason')}): {c.get('message')}",
+                    file=sys.stderr,
+                )
+
+
+def _spec_object(obj: Mapping[str, Any]) -> Slot | Job | None:
+    """The published object's spec as a model again (its quantities read back exactly)."""
+    model = Job if obj.get("kind") == "Job" else Slot
+    meta = obj.get("metadata", {})
+    try:
+        return model.model_validate(
+            {
+                "apiVersion": API_VERSION,
+                "kind": obj.get("kind"),
+                "metadata": {
+                    k: v for k, v in meta.items() if k in ("name", "labels", "annotations")
+                },
+                "spec": obj.get("spec", {}),
+            }
+        )
+    except ValidationError:
+        return None
+
+
+def _statuses(snapshot: Snapshot) -> tuple[list[JobStatus], list[SlotStatus]]:
+    jobs = [job_status_of(o) for o in snapshot.of_kind("Job")]
+    slots = [slot_status_of(o, jobs) for o in snapshot.of_kind("Slot")]
+    return jobs, slots
+
+
+def render_table(snapshot: Snapshot, resource: str, names: set[str] | None, wide: bool) -> str:
+    """The `get` table of `resource` (plural), of `names` only when given."""
+    kind = KIND_OF[resource]
+    created = {o["metadata"]["name"]: created_of(o) for o in snapshot.of_kind(kind)}
+    jobs, slots = _statuses(snapshot)
     if resource == "jobs":
-        kind, jobs = "Job", job_statuses(desired, result.observed, result.plan, now)
-        if name is not None and name not in jobs:
-            return _not_found("job", name, sorted(jobs))
-        job_list = [jobs[name]] if name is not None else list(jobs.values())
-        created = {s.name: _created(desired, kind, s.name) or s.first_spawned for s in job_list}
-        objects = [
-            api_object("Job", desired.jobs.get(s.name), s, created[s.name]) for s in job_list
-        ]
-        text = jobs_table(job_list, created, now, output == "wide")
-    else:
-        failed = _failed_slots(reconciler, result)
-        kind, slots = "Slot", slot_statuses(desired, result.observed, result.plan, now, failed)
-        if name is not None and name not in slots:
-            return _not_found("slot", name, sorted(slots))
-        slot_list = [slots[name]] if name is not None else list(slots.values())
-        created = {s.name: _created(desired, kind, s.name) for s in slot_list}
-        objects = [
-            api_object("Slot", desired.slots.get(s.name), s, created[s.name]) for s in slot_list
-        ]
-        text = slots_table(slot_list, desired.slots, created, now, output == "wide")
+        chosen = [s for s in jobs if names is None or s.name in names]
+        return jobs_table(chosen, created, snapshot.now, wide)
+    specs = {o["metadata"]["name"]: _spec_object(o) for o in snapshot.of_kind("Slot")}
+    picked = [s for s in slots if names is None or s.name in names]
+    defined = {n: s for n, s in specs.items() if isinstance(s, Slot) and s is not None}
+    return slots_table(picked, defined, created, snapshot.now, wide)
+
+
+def run_get(snapshot: Snapshot, resource: str, name: str | None, output: str) -> int:
+    """The slots or jobs (`resource`, plural) as a table, JSON or YAML."""
+    announce(snapshot)
+    kind = KIND_OF[resource]
+    objects = snapshot.of_kind(kind)
+    if name is not None:
+        objects = [o for o in objects if o["metadata"]["name"] == name]
+        if not objects:
+            return _not_found(kind.lower(), name, snapshot.of_kind(kind))
     if output in ("json", "yaml"):
-        if name is not None:
-            print(dump(objects[0], output))
-        else:
-            data = {"apiVersion": API_VERSION, "kind": f"{kind}List", "items": objects}
-            print(dump(data, output))
+        data = (
+            objects[0]
+            if name is not None
+            else {"apiVersion": API_VERSION, "kind": f"{kind}List", "items": objects}
+        )
+        print(dump(data, output))
     elif not objects:
         print(f"No {resource} found.", file=sys.stderr)
     else:
-        print(text)
+        names = {name} if name is not None else None
+        print(render_table(snapshot, resource, names, output == "wide"))
     return 0
 
 
-def run_describe(
-    reconciler: Reconciler, result: PassResult, resource: str, name: str, events: int
+def watch_get(
+    client: Client, resource: str, name: str | None, wide: bool, until: Callable[[], bool]
 ) -> int:
-    """One object's spec, status, conditions and its last `events` events."""
-    _warn_state(result)
-    now = reconciler.clock()
-    desired = result.desired
-    jobs = job_statuses(desired, result.observed, result.plan, now)
-    if resource == "jobs":
-        if name not in jobs:
-            return _not_found("job", name, sorted(jobs))
-        recent = reconciler.events.recent(f"Job/{name}", events)
-        source = _source(desired, "Job", name)
-        print(describe_job(desired.jobs.get(name), jobs[name], recent, now, source))
-        return 0
-    failed = _failed_slots(reconciler, result)
-    slots = slot_statuses(desired, result.observed, result.plan, now, failed)
-    if name not in slots:
-        return _not_found("slot", name, sorted(slots))
-    recent = reconciler.events.recent(f"Slot/{name}", events)
-    members = [jobs[j] for j in slots[name].jobs if j in jobs]
-    members += [s for s in jobs.values() if s.slot == name and s.name not in slots[name].jobs]
-    source = _source(desired, "Slot", name)
-    print(describe_slot(desired.slots.get(name), slots[name], members, recent, now, source))
+    """`get -w`: the table, then a row each time an object changes (or goes), until `until`."""
+    snapshot = client.snapshot()
+    announce(snapshot)
+    kind = KIND_OF[resource]
+    print(render_table(snapshot, resource, {name} if name else None, wide), flush=True)
+    last = _of(snapshot, kind, name)
+    while not until():
+        client.sleep(0.2)
+        snapshot = client.snapshot()
+        now = _of(snapshot, kind, name)
+        changed = {n for n, o in now.items() if last.get(n) != o}
+        if changed:
+            rows = render_table(snapshot, resource, changed, wide).splitlines()[1:]
+            print("\n".join(rows), flush=True)
+        for gone in sorted(set(last) - set(now)):
+            print(f"{gone}   <deleted>", flush=True)
+        last = now
     return 0
 
 
-def _warn_state(result: PassResult) -> None:
-    """The Node's condition, which no slot or job table has a column for."""
-    fault = result.observed.state_fault
-    if fault is not None:
-        print(
-            f"Warning: Node StateDirWritable=False ({fault.reason}): {fault}; "
-            "no job or agent starts until it clears",
-            file=sys.stderr,
-        )
+def _of(snapshot: Snapshot, kind: str, name: str | None) -> dict[str, dict[str, Any]]:
+    found = {o["metadata"]["name"]: o for o in snapshot.of_kind(kind)}
+    return {n: o for n, o in found.items() if name is None or n == name}
 
 
-def _created(desired: Desired, kind: str, name: str) -> float | None:
-    """When the object's spec file was last written (its creation, as far as wnr can tell)."""
-    source = desired.sources.get((kind, name))
-    if source is None:
-        return None
-    try:
-        return os.stat(source.path).st_mtime
-    except OSError:
-        return None
+def run_describe(snapshot: Snapshot, resource: str, name: str, events: int) -> int:
+    """One object's spec, status, conditions and its last `events` events."""
+    announce(snapshot)
+    kind = KIND_OF[resource]
+    obj = snapshot.objects.get((kind, name))
+    if obj is None:
+        return _not_found(kind.lower(), name, snapshot.of_kind(kind))
+    recent = snapshot.events.recent(f"{kind}/{name}", events)
+    identity = _identity(obj)
+    source = obj.get("status", {}).get("specSource")
+    jobs, slots = _statuses(snapshot)
+    spec = _spec_object(obj)
+    if kind == "Job":
+        status = next(j for j in jobs if j.name == name)
+        job = spec if isinstance(spec, Job) else None
+        print(describe_job(job, status, recent, snapshot.now, source, identity=identity))
+        return 0
+    slot_status = next(s for s in slots if s.name == name)
+    members = [j for j in jobs if j.slot == name]
+    slot = spec if isinstance(spec, Slot) else None
+    text = describe_slot(
+        slot, slot_status, members, recent, snapshot.now, source, identity=identity
+    )
+    print(text)
+    return 0
 
 
-def _source(desired: Desired, kind: str, name: str) -> str | None:
-    source = desired.sources.get((kind, name))
-    return f"{source.path} (document {source.document + 1})" if source is not None else None
+def _identity(obj: Mapping[str, Any]) -> list[tuple[str, object]]:
+    meta, status = obj.get("metadata", {}), obj.get("status", {})
+    pairs: list[tuple[str, object]] = [
+        ("UID", meta.get("uid")),
+        ("Created", meta.get("creationTimestamp")),
+        ("Generation", meta.get("generation")),
+        ("Observed", status.get("observedGeneration")),
+    ]
+    if meta.get("deletionTimestamp"):
+        pairs.append(("Deleted", meta["deletionTimestamp"]))
+    return pairs
 
 
-def _not_found(kind: str, name: str, known: list[str]) -> int:
-    listed = ", ".join(known) if known else "none"
+def _not_found(kind: str, name: str, known: list[dict[str, Any]]) -> int:
+    names = sorted(o["metadata"]["name"] for o in known)
+    listed = ", ".join(names) if names else "none"
     print(f'wnr: error: {kind} "{name}" not found (known: {listed})', file=sys.stderr)
     return 1
-
-
-def _failed_slots(reconciler: Reconciler, result: PassResult) -> dict[str, str]:
-    """Slots whose last event is a failed action that the plan still has to do: Failed, with
-    the error (a dry pass cannot see failures itself)."""
-    last = {e.obj: e for e in reconciler.events.read() if e.obj.startswith("Slot/")}
-    pending = {a.obj for a in result.plan.actions}
-    return {
-        obj: event.message
-        for obj, event in last.items()
-        if event.type == WARNING and event.reason.startswith("Failed") and obj in pending
-    }

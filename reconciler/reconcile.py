@@ -6,8 +6,12 @@ events (derived by reconciler.status.events, written by reconciler.host.eventlog
 per action applied or failed, and one per phase change of a job or slot since
 the phase last reported; and keeps the
 state dir whole around observe and apply (reconciler.apply.statekeeper). Events the
-state dir cannot take yet are kept and written once it can. A dry pass
-writes nothing; a pass with nothing to report does no I/O for it.
+state dir cannot take yet are kept and written once it can. Between observe and
+plan the object store registers this pass's specs (reconciler.apply.registry:
+uids, generations, objects held while their predecessor is deleted); after a
+real pass each object's status is published into the state dir, file by file
+where it changed. A dry pass writes nothing; a pass with nothing to report
+does no I/O for it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from reconciler.apply.applier import Applier
+from reconciler.apply.registry import Registry
 from reconciler.apply.statekeeper import StateKeeper
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.eventlog import EventLog
+from reconciler.host.objectstore import ObjectStore, StatusBoard
 from reconciler.host.process import reap
 from reconciler.host.statedir import StateDir
 from reconciler.model.event import Event, stray_events
@@ -28,6 +34,7 @@ from reconciler.observe.membership import Membership
 from reconciler.observe.snapshot import observe
 from reconciler.observe.usage import Sampler, needs
 from reconciler.plan import plan
+from reconciler.plan.identity import without_held
 from reconciler.specs.loader import SpecLoader
 from reconciler.status.events import (
     action_events,
@@ -36,6 +43,7 @@ from reconciler.status.events import (
     unenforced_events,
 )
 from reconciler.status.passresult import PassResult
+from reconciler.status.published import published_objects
 
 log = logging.getLogger("wnr.events")
 
@@ -53,7 +61,15 @@ class Reconciler:
         state: StateDir,
         clock: Callable[[], float] = time.time,
         events: EventLog | None = None,
+        *,
+        store: ObjectStore | None = None,
     ) -> None:
+        self.store = store if store is not None else ObjectStore(state.root)
+        if loader.fallback is None:
+            loader.fallback = self.store.last_good
+        self.registry = Registry(self.store)
+        self.board = StatusBoard(state.root)
+        self._unpublished: str | None = None
         self.loader = loader
         self.fs = fs
         self.state = state
@@ -87,21 +103,36 @@ class Reconciler:
         now = self.clock()
         if not dry_run:
             observed = self.keeper.before_plan(observed, now)
+        registration = self.registry.register(desired, observed, now, dry_run)
+        desired = without_held(desired, registration.held)
         wanted = needs(desired, observed, self.state)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
         observed = self.membership.check(self.fs, desired, observed, now)
         planned = plan(desired, observed, now, self.quarantined)
         resample = min((n.interval for n in wanted.values()), default=None)
+        stored = registration.objects
         if dry_run:
-            return PassResult(desired, observed, planned, resample_after=resample)
+            return PassResult(desired, observed, planned, resample_after=resample, stored=stored)
         failures = self.applier.apply(planned.actions) if planned.actions else []
         spawned = tuple(self.applier.spawned) if planned.actions else ()
         fault = self.applier.fault if planned.actions else None
         self.keeper.after_apply(planned.actions, fault, now)
         observed = replace(observed, state_fault=self.keeper.fault)
-        result = PassResult(desired, observed, planned, tuple(failures), resample, spawned)
+        result = PassResult(desired, observed, planned, tuple(failures), resample, spawned, stored)
         self._report(result, now)
+        self._publish(result, now)
         return result
+
+    def _publish(self, result: PassResult, now: float) -> None:
+        """Publish every object's status; never fails the pass (logged once per error)."""
+        failures = {f.action.obj: f.error for f in result.failures}
+        try:
+            self.board.publish(published_objects(result, result.stored, now, failures))
+            self._unpublished = None
+        except OSError as exc:
+            if str(exc) != self._unpublished:
+                log.warning("cannot publish status in %s: %s", self.board.directory, exc)
+            self._unpublished = str(exc)
 
     def _report(self, result: PassResult, now: float) -> None:
         """Log this pass's phase changes and actions; never fails the pass. What the event

@@ -38,10 +38,10 @@ from tests.helpers import REPO, DaemonProcess, common, wnr, write_slot
 
 @pytest.fixture
 def statefs(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs of this test's own, unmounted at the end."""
+    """A 1 MiB tmpfs of this test's own (50 jobs' records, objects and statuses fit), unmounted at the end."""
     mount = tmp_path / "statefs"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "wnr-test", mount], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "wnr-test", mount], check=True)
     try:
         yield mount
     finally:
@@ -336,9 +336,12 @@ def test_doctor_checks_that_the_state_dir_can_record(statefs: Path, tmp_path: Pa
     """`wnr doctor`: ok with room, FAIL with a hint when full or read-only."""
     state = statefs / "state"
     state.mkdir()
+    assert Verdict.ok == check_state_dir(state).verdict
+    filler = fill(statefs, 512 * 1024)
     small = check_state_dir(state)  # 512 KiB: records for a few hundred jobs at most
     assert (Verdict.warn, "free space") == (small.verdict, small.hint[:10])
     assert Verdict.ok == check_state_dir(tmp_path / "new").verdict
+    filler.unlink()
     filler = fill(statefs, 0)
     full = check_state_dir(state)
     assert (Verdict.fail, "ENOSPC") == (full.verdict, full.detail.split()[1])

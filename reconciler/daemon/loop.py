@@ -19,7 +19,9 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
@@ -42,6 +44,9 @@ RESYNC_SECONDS = 30.0
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
 VERIFY_SECONDS = 0.5
 STATE_RECHECK_SECONDS = 1.0
+# The daemon's record (`<state>/daemon.json`) is written when it changes; its lastPass alone
+# is renewed at most this often, so a busy daemon does not rewrite it on every pass.
+HEARTBEAT_SECONDS = 10.0
 # glibc's mallopt parameters, and its default thresholds (bytes).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MALLOC_THRESHOLD = 128 * 1024
@@ -86,6 +91,12 @@ class Daemon:
         self.guard = PassGuard(reconciler.events, reconciler.clock)
         reconciler.quarantined = self.guard.quarantined
         self.spec_errors = ErrorLog()
+        self.started_at = reconciler.clock()
+        self._heartbeat = 0.0
+        try:
+            self.version = metadata.version("wnr")
+        except metadata.PackageNotFoundError:
+            self.version = "unknown"
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping the daemon; jobs keep running", signal.Signals(signum).name)
@@ -138,6 +149,26 @@ class Daemon:
                 self.waker.watch_exit(pid)
         self.waker.watch_emptying(emptying(result, self.reconciler.fs.directory))
 
+    def _publish_self(self, result: PassResult) -> None:
+        """Keep `daemon.json` current: what `wnr get` needs to find this daemon's objects."""
+        now = self.reconciler.clock()
+        record = {
+            "pid": os.getpid(),
+            "specs": [str(p) for p in self.reconciler.loader.paths],
+            "root": str(self.reconciler.fs.root),
+            "stateDir": str(self.reconciler.state.root.absolute()),
+            "version": self.version,
+            "startedAt": self.started_at,
+            "specErrors": [str(e) for e in result.desired.errors[:20]],
+        }
+        board = self.reconciler.board
+        due = time.monotonic() >= self._heartbeat
+        try:
+            if board.write_daemon(record, now if due else None):
+                self._heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+        except OSError as exc:
+            log.debug("cannot write the daemon record: %s", exc)
+
     def run(self) -> int:
         """The loop; returns the process exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -155,6 +186,7 @@ class Daemon:
                 self.waker.wait(self.guard.backoff)
                 continue
             self.spec_errors.log(result.desired.errors)
+            self._publish_self(result)
             self.guard.track(result.desired.jobs)
             delay = self.resync
             if result.plan.requeue_after is not None:

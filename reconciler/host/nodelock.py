@@ -169,3 +169,16 @@ def holder_pid(fd: int) -> int | None:
 
 def _who(pid: int | None) -> str:
     return f"pid {pid}" if pid is not None else "pid unknown"
+
+
+def state_lock_holder(state_root: Path) -> int | None:
+    """The PID holding `<state>/wnr.lock`, without taking it (a look, never a race with a
+    daemon starting: `wnr get` must not keep one from taking the lock)."""
+    try:
+        fd = os.open(Path(state_root) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return holder_pid(fd)
+    finally:
+        os.close(fd)

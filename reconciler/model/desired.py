@@ -56,6 +56,9 @@ class Desired:
     # False when objects may exist that we cannot see (a file never parsed, an
     # unreadable directory): the planner then deletes nothing.
     complete: bool = True
+    # (kind, name) of objects whose spec is back while their deleted predecessor is still
+    # being stopped or drained (reconciler.plan.identity): left out of slots and jobs.
+    held: frozenset[tuple[str, str]] = frozenset()
 
     def slot_jobs(self, slot: str) -> list[Job]:
         """A slot's jobs in spec order: file, then document, then name (a job whose source

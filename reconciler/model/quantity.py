@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 from reconciler.model.quoting import quoted
 
@@ -114,13 +114,20 @@ _QUANTITY_SCHEMA: dict[str, Any] = {
     "x-kubernetes-int-or-string": True,
 }
 
+# In JSON, quantities are written back the way an admin writes them (`8Gi`, `500m`): that
+# form validates to the same number again, so a stored spec (the state dir's object store)
+# and a printed one (`wnr get -o yaml`) read back as the object they came from.
+_BYTES_JSON = PlainSerializer(format_bytes, return_type=str, when_used="json")
+_MILLICPUS_JSON = PlainSerializer(format_millicpus, return_type=str, when_used="json")
+
 # A byte count parsed from a quantity (memory, disk, swap).
-Bytes = Annotated[int, BeforeValidator(parse_bytes), WithJsonSchema(_QUANTITY_SCHEMA)]
+Bytes = Annotated[int, BeforeValidator(parse_bytes), _BYTES_JSON, WithJsonSchema(_QUANTITY_SCHEMA)]
 
 # Millicores parsed from a quantity; CPU counts may be fractional (`0.5`).
 MilliCPUs = Annotated[
     int,
     BeforeValidator(parse_millicpus),
+    _MILLICPUS_JSON,
     WithJsonSchema(
         {
             "anyOf": [
@@ -150,6 +157,7 @@ LogSize = Annotated[
     int,
     BeforeValidator(parse_bytes),
     AfterValidator(_log_size),
+    _BYTES_JSON,
     WithJsonSchema(
         {
             "anyOf": [

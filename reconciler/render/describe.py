@@ -46,13 +46,20 @@ def _events_lines(events: Sequence[Event], now: float) -> list[str]:
     return ["Events:", table(["Type", "Reason", "Age", "Message"], rows, "  ", True)]
 
 
-def _meta_lines(kind: str, obj: Slot | Job | None, name: str, source: str | None) -> list[str]:
+def _meta_lines(
+    kind: str,
+    obj: Slot | Job | None,
+    name: str,
+    source: str | None,
+    identity: Sequence[tuple[str, object]],
+) -> list[str]:
     labels = obj.metadata.labels if obj is not None else {}
     annotations = obj.metadata.annotations if obj is not None else {}
     return _fields(
         [
             ("Name", name),
             ("Kind", kind),
+            *identity,
             ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))),
             ("Annotations", ", ".join(f"{k}={v}" for k, v in sorted(annotations.items()))),
             ("Source", source),
@@ -61,11 +68,18 @@ def _meta_lines(kind: str, obj: Slot | Job | None, name: str, source: str | None
 
 
 def describe_job(
-    job: Job | None, status: JobStatus, events: Sequence[Event], now: float, source: str | None
+    job: Job | None,
+    status: JobStatus,
+    events: Sequence[Event],
+    now: float,
+    source: str | None,
+    *,
+    identity: Sequence[tuple[str, object]] = (),
 ) -> str:
-    """`wnr describe job NAME`: metadata, spec, status, conditions, recent events."""
+    """`wnr describe job NAME`: metadata (with uid and generations in `identity`), spec,
+    status, conditions, recent events."""
     s = status
-    lines = _meta_lines("Job", job, s.name, source)
+    lines = _meta_lines("Job", job, s.name, source, identity)
     lines += _spec_lines(job)
     lines.append("Status:")
     lines += _fields(
@@ -99,11 +113,13 @@ def describe_slot(  # noqa: PLR0917
     events: Sequence[Event],
     now: float,
     source: str | None,
+    *,
+    identity: Sequence[tuple[str, object]] = (),
 ) -> str:
     """`wnr describe slot NAME`: metadata, spec, status with resources, conditions, its jobs,
     recent events."""
     s = status
-    lines = _meta_lines("Slot", slot, s.name, source)
+    lines = _meta_lines("Slot", slot, s.name, source, identity)
     lines += _spec_lines(slot)
     lines.append("Status:")
     lines += _fields(

@@ -3,7 +3,11 @@
 Each pass calls `SpecLoader.load()`. Unchanged files (same inode, size and
 mtime) are not parsed again. A file that turns invalid keeps its last good
 objects; a file that was never valid, or a directory that cannot be read,
-marks the desired state incomplete, which freezes every deletion.
+marks the desired state incomplete, which freezes every deletion. A file that
+has no last good version in this process may still have one in the object
+store (`fallback`, reconciler.host.objectstore): a daemon restarted, or a
+one-shot `wnr plan` or `apply`, meeting a file broken since before it began,
+plans with the objects that file held when it last validated.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +50,15 @@ class SpecLoader:
     Node's `specLimits` bound every file as soon as the Node is loaded.
     """
 
-    def __init__(self, paths: Iterable[Path | str], trusted_uid: int | None = None) -> None:
+    def __init__(
+        self,
+        paths: Iterable[Path | str],
+        trusted_uid: int | None = None,
+        fallback: Callable[[str], Sequence[tuple[ApiObject, Source]]] | None = None,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.trusted_uid = trusted_uid
+        self.fallback = fallback
         self.limits = SpecLimits()
         self._cache: dict[str, _Cached] = {}
         self._last_good: dict[str, Parsed] = {}
@@ -95,10 +105,10 @@ class SpecLoader:
             if parsed.errors:
                 errors.extend(parsed.errors)
                 good = self._last_good.get(path)
-                if good is None:
+                kept = good.objects if good is not None else self._stored(path)
+                objects.extend(kept)
+                if good is None and not kept:
                     complete = False
-                else:
-                    objects.extend(good.objects)
             else:
                 self._last_good[path] = parsed
                 objects.extend(parsed.objects)
@@ -110,6 +120,10 @@ class SpecLoader:
         desired = assemble(objects, errors, complete, known, self._text)
         self._last = desired
         return desired
+
+    def _stored(self, path: str) -> Sequence[tuple[ApiObject, Source]]:
+        """The objects the store kept of a file this process never saw valid."""
+        return self.fallback(path) if self.fallback is not None else ()
 
     def _parse_within_budget(self, files: list[str]) -> list[tuple[str, Parsed]]:
         """Each file's parse, in spec order, until the node holds `maxObjects` objects: later

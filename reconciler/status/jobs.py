@@ -52,6 +52,7 @@ class JobStatus:
         """The camelCase `status` of `wnr get job -o json`; unset fields are left out."""
         data: dict[str, Any] = {
             "phase": self.phase,
+            "slot": self.slot,
             "reason": self.reason,
             "message": self.message,
             "exitCode": self.exit_code,
@@ -86,6 +87,8 @@ def _job_status(  # noqa: PLR0917
     if job is None:
         reason = "Deleted"
         message = "the spec was removed" + ("" if view.finished else "; the job is being stopped")
+        if ("Job", name) in desired.held:
+            message += "; it was written again: the new job starts once this one is gone"
     elif job.spec.slot not in desired.slots and view.phase is Phase.Pending:
         reason, message = "Unschedulable", f"slot {job.spec.slot} does not exist"
     elif not message:

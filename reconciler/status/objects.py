@@ -9,38 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.model.api import API_VERSION, Job, Slot
-from reconciler.model.quantity import format_bytes, format_millicpus
 from reconciler.status.jobs import JobStatus, timestamp
 from reconciler.status.slots import SlotStatus
-
-_BYTES_KEYS = frozenset({"memory", "memoryHigh", "swap", "disk"})
-_RESOURCE_KEYS = frozenset({"resources", "capacity", "reserved"})
 
 
 def spec_data(obj: Slot | Job | None) -> dict[str, Any]:
     """The spec as the admin wrote it, quantities in their usual form (`500m`, `4Gi`)."""
     if obj is None:
         return {}
-    data = obj.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    result = _quantities(data, False)
-    assert isinstance(result, dict)
-    return result
-
-
-def _quantities(value: object, in_resources: bool) -> object:
-    if isinstance(value, dict):
-        out: dict[str, object] = {}
-        for key, item in value.items():
-            if in_resources and key == "cpus" and isinstance(item, int):
-                out[key] = format_millicpus(item)
-            elif in_resources and key in _BYTES_KEYS and isinstance(item, int):
-                out[key] = format_bytes(item)
-            else:
-                out[key] = _quantities(item, key in _RESOURCE_KEYS)
-        return out
-    if isinstance(value, list):
-        return [_quantities(item, in_resources) for item in value]
-    return value
+    return obj.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _metadata(obj: Slot | Job | None, name: str, created: float | None) -> dict[str, Any]:

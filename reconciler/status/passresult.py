@@ -7,11 +7,13 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from reconciler.model.actions import Failure
 from reconciler.model.desired import Desired
 from reconciler.model.observed import Observed, StateFault
+from reconciler.model.stored import ObjectKey, StoredObject
 from reconciler.plan import Plan
 
 
@@ -27,6 +29,8 @@ class PassResult:
     resample_after: float | None = None
     # The PIDs of the wrappers this pass spawned.
     spawned: tuple[int, ...] = ()
+    # The object store after this pass's specs (reconciler.plan.identity): uids, generations.
+    stored: Mapping[ObjectKey, StoredObject] = field(default_factory=dict)
 
     @property
     def state_fault(self) -> StateFault | None:
