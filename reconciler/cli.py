@@ -17,6 +17,7 @@ from pathlib import Path
 
 from reconciler.doctor import Verdict, run_checks
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.joblogs import LogsError, NotStartedError, follow_logs
 from reconciler.host.nodelock import NodeLock
 from reconciler.host.statedir import StateDir
 from reconciler.inspection import run_describe, run_get
@@ -97,7 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
     doctor = sub.add_parser("doctor", help="check the node (exit 1 when a required check fails)")
     _common(doctor)
+    _logs_parser(sub)
     return parser
+
+
+def _logs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    logs = sub.add_parser(
+        "logs", help="print a job's output (stdout and stderr), like kubectl logs"
+    )
+    _common(logs)
+    logs.add_argument("job", help="the job's name")
+    logs.add_argument("--attempt", type=int, help="this attempt (default: the newest with a log)")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="print new output until the attempt ends"
+    )
+    logs.add_argument("--tail", type=_lines, help="only the last N lines")
+
+
+def _lines(text: str) -> int:
+    """A `--tail` count: a whole number of lines, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a number of lines (0 or more), not {text!r}")
+    return int(text)
 
 
 def _reconciler(args: argparse.Namespace) -> Reconciler:
@@ -260,6 +282,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.verdict is Verdict.fail for c in checks) else 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    """A job's payload output, raw bytes to stdout; with -f until the attempt ends."""
+    state_dir = Path(args.state_dir or default_state_dir())
+    try:
+        chunks = follow_logs(state_dir, args.job, args.attempt, args.tail, follow=args.follow)
+    except NotStartedError:
+        where = f"no attempt in state dir {state_dir}"
+        if args.job in SpecLoader([Path(args.specs)]).load().jobs:
+            raise LogsError(f"job {args.job} has not started yet ({where})") from None
+        raise LogsError(f"job {args.job} is unknown ({where}, no spec in {args.specs})") from None
+    out = sys.stdout.buffer
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            if args.follow:
+                out.flush()
+        out.flush()
+    except BrokenPipeError:
+        # `wnr logs JOB | head`: the reader has all it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        raise LogsError(f"job {args.job}: cannot read its log: {exc}") from exc
+    return 0
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
@@ -269,6 +316,7 @@ COMMANDS = {
     "describe": cmd_describe,
     "crds": cmd_crds,
     "doctor": cmd_doctor,
+    "logs": cmd_logs,
 }
 
 
