@@ -265,3 +265,23 @@ def test_follow_survives_rotations_between_polls_and_ends_after_the_last_bytes(
     chunks = follow_logs(tmp_path / "state", "j", sleep=scripted(directory, steps), interval=1)
     expected = b"one\ntwo\nthree\nfour\nfive\nsix\n" + NOTE + b"seven\n"
     assert expected == b"".join(chunks)
+
+
+def test_follow_waits_for_a_half_written_note_and_starts_from_the_tail(tmp_path: Path) -> None:
+    """With --tail 1 a follower starts at the last line; a new file whose rotation note is
+    only half written is waited for, and the note is left out once whole."""
+    directory = attempt_dir(tmp_path, "starting")
+    append(directory, b"old\nlast\n")
+    log = directory / "attempt-1.log"
+
+    def half_rotate() -> None:
+        """Rename the log away and start the next with only part of the note, as a reader
+        could catch the wrapper between its rename and its note's write."""
+        log.rename(directory / "attempt-1.log.1")
+        log.write_bytes(NOTE[:10])
+
+    steps = [half_rotate, lambda: append(directory, NOTE[10:] + b"new\n")]
+    chunks = follow_logs(
+        tmp_path / "state", "j", tail=1, sleep=scripted(directory, steps), interval=1
+    )
+    assert b"last\nnew\n" == b"".join(chunks)

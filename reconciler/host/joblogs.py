@@ -1,15 +1,8 @@
 """A job's payload output as the wrapper left it in the state dir: what `wnr logs` prints.
 
-Host layer (imports model and host only), read by the CLI and the Python client alike.
-The wrapper (reconciler/host/wrapper/output.c) copies the payload's stdout and stderr into
-`<state>/jobs/<job>/attempt-<n>.log`. Once that reaches the Node's policies.logs.maxSize it
-rotates like the kubelet: `.log.<i-1>` is renamed to `.log.<i>` from the oldest down (a rename
-over the last of maxFiles drops it), `.log` to `.log.1`, and a new `.log` is opened whose
-first line is the wrapper's note `wnr-wrapper: log rotated; earlier output is in
-attempt-<n>.log.1`. So the highest number is the oldest output and `.log` the newest, and the
-files read oldest first are the output in order. The note at the head of a file whose
-predecessor is read as well is left out: it says only where the bytes just before it are.
-(With maxFiles 1 the wrapper empties `.log` in place and says so; that note stays.)
+Host layer (imports model and host only), used by the CLI and the Python client alike
+(`read_logs`, `follow_logs`): which attempt to show, or why there is none, and following
+one attempt's log as it grows. The files and their rotation are logfiles.py's.
 
 A follower holds the file it reads open, so a rotation (a rename) never loses it: once
 `.log` is another file, the held one is complete (the wrapper renames before it opens the
@@ -25,14 +18,34 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.host.logfiles import (
+    attempts_with_logs,
+    log_files,
+    read_range,
+    rotation_note,
+    skip_note,
+    tail,
+    tail_parts,
+)
 from reconciler.host.statedir import StateDir
 from reconciler.model.errors import WnrError
 from reconciler.model.fields import DNS_LABEL_PATTERN
 from reconciler.model.records import LIVE_PHASES
 
-_BLOCK = 65536
-_LOG = re.compile(r"^attempt-([0-9]+)\.log(?:\.[1-9][0-9]*)?$")
 _NAME = re.compile(DNS_LABEL_PATTERN)
+
+__all__ = [
+    "LogsError",
+    "NotStartedError",
+    "attempts_with_logs",
+    "choose_attempt",
+    "follow_attempt",
+    "follow_logs",
+    "log_files",
+    "read_logs",
+    "rotation_note",
+    "tail",
+]
 
 
 class LogsError(WnrError):
@@ -41,78 +54,6 @@ class LogsError(WnrError):
 
 class NotStartedError(LogsError):
     """The job has no attempt in the state dir (unknown there, or not started yet)."""
-
-
-def log_files(state: StateDir, job: str, attempt: int) -> list[Path]:
-    """The files of one attempt's log that exist, oldest first (`.log.<maxFiles-1>` ...
-    `.log.1`, `.log`)."""
-    base = state.log_path(job, attempt)
-    rotated = re.compile(re.escape(base.name) + r"\.([1-9][0-9]*)")
-    try:
-        names = os.listdir(base.parent)
-    except FileNotFoundError:
-        return []
-    numbers = sorted((int(m[1]) for n in names if (m := rotated.fullmatch(n))), reverse=True)
-    files = [base.parent / f"{base.name}.{number}" for number in numbers]
-    return [*files, base] if base.name in names else files
-
-
-def attempts_with_logs(state: StateDir, job: str) -> list[int]:
-    """The attempts of a job that have a log file, in order."""
-    try:
-        names = os.listdir(state.job_dir(job))
-    except FileNotFoundError:
-        return []
-    return sorted({int(m[1]) for name in names if (m := _LOG.match(name))})
-
-
-def rotation_note(base: Path) -> bytes:
-    """The line the wrapper writes at the head of each `.log` it starts on rotation."""
-    return f"wnr-wrapper: log rotated; earlier output is in {base.name}.1\n".encode()
-
-
-def tail(files: Sequence[Path], lines: int) -> bytes:
-    """The last `lines` lines of the output in `files` (oldest first), read from the end in
-    blocks so a large log is never loaded whole; a last line without a newline counts."""
-    if not files:
-        return b""
-    note = rotation_note(_base_of(files[-1]))
-    fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in files]
-    try:
-        parts = [
-            (fd, _skip_note(fd, note) if i else 0, os.fstat(fd).st_size) for i, fd in enumerate(fds)
-        ]
-        return _tail_parts(parts, lines)
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _tail_parts(parts: Sequence[tuple[int, int, int]], lines: int) -> bytes:
-    """The last `lines` lines of the byte ranges (fd, start, end), oldest first."""
-    if lines <= 0:
-        return b""
-    taken: list[bytes] = []
-    found = 0
-    at_end = True  # the output's very last newline ends the last line; it does not start one
-    for fd, start, end in reversed(parts):
-        position = end
-        while position > start:
-            size = min(_BLOCK, position - start)
-            position -= size
-            block = os.pread(fd, size, position)
-            limit = len(block)
-            if at_end and block:
-                at_end = False
-                limit -= block.endswith(b"\n")
-            while (newline := block.rfind(b"\n", 0, limit)) >= 0:
-                found += 1
-                if found == lines:
-                    taken.append(block[newline + 1 :])
-                    return b"".join(reversed(taken))
-                limit = newline
-            taken.append(block)
-    return b"".join(reversed(taken))
 
 
 def choose_attempt(state: StateDir, job: str, attempt: int | None, follow: bool = False) -> int:
@@ -193,13 +134,13 @@ def follow_attempt(
     held: list[tuple[int, int, int]] = []
     try:
         parts = [
-            (fd, _skip_note(fd, note) if i else 0, size) for i, (fd, _, size) in enumerate(chain)
+            (fd, skip_note(fd, note) if i else 0, size) for i, (fd, _, size) in enumerate(chain)
         ]
         if tail is None:
             for fd, start, end in parts:
-                yield from _read_range(fd, start, end)
+                yield from read_range(fd, start, end)
         else:
-            yield _tail_parts(parts, tail)
+            yield tail_parts(parts, tail)
         if follow and chain:
             held.append(chain.pop())  # the follower owns the newest file from here on
     finally:
@@ -220,19 +161,19 @@ def _follow_held(
         while True:
             finished = not target.live()
             if note_pending:
-                offset = _skip_note(fd, note, wait=not finished)
+                offset = skip_note(fd, note, wait=not finished)
                 note_pending = offset < 0
                 if note_pending:
                     offset = 0
                     pause()
                     continue
-            for chunk in _read_range(fd, offset, None):
+            for chunk in read_range(fd, offset, None):
                 offset += len(chunk)
                 yield chunk
             newer = _newer(target, inode)
             if newer is not None:
                 # The held file was renamed away, so it is complete: read what came last.
-                yield from _read_range(fd, offset, None)
+                yield from read_range(fd, offset, None)
                 os.close(fd)
                 fd, inode, note_pending = newer
                 offset = 0
@@ -333,29 +274,3 @@ def _inodes(paths: Sequence[Path]) -> list[int]:
         except FileNotFoundError:
             found.append(0)
     return found
-
-
-def _skip_note(fd: int, note: bytes, wait: bool = False) -> int:
-    """Where the output of a file started on rotation begins: after the wrapper's note when
-    it is there. With `wait`, -1 when the file holds only the start of the note so far."""
-    head = os.pread(fd, len(note), 0)
-    if head == note:
-        return len(note)
-    return -1 if wait and note.startswith(head) else 0
-
-
-def _read_range(fd: int, start: int, end: int | None) -> Iterator[bytes]:
-    """The bytes of fd from `start` to `end` (to its current end when None), in blocks."""
-    position = start
-    while end is None or position < end:
-        size = _BLOCK if end is None else min(_BLOCK, end - position)
-        block = os.pread(fd, size, position)
-        if not block:
-            return
-        position += len(block)
-        yield block
-
-
-def _base_of(path: Path) -> Path:
-    """The `.log` file a (possibly rotated) log file belongs to."""
-    return path.with_name(re.sub(r"(\.log)\.[0-9]+$", r"\1", path.name))
