@@ -18,6 +18,7 @@ from pathlib import Path
 from reconciler.client import DEFAULT_SPECS, Client, WaitTimeoutError
 from reconciler.doctor import Verdict, run_checks
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.joblogs import LogsError
 from reconciler.host.nodelock import NodeLock
 from reconciler.host.objectstore import ObjectStore
 from reconciler.host.statedir import StateDir
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
     doctor = sub.add_parser("doctor", help="check the node (exit 1 when a required check fails)")
     _common(doctor)
+    _logs_parser(sub)
     return parser
 
 
@@ -119,6 +121,26 @@ def client_of(args: argparse.Namespace) -> Client:
     if specs is None and args.command == "run":
         specs = DEFAULT_SPECS  # the daemon itself never follows an old record
     return Client(args.state_dir, specs, args.root, trust_any_writer=args.allow_untrusted_specs)
+
+
+def _logs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    logs = sub.add_parser(
+        "logs", help="print a job's output (stdout and stderr), like kubectl logs"
+    )
+    _common(logs)
+    logs.add_argument("job", help="the job's name")
+    logs.add_argument("--attempt", type=int, help="this attempt (default: the newest with a log)")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="print new output until the attempt ends"
+    )
+    logs.add_argument("--tail", type=_lines, help="only the last N lines")
+
+
+def _lines(text: str) -> int:
+    """A `--tail` count: a whole number of lines, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a number of lines (0 or more), not {text!r}")
+    return int(text)
 
 
 def _reconciler(args: argparse.Namespace) -> Reconciler:
@@ -306,6 +328,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.verdict is Verdict.fail for c in checks) else 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    """A job's payload output, raw bytes to stdout; with -f until the attempt ends."""
+    chunks = client_of(args).logs(args.job, args.attempt, args.tail, follow=args.follow)
+    out = sys.stdout.buffer
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            if args.follow:
+                out.flush()
+        out.flush()
+    except BrokenPipeError:
+        # `wnr logs JOB | head`: the reader has all it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        raise LogsError(f"job {args.job}: cannot read its log: {exc}") from exc
+    return 0
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
@@ -316,6 +356,7 @@ COMMANDS = {
     "wait": cmd_wait,
     "crds": cmd_crds,
     "doctor": cmd_doctor,
+    "logs": cmd_logs,
 }
 
 

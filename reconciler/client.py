@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.eventlog import EventLog
+from reconciler.host.joblogs import LogsError, NotStartedError, follow_logs
 from reconciler.host.nodelock import state_lock_holder
 from reconciler.host.objectstore import ObjectStore, StatusBoard
 from reconciler.host.statedir import StateDir
@@ -196,6 +197,25 @@ class Client:
             if self.clock() >= deadline:
                 raise WaitTimeoutError(wanted.describe(KINDS.get(kind, kind), name, obj, timeout))
             self.sleep(0.2)
+
+    def logs(
+        self, job: str, attempt: int | None = None, tail: int | None = None, *, follow: bool = False
+    ) -> Iterator[bytes]:
+        """A job's output (stdout and stderr as the wrapper copied them), oldest first across
+        its rotated files; with `follow`, more as it comes until the attempt ends. Raises
+        LogsError (a WnrError) naming the attempts there are."""
+        try:
+            return follow_logs(self.state_dir, job, attempt, tail, follow=follow, sleep=self.sleep)
+        except NotStartedError:
+            where = f"no attempt in state dir {self.state_dir}"
+            known = ("Job", job) in ObjectStore(self.state_dir).objects()
+            if known or job in SpecLoader([self.specs]).load().jobs:
+                raise LogsError(f"job {job} has not started yet ({where})") from None
+            raise LogsError(f"job {job} is unknown ({where}, no spec in {self.specs})") from None
+
+    def read_logs(self, job: str, attempt: int | None = None, tail: int | None = None) -> bytes:
+        """A job's output so far, as one bytes object."""
+        return b"".join(self.logs(job, attempt, tail))
 
 
 class WaitTimeoutError(WnrError):
