@@ -1,8 +1,8 @@
 """The `wnr` command line: parses arguments, wires loader, cgroup root, state dir and clock.
 
 Every subcommand is a thin shell around `Reconciler` (plan, apply, run; get
-and describe hand the dry pass to `reconciler.inspection`) or the spec loader
-(validate); exit codes follow DESIGN §4.
+and describe hand the dry pass to `reconciler.inspection`), the spec loader
+(validate) or the spec writer (`apply -f`, delete); exit codes follow DESIGN §4.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from reconciler.observe.mounts import cgroup2_mounts, choose_root, mount_of, own
 from reconciler.reconcile import Reconciler
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs.loader import SpecLoader
+from reconciler.specs.writer import apply_file, delete_object
 from reconciler.status.passresult import PassResult
 
 DEFAULT_SPECS = "/etc/wnr/specs.d"
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--timeout", type=float, default=120.0, help="give up waiting after SECONDS")
     apply.add_argument("--expect", metavar="FINGERPRINT", help="refuse if the plan changed")
     apply.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    apply.add_argument(
+        "-f", "--filename", metavar="FILE", help="write FILE (- for stdin) into the spec directory"
+    )
     run = sub.add_parser("run", help="the daemon: watch and reconcile until SIGTERM")
     _common(run)
     run.add_argument("--resync", type=float, default=30.0, help="full pass at least every SECONDS")
@@ -94,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("resource", choices=sorted(RESOURCES), help="slot or job")
     describe.add_argument("name")
     describe.add_argument("--events", type=int, default=20, help="show the last N events")
+    delete = sub.add_parser("delete", help="remove jobs or slots from the spec directory")
+    _common(delete)
+    delete.add_argument("resource", choices=sorted(RESOURCES), help="job or slot")
+    delete.add_argument("names", nargs="+", metavar="NAME")
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
     doctor = sub.add_parser("doctor", help="check the node (exit 1 when a required check fails)")
     _common(doctor)
@@ -175,8 +183,55 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 2 if result.plan.actions else 0
 
 
+def spec_dir(args: argparse.Namespace) -> Path:
+    """The spec directory that `apply -f` and `delete` write (the one place it is resolved)."""
+    return Path(args.specs)
+
+
+def cmd_apply_file(args: argparse.Namespace) -> int:
+    """`apply -f FILE|-`: write the file into the spec directory; the daemon reconciles."""
+    if args.wait or args.expect:
+        print("wnr: error: -f cannot be combined with --wait or --expect", file=sys.stderr)
+        return 1
+    stdin = args.filename == "-"
+    source = "<stdin>" if stdin else args.filename
+    try:
+        data = sys.stdin.buffer.read() if stdin else Path(args.filename).read_bytes()
+    except OSError as exc:
+        print(f"wnr: error: cannot read {source}: {exc.strerror}", file=sys.stderr)
+        return 1
+    target = None if stdin else os.path.basename(args.filename)
+    trust = not args.allow_untrusted_specs
+    applied = apply_file(spec_dir(args), data, source, target, trust=trust)
+    for warning in applied.warnings:
+        print(f"wnr: warning: {warning}", file=sys.stderr)
+    for obj in applied.objects:
+        print(obj)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """`delete job|slot NAME...`: cut each object out of the spec directory."""
+    failed = False
+    for name in args.names:
+        try:
+            deleted = delete_object(
+                spec_dir(args), args.resource, name, trust=not args.allow_untrusted_specs
+            )
+        except WnrError as exc:
+            print(f"wnr: error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for warning in deleted.warnings:
+            print(f"wnr: warning: {warning}", file=sys.stderr)
+        print(deleted)
+    return 1 if failed else 0
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     """One pass, or passes until converged with --wait; refused while a daemon runs."""
+    if args.filename is not None:
+        return cmd_apply_file(args)
     reconciler = _reconciler(args)
     if args.expect:
         current = reconciler.run_pass(dry_run=True).plan.fingerprint
@@ -267,6 +322,7 @@ COMMANDS = {
     "run": cmd_run,
     "get": cmd_get,
     "describe": cmd_describe,
+    "delete": cmd_delete,
     "crds": cmd_crds,
     "doctor": cmd_doctor,
 }

@@ -1,0 +1,310 @@
+"""Writing the spec directory: `wnr apply -f` adds or replaces a file, `wnr delete` cuts out
+one object; the daemon sees the change (inotify) and reconciles.
+
+Beside spec loading, on the same rules: the input is parsed by `parse`, the
+spec set it would make is assembled by a real `SpecLoader` (the daemon's own
+code) over the directory with the new file in place, and only then is the
+file renamed in (`host.atomicfile`: a dot-named temporary file, which the
+loader's listing skips, synced, mode 0644, owned like the directory when
+written by root). Writers of one directory take turns (a flock on it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from reconciler.host.atomicfile import (
+    commit_file,
+    directory_lock,
+    discard_file,
+    remove_file,
+    stage_file,
+)
+from reconciler.model.api import ApiObject, SpecLimits
+from reconciler.model.desired import Desired, Source
+from reconciler.model.errors import WnrError
+from reconciler.specs.documents import without_document
+from reconciler.specs.loader import SUFFIXES, SpecLoader, guarded_parse, is_spec_file
+from reconciler.specs.parse import Parsed, parse_text
+from reconciler.specs.read import Content, Unreadable, read_spec
+
+SPEC_MODE = 0o644
+# `wnr delete job|slot` and the plurals, as `wnr get` takes them.
+KINDS = {"job": "Job", "jobs": "Job", "slot": "Slot", "slots": "Slot"}
+
+
+class SpecWriteError(WnrError):
+    """An apply or delete that was refused; nothing was written. The message says why."""
+
+
+@dataclass(frozen=True)
+class AppliedObject:
+    """One object of an applied file and what applying did to it."""
+
+    kind: str
+    name: str
+    outcome: str  # created, configured or unchanged
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name} {self.outcome}"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What `apply_file` wrote: the file, its objects, and the other files' errors."""
+
+    path: Path
+    objects: list[AppliedObject]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What `delete_object` did: the file it edited or removed, and what to warn about."""
+
+    kind: str
+    name: str
+    path: Path
+    file_removed: bool
+    warnings: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name} deleted"
+
+
+def apply_file(
+    spec_dir: Path,
+    text: str | bytes,
+    source_name: str,
+    target: str | None = None,
+    *,
+    trust: bool = True,
+) -> Applied:
+    """Write `text` as the spec file `target` of `spec_dir` (None: `<kind>-<name>.yaml` after
+    its first object), replacing a file of that name; refused with a `SpecWriteError`, and
+    nothing written, when the text or the spec set it would make has an error of its own.
+
+    Errors name `source_name` (the file as given, or `<stdin>`). With `trust`, files are
+    trusted as the daemon trusts them when it runs as the directory's owner.
+    """
+    data = text.encode() if isinstance(text, str) else text
+    trusted_uid = _trusted_uid(spec_dir, trust)
+    with directory_lock(str(spec_dir)):
+        loader = SpecLoader([spec_dir], trusted_uid=trusted_uid)
+        before = loader.load()
+        parsed = _parse_input(data, source_name, loader.limits)
+        name = target if target is not None else _derived_name(parsed.objects[0][0])
+        path = _target_path(spec_dir, name)
+        _refuse_collisions(parsed, before, path, source_name)
+        warnings = _write_checked(spec_dir, path, data, source_name, trusted_uid)
+    objects = [
+        AppliedObject(o.kind, o.metadata.name, _outcome(o, before)) for o, _ in parsed.objects
+    ]
+    return Applied(Path(path), objects, warnings)
+
+
+def delete_object(spec_dir: Path, kind: str, name: str, *, trust: bool = True) -> Deleted:
+    """Remove the Job or Slot `name` from the spec file that defines it: the file goes when
+    that was its only object, else that document is cut out and every other byte stays."""
+    kind = KINDS.get(kind.lower(), kind)
+    trusted_uid = _trusted_uid(spec_dir, trust)
+    with directory_lock(str(spec_dir)):
+        loader = SpecLoader([spec_dir], trusted_uid=trusted_uid)
+        desired = loader.load()
+        source = desired.sources.get((kind, name))
+        if source is None:
+            raise SpecWriteError(_unknown(desired, spec_dir, kind, name))
+        text, parsed = _read_parsed(source.path, trusted_uid, loader.limits)
+        index = next(
+            (s.document for o, s in parsed.objects if (o.kind, o.metadata.name) == (kind, name)),
+            None,
+        )
+        if index is None:  # rewritten since the loader read it
+            raise SpecWriteError(f"{source.path}: {kind}/{name} is no longer defined there")
+        others = [o for o, s in parsed.objects if s.document != index]
+        if others:
+            _rewrite_without(source.path, text, index, others, loader.limits)
+        else:
+            _unlink(source.path)
+    return Deleted(kind, name, Path(source.path), not others, _orphans(desired, kind, name))
+
+
+def _trusted_uid(spec_dir: Path, trust: bool) -> int | None:
+    """The uid whose files the check trusts: the directory's owner, as the daemon does when it
+    runs as that user (root's files are trusted too)."""
+    if not trust:
+        return None
+    try:
+        return os.stat(spec_dir).st_uid
+    except OSError as exc:
+        raise SpecWriteError(f"cannot read spec directory {spec_dir}: {exc.strerror}") from None
+
+
+def _owner(spec_dir: Path) -> tuple[int, int] | None:
+    """Root gives what it writes to the directory's owner, whose daemon would refuse a file
+    owned by anyone else; others cannot give files away."""
+    if os.geteuid() != 0:
+        return None
+    st = os.stat(spec_dir)
+    return st.st_uid, st.st_gid
+
+
+def _parse_input(data: bytes, source_name: str, limits: SpecLimits) -> Parsed:
+    if len(data) > limits.max_file_size:
+        raise SpecWriteError(
+            f"{source_name}: {len(data)} bytes, over the spec directory's limit of "
+            f"{limits.max_file_size} bytes per file (Node spec.specLimits.maxFileSize)"
+        )
+    parsed = guarded_parse(source_name, data, limits.max_documents)
+    if parsed.errors:
+        raise SpecWriteError("\n".join(str(error) for error in parsed.errors))
+    if not parsed.objects:
+        raise SpecWriteError(f"{source_name}: no objects to apply (every document is empty)")
+    return parsed
+
+
+def _derived_name(obj: ApiObject) -> str:
+    return f"{obj.kind.lower()}-{obj.metadata.name}.yaml"
+
+
+def _target_path(spec_dir: Path, name: str) -> str:
+    base = os.path.basename(name)
+    if not base.endswith(SUFFIXES):
+        raise SpecWriteError(f"{name}: a spec file's name must end in .yaml or .yml")
+    if not is_spec_file(base):
+        raise SpecWriteError(f"{name}: the daemon skips files named like this (dot, #, ~)")
+    return f"{spec_dir}/{base}"  # formatted as the loader lists it, so sources compare equal
+
+
+def _refuse_collisions(parsed: Parsed, before: Desired, path: str, source_name: str) -> None:
+    """An object of the input that another file already defines: two files would fight over
+    it (the copy in effect wins, and the new file would be an error)."""
+    clashes = []
+    for obj, source in parsed.objects:
+        where = _source_of(before, obj)
+        if where is not None and where.path != path:
+            clashes.append(
+                f"{source_name}: {obj.kind}/{obj.metadata.name} (document {source.document + 1})"
+                f" is already defined in {where.path}: edit or delete it there"
+            )
+    if clashes:
+        raise SpecWriteError("\n".join(clashes))
+
+
+def _source_of(desired: Desired, obj: ApiObject) -> Source | None:
+    if obj.kind == "Node" and desired.node is not None:
+        return desired.sources.get(("Node", desired.node.metadata.name))
+    return desired.sources.get((obj.kind, obj.metadata.name))
+
+
+def _write_checked(
+    spec_dir: Path, path: str, data: bytes, source_name: str, trusted_uid: int | None
+) -> list[str]:
+    """Stage the file, load the spec set with it in place of `path`, and rename it in when
+    none of the errors is the new file's; the other files' errors come back as warnings."""
+    tmp = _stage(path, data, spec_dir)
+    try:
+        files = sorted({*_spec_files(spec_dir), path})  # the loader's order, new file in place
+        paths = [tmp if p == path else p for p in files]
+        checked = SpecLoader(paths, trusted_uid=trusted_uid).load()
+        own = [replace(e, path=source_name) for e in checked.errors if e.path == tmp]
+        if own:
+            raise SpecWriteError("\n".join(str(e).replace(tmp, source_name) for e in own))
+        warnings = [str(e).replace(tmp, path) for e in checked.errors if e.path != tmp]
+        commit_file(tmp, path)
+    except BaseException:
+        discard_file(tmp)
+        raise
+    return warnings
+
+
+def _spec_files(spec_dir: Path) -> list[str]:
+    try:
+        return [f"{spec_dir}/{n}" for n in sorted(os.listdir(spec_dir)) if is_spec_file(n)]
+    except OSError as exc:
+        raise SpecWriteError(f"cannot list spec directory {spec_dir}: {exc.strerror}") from None
+
+
+def _stage(path: str, data: bytes, spec_dir: Path) -> str:
+    try:
+        return stage_file(path, data, SPEC_MODE, _owner(spec_dir))
+    except OSError as exc:
+        raise SpecWriteError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _outcome(obj: ApiObject, before: Desired) -> str:
+    if obj.kind == "Node":
+        old: ApiObject | None = before.node
+    else:
+        old = (before.slots if obj.kind == "Slot" else before.jobs).get(obj.metadata.name)
+    if old is None or old.metadata.name != obj.metadata.name:
+        return "created"
+    return "unchanged" if old == obj else "configured"
+
+
+def _unknown(desired: Desired, spec_dir: Path, kind: str, name: str) -> str:
+    objects = desired.jobs if kind == "Job" else desired.slots if kind == "Slot" else {}
+    if not objects and kind not in ("Job", "Slot"):
+        return f"cannot delete a {kind}: only jobs and slots are deleted this way"
+    known = ", ".join(sorted(objects)) or "none"
+    message = f"no {kind} named {name!r} in {spec_dir}; known {kind.lower()}s: {known}"
+    loaded = {source.path for source in desired.sources.values()}
+    broken = sorted({error.path for error in desired.errors} - loaded)
+    if broken:
+        message += f" (these files do not load now and may define it: {', '.join(broken)})"
+    return message
+
+
+def _read_parsed(path: str, trusted_uid: int | None, limits: SpecLimits) -> tuple[str, Parsed]:
+    """A spec file's text and parse by the loader's rules; refused unless it parses now (its
+    objects are then frozen at their last good spec, and editing it blind could lose text)."""
+    got = read_spec(path, trusted_uid=trusted_uid, max_bytes=limits.max_file_size)
+    if isinstance(got, Unreadable):
+        raise SpecWriteError(f"{path}: {got.message}")
+    if not isinstance(got, Content):
+        raise SpecWriteError(f"{path}: removed meanwhile")
+    parsed = guarded_parse(path, got.data, limits.max_documents)
+    if parsed.errors:
+        errors = "\n".join(str(error) for error in parsed.errors)
+        raise SpecWriteError(f"refusing to edit {path}, which does not parse now:\n{errors}")
+    return got.data.decode("utf-8").removeprefix("\ufeff"), parsed
+
+
+def _rewrite_without(
+    path: str, text: str, index: int, others: list[ApiObject], limits: SpecLimits
+) -> None:
+    """Replace the file with its text less document `index`, once the rest is known to parse
+    into exactly the other objects."""
+    remaining = without_document(text, index)
+    kept = parse_text(path, remaining, limits.max_documents)
+    if kept.errors or [o for o, _ in kept.objects] != others:
+        raise SpecWriteError(
+            f"{path}: cannot cut document {index + 1} out without changing the others; "
+            "edit the file by hand"
+        )
+    tmp = _stage(path, remaining.encode(), Path(os.path.dirname(path)))
+    try:
+        commit_file(tmp, path)
+    except OSError as exc:
+        raise SpecWriteError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _unlink(path: str) -> None:
+    try:
+        remove_file(path)
+    except OSError as exc:
+        raise SpecWriteError(f"cannot remove {path}: {exc.strerror}") from None
+
+
+def _orphans(desired: Desired, kind: str, name: str) -> list[str]:
+    """A deleted Slot drains; the Jobs that still name it then have no slot to run in."""
+    if kind != "Slot":
+        return []
+    jobs = [job.metadata.name for job in desired.slot_jobs(name)]
+    if not jobs:
+        return []
+    named = ", ".join(f"job/{job}" for job in jobs)
+    verb = "names" if len(jobs) == 1 else "name"
+    return [f"slot/{name} drains, but {named} still {verb} it and cannot run without it"]
