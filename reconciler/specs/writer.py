@@ -94,6 +94,7 @@ def apply_file(
     with directory_lock(str(spec_dir)):
         loader = SpecLoader([spec_dir], trusted_uid=trusted_uid)
         before = loader.load()
+        _refuse_unlisted(before, spec_dir)
         parsed = _parse_input(data, source_name, loader.limits)
         name = target if target is not None else _derived_name(parsed.objects[0][0])
         path = _target_path(spec_dir, name)
@@ -149,6 +150,14 @@ def _owner(spec_dir: Path) -> tuple[int, int] | None:
         return None
     st = os.stat(spec_dir)
     return st.st_uid, st.st_gid
+
+
+def _refuse_unlisted(before: Desired, spec_dir: Path) -> None:
+    """A directory the daemon cannot list, or refuses (others can write it), would run
+    nothing of the new file."""
+    refused = [str(error) for error in before.errors if error.path == str(spec_dir)]
+    if refused:
+        raise SpecWriteError("\n".join(refused))
 
 
 def _parse_input(data: bytes, source_name: str, limits: SpecLimits) -> Parsed:
@@ -251,9 +260,11 @@ def _unknown(desired: Desired, spec_dir: Path, kind: str, name: str) -> str:
     known = ", ".join(sorted(objects)) or "none"
     message = f"no {kind} named {name!r} in {spec_dir}; known {kind.lower()}s: {known}"
     loaded = {source.path for source in desired.sources.values()}
-    broken = sorted({error.path for error in desired.errors} - loaded)
-    if broken:
-        message += f" (these files do not load now and may define it: {', '.join(broken)})"
+    unloaded = [str(error) for error in desired.errors if error.path not in loaded]
+    if unloaded:
+        # A file that fails to parse now is not edited blind; its error says what to fix.
+        shown = "\n".join(unloaded[:10])
+        message += f"\nthese do not load now, and may define it:\n{shown}"
     return message
 
 
