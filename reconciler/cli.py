@@ -25,8 +25,9 @@ from reconciler.observe.delegation import leaves_for_daemon
 from reconciler.observe.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
 from reconciler.reconcile import Reconciler
 from reconciler.render import dump, plan_data, plan_text
+from reconciler.specs.deletion import delete_object
 from reconciler.specs.loader import SpecLoader
-from reconciler.specs.writer import apply_file, delete_object
+from reconciler.specs.writer import apply_file
 from reconciler.status.passresult import PassResult
 
 DEFAULT_SPECS = "/etc/wnr/specs.d"

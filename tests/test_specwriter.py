@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.model.desired import Source
+from reconciler.specs.deletion import delete_object
 from reconciler.specs.documents import without_document
 from reconciler.specs.loader import SpecLoader
-from reconciler.specs.writer import SpecWriteError, apply_file, delete_object
+from reconciler.specs.writer import SpecWriteError, apply_file
 from tests.conftest import wait_for
 from tests.helpers import REPO, DaemonProcess, common, procs, record, wnr
 
@@ -158,6 +159,39 @@ def test_apply_reports_created_configured_unchanged(specs: Path) -> None:
     ]
     assert changed == (specs / "jobs.yaml").read_text()
     assert ["jobs.yaml", "slot.yaml"] == listing(specs)
+
+
+def test_replacing_a_file_reports_the_objects_it_no_longer_has(specs: Path) -> None:
+    """Re-applying a file without one of its jobs says that job is deleted (the daemon stops it)."""
+    (specs / "slot.yaml").write_text(SLOT)
+    apply_file(specs, job("a") + "---\n" + job("b"), "jobs.yaml", "jobs.yaml")
+    applied = apply_file(specs, job("b"), "jobs.yaml", "jobs.yaml")
+    assert ["job/b unchanged", "job/a deleted"] == [str(o) for o in applied.objects]
+    assert job("b") == (specs / "jobs.yaml").read_text()
+
+
+def test_a_symlinked_spec_file_is_not_replaced(specs: Path, tmp_path: Path) -> None:
+    """A spec file that is a symlink is neither replaced by apply nor rewritten by delete."""
+    checkout = tmp_path / "checkout.yaml"
+    checkout.write_text(job("a") + "---\n" + job("b"))
+    (specs / "slot.yaml").write_text(SLOT)
+    (specs / "jobs.yaml").symlink_to(checkout)
+    with pytest.raises(SpecWriteError, match=f"jobs.yaml is a symlink to {checkout}: edit that"):
+        apply_file(specs, job("a"), "jobs.yaml", "jobs.yaml")
+    with pytest.raises(SpecWriteError, match=f"jobs.yaml is a symlink to {checkout}: edit that"):
+        delete_object(specs, "job", "a")
+    assert (specs / "jobs.yaml").is_symlink()
+    assert job("a") + "---\n" + job("b") == checkout.read_text()
+
+
+def test_deleting_one_copy_of_a_duplicate_warns_about_the_other(specs: Path) -> None:
+    """A job defined in two files (an error) is deleted from one, with a warning naming the other."""
+    (specs / "slot.yaml").write_text(SLOT)
+    (specs / "a1.yaml").write_text(job("a"))
+    (specs / "a2.yaml").write_text(job("a"))
+    deleted = delete_object(specs, "job", "a")
+    assert [f"job/a is still defined in {specs}/a2.yaml"] == deleted.warnings
+    assert ["a2.yaml", "slot.yaml"] == listing(specs)
 
 
 def test_apply_refuses_a_name_another_file_defines(specs: Path) -> None:

@@ -11,6 +11,7 @@ Each step bounds what the next may see, so no file can take the daemon down:
 
 Beside loading, writing (`wnr apply -f`, `wnr delete`), on the loader's own rules:
 
-    writer      a file added or replaced, an object cut out, checked by a SpecLoader first
+    writer      a file added or replaced, once a SpecLoader accepts the spec set it makes
+    deletion    one object cut out of its file (the file removed when it was the only one)
     documents   where each document of a file's text lies, to cut one out byte for byte
 """

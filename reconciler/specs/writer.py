@@ -1,5 +1,5 @@
-"""Writing the spec directory: `wnr apply -f` adds or replaces a file, `wnr delete` cuts out
-one object; the daemon sees the change (inotify) and reconciles.
+"""Writing the spec directory: `wnr apply -f` adds or replaces a file (and `deletion`, on
+the same rules, cuts one object out); the daemon sees the change (inotify) and reconciles.
 
 Beside spec loading, on the same rules: the input is parsed by `parse`, the
 spec set it would make is assembled by a real `SpecLoader` (the daemon's own
@@ -19,20 +19,15 @@ from reconciler.host.atomicfile import (
     commit_file,
     directory_lock,
     discard_file,
-    remove_file,
     stage_file,
 )
 from reconciler.model.api import ApiObject, SpecLimits
 from reconciler.model.desired import Desired, Source
 from reconciler.model.errors import WnrError
-from reconciler.specs.documents import without_document
 from reconciler.specs.loader import SUFFIXES, SpecLoader, guarded_parse, is_spec_file
-from reconciler.specs.parse import Parsed, parse_text
-from reconciler.specs.read import Content, Unreadable, read_spec
+from reconciler.specs.parse import Parsed
 
 SPEC_MODE = 0o644
-# `wnr delete job|slot` and the plurals, as `wnr get` takes them.
-KINDS = {"job": "Job", "jobs": "Job", "slot": "Slot", "slots": "Slot"}
 
 
 class SpecWriteError(WnrError):
@@ -45,7 +40,7 @@ class AppliedObject:
 
     kind: str
     name: str
-    outcome: str  # created, configured or unchanged
+    outcome: str  # created, configured, unchanged, or deleted (gone from a replaced file)
 
     def __str__(self) -> str:
         return f"{self.kind.lower()}/{self.name} {self.outcome}"
@@ -58,20 +53,6 @@ class Applied:
     path: Path
     objects: list[AppliedObject]
     warnings: list[str]
-
-
-@dataclass(frozen=True)
-class Deleted:
-    """What `delete_object` did: the file it edited or removed, and what to warn about."""
-
-    kind: str
-    name: str
-    path: Path
-    file_removed: bool
-    warnings: list[str]
-
-    def __str__(self) -> str:
-        return f"{self.kind.lower()}/{self.name} deleted"
 
 
 def apply_file(
@@ -89,8 +70,9 @@ def apply_file(
     Errors name `source_name` (the file as given, or `<stdin>`). With `trust`, files are
     trusted as the daemon trusts them when it runs as the directory's owner.
     """
+    spec_dir = Path(spec_dir)
     data = text.encode() if isinstance(text, str) else text
-    trusted_uid = _trusted_uid(spec_dir, trust)
+    trusted_uid = trusted_uid_for(spec_dir, trust)
     with directory_lock(str(spec_dir)):
         loader = SpecLoader([spec_dir], trusted_uid=trusted_uid)
         before = loader.load()
@@ -98,41 +80,16 @@ def apply_file(
         parsed = _parse_input(data, source_name, loader.limits)
         name = target if target is not None else _derived_name(parsed.objects[0][0])
         path = _target_path(spec_dir, name)
+        refuse_symlink(path)
         _refuse_collisions(parsed, before, path, source_name)
         warnings = _write_checked(spec_dir, path, data, source_name, trusted_uid)
     objects = [
         AppliedObject(o.kind, o.metadata.name, _outcome(o, before)) for o, _ in parsed.objects
     ]
-    return Applied(Path(path), objects, warnings)
+    return Applied(Path(path), objects + _dropped(parsed, before, path), warnings)
 
 
-def delete_object(spec_dir: Path, kind: str, name: str, *, trust: bool = True) -> Deleted:
-    """Remove the Job or Slot `name` from the spec file that defines it: the file goes when
-    that was its only object, else that document is cut out and every other byte stays."""
-    kind = KINDS.get(kind.lower(), kind)
-    trusted_uid = _trusted_uid(spec_dir, trust)
-    with directory_lock(str(spec_dir)):
-        loader = SpecLoader([spec_dir], trusted_uid=trusted_uid)
-        desired = loader.load()
-        source = desired.sources.get((kind, name))
-        if source is None:
-            raise SpecWriteError(_unknown(desired, spec_dir, kind, name))
-        text, parsed = _read_parsed(source.path, trusted_uid, loader.limits)
-        index = next(
-            (s.document for o, s in parsed.objects if (o.kind, o.metadata.name) == (kind, name)),
-            None,
-        )
-        if index is None:  # rewritten since the loader read it
-            raise SpecWriteError(f"{source.path}: {kind}/{name} is no longer defined there")
-        others = [o for o, s in parsed.objects if s.document != index]
-        if others:
-            _rewrite_without(source.path, text, index, others, loader.limits)
-        else:
-            _unlink(source.path)
-    return Deleted(kind, name, Path(source.path), not others, _orphans(desired, kind, name))
-
-
-def _trusted_uid(spec_dir: Path, trust: bool) -> int | None:
+def trusted_uid_for(spec_dir: Path, trust: bool) -> int | None:
     """The uid whose files the check trusts: the directory's owner, as the daemon does when it
     runs as that user (root's files are trusted too)."""
     if not trust:
@@ -213,7 +170,7 @@ def _write_checked(
 ) -> list[str]:
     """Stage the file, load the spec set with it in place of `path`, and rename it in when
     none of the errors is the new file's; the other files' errors come back as warnings."""
-    tmp = _stage(path, data, spec_dir)
+    tmp = stage_spec(path, data, spec_dir)
     try:
         files = sorted({*_spec_files(spec_dir), path})  # the loader's order, new file in place
         paths = [tmp if p == path else p for p in files]
@@ -236,11 +193,30 @@ def _spec_files(spec_dir: Path) -> list[str]:
         raise SpecWriteError(f"cannot list spec directory {spec_dir}: {exc.strerror}") from None
 
 
-def _stage(path: str, data: bytes, spec_dir: Path) -> str:
+def stage_spec(path: str, data: bytes, spec_dir: Path) -> str:
     try:
         return stage_file(path, data, SPEC_MODE, _owner(spec_dir))
     except OSError as exc:
         raise SpecWriteError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def refuse_symlink(path: str) -> None:
+    """A spec file that is a symlink (to a checkout, say) is edited where it points, by hand:
+    renaming a new file over it would quietly cut the link."""
+    if os.path.islink(path):
+        raise SpecWriteError(f"{path} is a symlink to {os.readlink(path)}: edit that file")
+
+
+def _dropped(parsed: Parsed, before: Desired, path: str) -> list[AppliedObject]:
+    """The objects of the replaced file that the new one no longer has: the daemon deletes
+    them (a file replaced is a file edited)."""
+    now = {(obj.kind, obj.metadata.name) for obj, _ in parsed.objects}
+    gone = [key for key, source in before.sources.items() if source.path == path]
+    return [
+        AppliedObject(kind, name, "deleted")
+        for kind, name in sorted(gone)
+        if (kind, name) not in now
+    ]
 
 
 def _outcome(obj: ApiObject, before: Desired) -> str:
@@ -251,71 +227,3 @@ def _outcome(obj: ApiObject, before: Desired) -> str:
     if old is None or old.metadata.name != obj.metadata.name:
         return "created"
     return "unchanged" if old == obj else "configured"
-
-
-def _unknown(desired: Desired, spec_dir: Path, kind: str, name: str) -> str:
-    objects = desired.jobs if kind == "Job" else desired.slots if kind == "Slot" else {}
-    if not objects and kind not in ("Job", "Slot"):
-        return f"cannot delete a {kind}: only jobs and slots are deleted this way"
-    known = ", ".join(sorted(objects)) or "none"
-    message = f"no {kind} named {name!r} in {spec_dir}; known {kind.lower()}s: {known}"
-    loaded = {source.path for source in desired.sources.values()}
-    unloaded = [str(error) for error in desired.errors if error.path not in loaded]
-    if unloaded:
-        # A file that fails to parse now is not edited blind; its error says what to fix.
-        shown = "\n".join(unloaded[:10])
-        message += f"\nthese do not load now, and may define it:\n{shown}"
-    return message
-
-
-def _read_parsed(path: str, trusted_uid: int | None, limits: SpecLimits) -> tuple[str, Parsed]:
-    """A spec file's text and parse by the loader's rules; refused unless it parses now (its
-    objects are then frozen at their last good spec, and editing it blind could lose text)."""
-    got = read_spec(path, trusted_uid=trusted_uid, max_bytes=limits.max_file_size)
-    if isinstance(got, Unreadable):
-        raise SpecWriteError(f"{path}: {got.message}")
-    if not isinstance(got, Content):
-        raise SpecWriteError(f"{path}: removed meanwhile")
-    parsed = guarded_parse(path, got.data, limits.max_documents)
-    if parsed.errors:
-        errors = "\n".join(str(error) for error in parsed.errors)
-        raise SpecWriteError(f"refusing to edit {path}, which does not parse now:\n{errors}")
-    return got.data.decode("utf-8").removeprefix("\ufeff"), parsed
-
-
-def _rewrite_without(
-    path: str, text: str, index: int, others: list[ApiObject], limits: SpecLimits
-) -> None:
-    """Replace the file with its text less document `index`, once the rest is known to parse
-    into exactly the other objects."""
-    remaining = without_document(text, index)
-    kept = parse_text(path, remaining, limits.max_documents)
-    if kept.errors or [o for o, _ in kept.objects] != others:
-        raise SpecWriteError(
-            f"{path}: cannot cut document {index + 1} out without changing the others; "
-            "edit the file by hand"
-        )
-    tmp = _stage(path, remaining.encode(), Path(os.path.dirname(path)))
-    try:
-        commit_file(tmp, path)
-    except OSError as exc:
-        raise SpecWriteError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def _unlink(path: str) -> None:
-    try:
-        remove_file(path)
-    except OSError as exc:
-        raise SpecWriteError(f"cannot remove {path}: {exc.strerror}") from None
-
-
-def _orphans(desired: Desired, kind: str, name: str) -> list[str]:
-    """A deleted Slot drains; the Jobs that still name it then have no slot to run in."""
-    if kind != "Slot":
-        return []
-    jobs = [job.metadata.name for job in desired.slot_jobs(name)]
-    if not jobs:
-        return []
-    named = ", ".join(f"job/{job}" for job in jobs)
-    verb = "names" if len(jobs) == 1 else "name"
-    return [f"slot/{name} drains, but {named} still {verb} it and cannot run without it"]
