@@ -274,6 +274,16 @@ def test_an_untrusted_result_is_refused(specs: Path) -> None:
     assert [] == listing(specs)
 
 
+def test_a_missing_spec_directory_is_a_clear_error(tmp_path: Path) -> None:
+    """Both commands name a spec directory that does not exist, with or without trust checks."""
+    (tmp_path / "slot.yaml").write_text(SLOT)
+    missing = tmp_path / "nowhere"
+    expected = f"wnr: error: cannot read spec directory {missing}: No such file or directory\n"
+    for args in (["apply", "-f", tmp_path / "slot.yaml"], ["delete", "slot", "s"]):
+        result = wnr(*args, "--specs", missing, "--allow-untrusted-specs")
+        assert (1, expected) == (result.returncode, result.stderr)
+
+
 def run_stdin(text: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """`wnr apply -f -` with `text` on stdin."""
     argv = [sys.executable, "-m", "reconciler", "apply", "-f", "-", *map(str, args)]

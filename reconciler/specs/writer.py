@@ -12,6 +12,7 @@ written by root). Writers of one directory take turns (a flock on it).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -91,13 +92,14 @@ def apply_file(
 
 def trusted_uid_for(spec_dir: Path, trust: bool) -> int | None:
     """The uid whose files the check trusts: the directory's owner, as the daemon does when it
-    runs as that user (root's files are trusted too)."""
-    if not trust:
-        return None
+    runs as that user (root's files are trusted too). Refused unless it is a directory."""
     try:
-        return os.stat(spec_dir).st_uid
+        st = os.stat(spec_dir)
     except OSError as exc:
         raise SpecWriteError(f"cannot read spec directory {spec_dir}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise SpecWriteError(f"spec directory {spec_dir} is not a directory")
+    return st.st_uid if trust else None
 
 
 def _owner(spec_dir: Path) -> tuple[int, int] | None:
