@@ -35,6 +35,8 @@ DEFAULT_SPECS = "/etc/wnr/specs.d"
 READ_ONLY = frozenset({"plan", "get", "describe"})
 # `wnr get job` and `wnr get jobs` (kubectl accepts both).
 RESOURCES = {"job": "jobs", "jobs": "jobs", "slot": "slots", "slots": "slots"}
+# The most `apply -f` reads: the largest Node spec.specLimits.maxFileSize there can be.
+MAX_INPUT = 2**30
 
 
 def default_state_dir() -> str:
@@ -197,7 +199,12 @@ def cmd_apply_file(args: argparse.Namespace) -> int:
     stdin = args.filename == "-"
     source = "<stdin>" if stdin else args.filename
     try:
-        data = sys.stdin.buffer.read() if stdin else Path(args.filename).read_bytes()
+        # Bounded (no spec file may exceed 1 GiB), so `-f /dev/zero` ends in an error.
+        if stdin:
+            data = sys.stdin.buffer.read(MAX_INPUT + 1)
+        else:
+            with open(args.filename, "rb") as handle:
+                data = handle.read(MAX_INPUT + 1)
     except OSError as exc:
         print(f"wnr: error: cannot read {source}: {exc.strerror}", file=sys.stderr)
         return 1
