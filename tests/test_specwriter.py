@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from reconciler.model.desired import Source
 from reconciler.specs.deletion import delete_object
@@ -80,6 +83,39 @@ def listing(directory: Path) -> list[str]:
 def test_without_document_cuts_exactly_one_document(text: str, index: int, expected: str) -> None:
     """A document goes with its `---`, its `...` and the comments directly above it; every other byte stays."""
     assert expected == without_document(text, index)
+
+
+@st.composite
+def document_parts(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A file header and documents, each with the comments above it, an optional `...` and
+    trailing comments set off by a blank line, block scalars with `#` lines among them."""
+    header = draw(st.sampled_from(["", "# header\n\n", "\n"]))
+    parts = []
+    for index in range(draw(st.integers(1, 4))):
+        above = draw(st.sampled_from(["", "# above\n", "# one\n# two\n"]))
+        start = "---\n" if index > 0 or draw(st.booleans()) else ""
+        body = draw(
+            st.sampled_from([f"d{index}: 1\n", f"d{index}: |\n  # text\n", f"d{index}: [\n 1]\n"])
+        )
+        end = draw(st.sampled_from(["", "...\n"]))
+        after = draw(st.sampled_from(["", "# after\n\n", "\n"]))
+        parts.append(above + start + body + end + after)
+    return header, parts
+
+
+@settings(max_examples=200, deadline=None)
+@given(document_parts(), st.data())
+def test_without_document_cuts_any_document_of_generated_files(
+    file: tuple[str, list[str]], data: st.DataObject
+) -> None:
+    """Whichever document goes, the text left is the header and the other documents' parts, and it parses into them."""
+    header, parts = file
+    index = data.draw(st.integers(0, len(parts) - 1))
+    remaining = without_document(header + "".join(parts), index)
+    assert header + "".join(part for i, part in enumerate(parts) if i != index) == remaining
+    names = [f"d{i}" for i in range(len(parts)) if i != index]
+    loaded = [doc for doc in YAML(typ="safe", pure=False).load_all(remaining) if doc is not None]
+    assert names == [next(iter(doc)) for doc in loaded]
 
 
 def test_without_document_keeps_the_file_header_and_the_other_documents() -> None:
