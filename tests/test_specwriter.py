@@ -276,7 +276,7 @@ def test_errors_in_other_files_are_warnings_and_the_file_is_written(specs: Path)
     assert SLOT == (specs / "slot-s.yaml").read_text()
 
 
-def test_a_file_name_must_be_a_spec_files(specs: Path) -> None:
+def test_a_target_must_be_named_like_a_spec_file(specs: Path) -> None:
     """A target without .yaml/.yml, or one the loader skips, is refused before anything is written."""
     for name in ("slot.json", ".slot.yaml"):
         with pytest.raises(SpecWriteError, match=name.replace(".", r"\.")):
@@ -300,8 +300,8 @@ def test_written_files_are_0644_owned_like_the_directory_and_trusted(specs: Path
     assert ((), ["s"], ["b"]) == (desired.errors, sorted(desired.slots), sorted(desired.jobs))
 
 
-def test_an_untrusted_result_is_refused(specs: Path) -> None:
-    """A spec dir whose owner's daemon would refuse the written file (a non-root writer) is refused."""
+def test_a_spec_dir_others_can_write_is_refused(specs: Path) -> None:
+    """A spec dir that group or others can write, which the daemon refuses whole, is refused: nothing is written."""
     os.chmod(specs, 0o777)  # noqa: S103 - the point: a directory anyone can write
     with pytest.raises(SpecWriteError, match="refusing spec directory"):
         delete_object(specs, "job", "a")
