@@ -1,8 +1,8 @@
 """The `wnr` command line: parses arguments, wires loader, cgroup root, state dir and clock.
 
 Every subcommand is a thin shell around `Reconciler` (plan, apply, run; get
-and describe hand the dry pass to `reconciler.inspection`) or the spec loader
-(validate); exit codes follow DESIGN §4.
+and describe hand the dry pass to `reconciler.inspection`), the spec loader
+(validate) or the spec writer (`apply -f`, delete); exit codes follow DESIGN §4.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.client import DEFAULT_SPECS, Client, WaitTimeoutError
+from reconciler.client import DEFAULT_SPECS, MAX_INPUT, Client, WaitTimeoutError
 from reconciler.doctor import Verdict, run_checks
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.joblogs import LogsError
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--timeout", type=float, default=120.0, help="give up waiting after SECONDS")
     apply.add_argument("--expect", metavar="FINGERPRINT", help="refuse if the plan changed")
     apply.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    apply.add_argument(
+        "-f", "--filename", metavar="FILE", help="write FILE (- for stdin) into the spec directory"
+    )
     run = sub.add_parser("run", help="the daemon: watch and reconcile until SIGTERM")
     _common(run)
     run.add_argument("--resync", type=float, default=30.0, help="full pass at least every SECONDS")
@@ -108,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("resource", choices=sorted(RESOURCES), help="slot or job")
     describe.add_argument("name")
     describe.add_argument("--events", type=int, default=20, help="show the last N events")
+    delete = sub.add_parser("delete", help="remove jobs or slots from the spec directory")
+    _common(delete)
+    delete.add_argument("resource", choices=sorted(RESOURCES), help="job or slot")
+    delete.add_argument("names", nargs="+", metavar="NAME")
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
     doctor = sub.add_parser("doctor", help="check the node (exit 1 when a required check fails)")
     _common(doctor)
@@ -220,8 +227,43 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 2 if result.plan.actions else 0
 
 
+def cmd_apply_file(args: argparse.Namespace) -> int:
+    """`apply -f FILE|-`: write the file into the daemon's spec directory, which it watches."""
+    if args.wait or args.expect:
+        raise WnrError("-f cannot be combined with --wait or --expect")
+    client = client_of(args)
+    if args.filename == "-":
+        applied = client.apply_text(sys.stdin.buffer.read(MAX_INPUT + 1), "<stdin>")
+    else:
+        applied = client.apply_path(args.filename)
+    for warning in applied.warnings:
+        print(f"wnr: warning: {warning}", file=sys.stderr)
+    for obj in applied.objects:
+        print(obj)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """`delete job|slot NAME...`: cut each object out of the spec directory."""
+    client = client_of(args)
+    failed = False
+    for name in args.names:
+        try:
+            deleted = client.delete(args.resource, name)
+        except WnrError as exc:
+            print(f"wnr: error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for warning in deleted.warnings:
+            print(f"wnr: warning: {warning}", file=sys.stderr)
+        print(deleted)
+    return 1 if failed else 0
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     """One pass, or passes until converged with --wait; refused while a daemon runs."""
+    if args.filename is not None:
+        return cmd_apply_file(args)
     reconciler = _reconciler(args)
     if args.expect:
         current = reconciler.run_pass(dry_run=True).plan.fingerprint
@@ -354,6 +396,7 @@ COMMANDS = {
     "get": cmd_get,
     "describe": cmd_describe,
     "wait": cmd_wait,
+    "delete": cmd_delete,
     "crds": cmd_crds,
     "doctor": cmd_doctor,
     "logs": cmd_logs,

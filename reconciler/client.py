@@ -35,12 +35,16 @@ from reconciler.model.event import WARNING
 from reconciler.model.stored import ObjectKey
 from reconciler.observe.mounts import choose_root
 from reconciler.reconcile import Reconciler
+from reconciler.specs.deletion import Deleted, delete_object
 from reconciler.specs.loader import SpecLoader
+from reconciler.specs.writer import Applied, SpecWriteError, apply_file
 from reconciler.status.passresult import PassResult
 from reconciler.status.published import published_objects
 from reconciler.status.waitfor import WaitFor
 
 DEFAULT_SPECS = "/etc/wnr/specs.d"
+# The most `apply -f` reads: the largest Node spec.specLimits.maxFileSize there can be.
+MAX_INPUT = 2**30
 KINDS = {"job": "Job", "jobs": "Job", "slot": "Slot", "slots": "Slot"}
 
 
@@ -216,6 +220,29 @@ class Client:
     def read_logs(self, job: str, attempt: int | None = None, tail: int | None = None) -> bytes:
         """A job's output so far, as one bytes object."""
         return b"".join(self.logs(job, attempt, tail))
+
+    def apply_text(
+        self, text: str | bytes, source_name: str = "<stdin>", target: str | None = None
+    ) -> Applied:
+        """Validate objects (YAML text) and write them into the spec dir as one file, `target`
+        or `<kind>-<name>.yaml` after the first (what `wnr apply -f -` does). Raises
+        SpecWriteError (a WnrError) with `file:line:col` errors, writing nothing."""
+        trust = not self.trust_any_writer
+        return apply_file(self.specs, text, source_name, target, trust=trust)
+
+    def apply_path(self, path: Path | str) -> Applied:
+        """`wnr apply -f FILE`: the file's objects, written under its own name."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_INPUT + 1)
+        except OSError as exc:
+            raise SpecWriteError(f"cannot read {path}: {exc.strerror}") from exc
+        return self.apply_text(data, str(path), os.path.basename(path))
+
+    def delete(self, kind: str, name: str) -> Deleted:
+        """Remove one object's document from the spec dir (`wnr delete`); the daemon stops or
+        drains it. Raises SpecWriteError naming what is wrong."""
+        return delete_object(self.specs, kind, name, trust=not self.trust_any_writer)
 
 
 class WaitTimeoutError(WnrError):

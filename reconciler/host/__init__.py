@@ -9,7 +9,7 @@ message.
     procfs      reading /proc: sessions, parents, start times, cgroups
     statedir    the state dir: attempts, exit codes, stop requests, slot and agent records
     statefault  a full, read-only, vanished or failing state dir, told apart from other errors
-    atomicfile  JSON files written atomically (write, rename, fsync where durable)
+    atomicfile  JSON and spec files written atomically (write, rename, fsync where durable)
     eventlog    the event log, `<state>/events.jsonl`, appended under a lock and rotated
     nodelock    one wnr per state dir and cgroup root (flocks)
     wrapper/    the per-attempt job wrapper, in C (compiled into _bin/wnr-wrapper by setup.py):
