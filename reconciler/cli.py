@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler.doctor import Verdict, run_checks
 from reconciler.host.cgroupfs import CgroupFS
@@ -26,11 +27,13 @@ from reconciler.observe.mounts import cgroup2_mounts, choose_root, mount_of, own
 from reconciler.reconcile import Reconciler
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs.loader import SpecLoader
+from reconciler.status import job_statuses, slot_statuses
 from reconciler.status.passresult import PassResult
+from reconciler.top import SORT_KEYS, run_top
 
 DEFAULT_SPECS = "/etc/wnr/specs.d"
 # Commands that only look: a dry pass, and not even a directory is created.
-READ_ONLY = frozenset({"plan", "get", "describe"})
+READ_ONLY = frozenset({"plan", "get", "describe", "top"})
 # `wnr get job` and `wnr get jobs` (kubectl accepts both).
 RESOURCES = {"job": "jobs", "jobs": "jobs", "slot": "slots", "slots": "slots"}
 
@@ -94,10 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("resource", choices=sorted(RESOURCES), help="slot or job")
     describe.add_argument("name")
     describe.add_argument("--events", type=int, default=20, help="show the last N events")
+    _top_parser(sub)
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
     doctor = sub.add_parser("doctor", help="check the node (exit 1 when a required check fails)")
     _common(doctor)
     return parser
+
+
+def _top_parser(sub: Any) -> None:
+    top = sub.add_parser("top", help="slots and jobs by what they use now, like kubectl top")
+    _common(top)
+    top.add_argument("resource", nargs="?", choices=sorted(RESOURCES), help="slots or jobs (both)")
+    top.add_argument("--sort-by", choices=SORT_KEYS, default="memory", help="(default %(default)s)")
+    top.add_argument(
+        "--interval", type=float, default=1.0, help="measure the CPU rate over SECONDS (default 1)"
+    )
 
 
 def _reconciler(args: argparse.Namespace) -> Reconciler:
@@ -239,6 +253,24 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return run_describe(reconciler, result, RESOURCES[args.resource], args.name, args.events)
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    """A dry pass for the statuses, then what each running slot and job uses now."""
+    if args.interval < 0:
+        print(
+            f"wnr: error: --interval must not be negative, not {args.interval:g}", file=sys.stderr
+        )
+        return 1
+    reconciler = _reconciler(args)
+    result = reconciler.run_pass(dry_run=True)
+    _print_errors(result)
+    now = reconciler.clock()
+    jobs = job_statuses(result.desired, result.observed, result.plan, now)
+    slots = slot_statuses(result.desired, result.observed, result.plan, now)
+    wanted = [RESOURCES[args.resource]] if args.resource else ["slots", "jobs"]
+    specs = result.desired.slots
+    return run_top(reconciler.fs, jobs, slots, specs, wanted, args.sort_by, args.interval)
+
+
 def cmd_crds(_args: argparse.Namespace) -> int:
     """Print the CRDs generated from the models."""
     from reconciler.crds import render_crds  # noqa: PLC0415 - only this command needs it
@@ -267,6 +299,7 @@ COMMANDS = {
     "run": cmd_run,
     "get": cmd_get,
     "describe": cmd_describe,
+    "top": cmd_top,
     "crds": cmd_crds,
     "doctor": cmd_doctor,
 }

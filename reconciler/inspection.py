@@ -17,6 +17,7 @@ from reconciler.reconcile import Reconciler
 from reconciler.render import describe_job, describe_slot, dump, jobs_table, slots_table
 from reconciler.status import api_object, job_statuses, slot_statuses
 from reconciler.status.passresult import PassResult
+from reconciler.top import job_usage, slot_usage
 
 
 def run_get(
@@ -35,7 +36,8 @@ def run_get(
         objects = [
             api_object("Job", desired.jobs.get(s.name), s, created[s.name]) for s in job_list
         ]
-        text = jobs_table(job_list, created, now, output == "wide")
+        usage = job_usage(reconciler.fs, job_list) if output == "wide" else None
+        text = jobs_table(job_list, created, now, output == "wide", usage)
     else:
         failed = _failed_slots(reconciler, result)
         kind, slots = "Slot", slot_statuses(desired, result.observed, result.plan, now, failed)
@@ -73,7 +75,8 @@ def run_describe(
             return _not_found("job", name, sorted(jobs))
         recent = reconciler.events.recent(f"Job/{name}", events)
         source = _source(desired, "Job", name)
-        print(describe_job(desired.jobs.get(name), jobs[name], recent, now, source))
+        usage = job_usage(reconciler.fs, [jobs[name]]).get(name)
+        print(describe_job(desired.jobs.get(name), jobs[name], recent, now, source, usage))
         return 0
     failed = _failed_slots(reconciler, result)
     slots = slot_statuses(desired, result.observed, result.plan, now, failed)
@@ -83,7 +86,8 @@ def run_describe(
     members = [jobs[j] for j in slots[name].jobs if j in jobs]
     members += [s for s in jobs.values() if s.slot == name and s.name not in slots[name].jobs]
     source = _source(desired, "Slot", name)
-    print(describe_slot(desired.slots.get(name), slots[name], members, recent, now, source))
+    usage = slot_usage(reconciler.fs, [slots[name]]).get(name)
+    print(describe_slot(desired.slots.get(name), slots[name], members, recent, now, source, usage))
     return 0
 
 

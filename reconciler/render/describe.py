@@ -12,7 +12,9 @@ from typing import Any
 from reconciler.model.api import Job, Slot
 from reconciler.model.event import Event
 from reconciler.model.quantity import format_bytes, format_millicpus
+from reconciler.model.usage import LiveUsage
 from reconciler.render.formats import NONE, age, dump, human_bytes, table
+from reconciler.render.top import memory, memory_source
 from reconciler.status import Condition, JobStatus, SlotStatus, spec_data, timestamp
 
 
@@ -60,10 +62,31 @@ def _meta_lines(kind: str, obj: Slot | Job | None, name: str, source: str | None
     )
 
 
-def describe_job(
-    job: Job | None, status: JobStatus, events: Sequence[Event], now: float, source: str | None
+def _usage_lines(usage: LiveUsage | None, what: str) -> list[str]:
+    if usage is None:
+        return [f"Usage:  <none> ({what})"]
+    lines = ["Usage:"]
+    lines += _fields(
+        [
+            ("CPU Seconds", f"{usage.cpu_seconds:.3f}"),
+            ("Memory", f"{memory(usage)} ({memory_source(usage)})"),
+            ("Pids", usage.pids),
+        ],
+        "  ",
+    )
+    return lines
+
+
+def describe_job(  # noqa: PLR0917 - the object, its status, events, time, source, usage
+    job: Job | None,
+    status: JobStatus,
+    events: Sequence[Event],
+    now: float,
+    source: str | None,
+    usage: LiveUsage | None = None,
 ) -> str:
-    """`wnr describe job NAME`: metadata, spec, status, conditions, recent events."""
+    """`wnr describe job NAME`: metadata, spec, status, live usage while it runs (`usage`),
+    conditions, recent events."""
     s = status
     lines = _meta_lines("Job", job, s.name, source)
     lines += _spec_lines(job)
@@ -87,6 +110,7 @@ def describe_job(
         ],
         "  ",
     )
+    lines += _usage_lines(usage, "not running")
     lines += _conditions_lines(s.conditions)
     lines += _events_lines(events, now)
     return "\n".join(lines)
@@ -99,9 +123,10 @@ def describe_slot(  # noqa: PLR0917
     events: Sequence[Event],
     now: float,
     source: str | None,
+    usage: LiveUsage | None = None,
 ) -> str:
-    """`wnr describe slot NAME`: metadata, spec, status with resources, conditions, its jobs,
-    recent events."""
+    """`wnr describe slot NAME`: metadata, spec, status with resources, the totals its cgroup
+    uses (`usage`), conditions, its jobs, recent events."""
     s = status
     lines = _meta_lines("Slot", slot, s.name, source)
     lines += _spec_lines(slot)
@@ -120,6 +145,7 @@ def describe_slot(  # noqa: PLR0917
     ]
     lines.append("Resources:")
     lines.append(table(["Resource", "Capacity", "Allocated", "Free"], resources, "  ", True))
+    lines += _usage_lines(usage, "no cgroup")
     lines += _conditions_lines(s.conditions)
     if jobs:
         rows = [[j.name, j.phase, j.reason or NONE, str(j.attempts)] for j in jobs]
