@@ -3,6 +3,7 @@ the usage `get jobs -o wide` and `describe` show."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,3 +275,43 @@ def test_bad_top_arguments_are_refused_by_name(node: Node) -> None:
     assert "--sort-by" in result.stderr
     result = wnr("top", "--interval", "-1", *node.flags, check=1)
     assert "wnr: error: --interval must not be negative, not -1\n" == result.stderr
+
+
+def test_usage_counts_processes_in_cgroups_nested_below_a_job(cgroup_root: Path) -> None:
+    """A process in a cgroup a payload nested inside its job's (a container runtime's) counts in the job's and the slot's memory and pids."""
+    fs = CgroupFS(cgroup_root)
+    cgroup_root.mkdir()
+    fs.mkdir("slot.n")
+    fs.mkdir("slot.n/job.c")
+    inner = fs.path("slot.n/job.c") / "inner"
+    inner.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (inner / "cgroup.procs").write_text(str(sleeper.pid))
+        job, slot = live_usage(fs, "slot.n/job.c"), live_usage(fs, "slot.n")
+        assert job is not None
+        assert slot is not None
+        assert (1, 1) == (job.pids, slot.pids)
+        assert 0 < job.memory_bytes
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    emptied = live_usage(fs, "slot.n/job.c")
+    assert emptied is not None
+    assert (0, 0) == (emptied.pids, emptied.memory_bytes)
+
+
+def test_top_before_anything_runs_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    """`wnr top` on a node where nothing was applied yet says there are no slots and no running jobs, exits 0 and creates neither root nor state dir."""
+    root = make_cgroup_root()
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "specs.yaml").write_text(SPECS)
+    state = tmp_path / "state"
+    try:
+        result = wnr("top", "--interval", "0", *common(specs, root, state), check=0)
+        created = (root.exists(), state.exists())
+    finally:
+        remove_tree(root)  # were it created after all
+    assert ("", "No slots found.\nNo running jobs found.\n") == (result.stdout, result.stderr)
+    assert (False, False) == created
