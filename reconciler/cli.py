@@ -1,8 +1,8 @@
 """The `wnr` command line: parses arguments, wires loader, cgroup root, state dir and clock.
 
 Every subcommand is a thin shell around `Reconciler` (plan, apply, run; get
-and describe hand the dry pass to `reconciler.inspection`) or the spec loader
-(validate); exit codes follow DESIGN §4.
+and describe hand the dry pass to `reconciler.inspection`, top to
+`reconciler.top`) or the spec loader (validate); exit codes follow DESIGN §4.
 """
 
 from __future__ import annotations
