@@ -4,6 +4,7 @@ The folders are the pipeline, top to bottom (import-linter's layers contract
 in pyproject.toml keeps each importing only what is below it):
 
     cli, inspection   the `wnr` command line and `wnr get`/`describe`
+    top               `wnr top`: which cgroups' live usage to read, in which order
     daemon/           `wnr run`: the loop and what it sleeps on
     reconcile         one pass: specs -> observe -> plan -> apply, shared by every command
     render/           plans, tables and descriptions as text, JSON or YAML

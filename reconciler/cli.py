@@ -1,8 +1,9 @@
 """The `wnr` command line: parses arguments, wires loader, cgroup root, state dir and clock.
 
 Every subcommand is a thin shell around `Reconciler` (plan, apply, run; get
-and describe hand the dry pass to `reconciler.inspection`), the spec loader
-(validate) or the spec writer (`apply -f`, delete); exit codes follow DESIGN §4.
+and describe read what `reconciler.client` returns, top goes to `reconciler.top`),
+the spec loader (validate) or the spec writer (`apply -f`, delete); exit codes follow
+DESIGN §4.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler.client import DEFAULT_SPECS, MAX_INPUT, Client, WaitTimeoutError
 from reconciler.doctor import Verdict, run_checks
@@ -22,7 +24,7 @@ from reconciler.host.joblogs import LogsError
 from reconciler.host.nodelock import NodeLock
 from reconciler.host.objectstore import ObjectStore
 from reconciler.host.statedir import StateDir
-from reconciler.inspection import run_describe, run_get, watch_get
+from reconciler.inspection import run_describe, run_get, show_top, watch_get
 from reconciler.model.errors import ObjectError, WnrError
 from reconciler.observe.delegation import leaves_for_daemon
 from reconciler.observe.mounts import cgroup2_mounts, choose_root, mount_of, own_cgroup_path
@@ -30,9 +32,10 @@ from reconciler.reconcile import Reconciler
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs.loader import SpecLoader
 from reconciler.status.passresult import PassResult
+from reconciler.top import SORT_KEYS
 
 # Commands that only look: a dry pass, and not even a directory is created.
-READ_ONLY = frozenset({"plan", "get", "describe", "wait"})
+READ_ONLY = frozenset({"plan", "get", "describe", "wait", "top"})
 # `wnr get job` and `wnr get jobs` (kubectl accepts both).
 RESOURCES = {"job": "jobs", "jobs": "jobs", "slot": "slots", "slots": "slots"}
 
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(delete)
     delete.add_argument("resource", choices=sorted(RESOURCES), help="job or slot")
     delete.add_argument("names", nargs="+", metavar="NAME")
+    _top_parser(sub)
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
     doctor = sub.add_parser("doctor", help="check the node (exit 1 when a required check fails)")
     _common(doctor)
@@ -148,6 +152,16 @@ def _lines(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"must be a number of lines (0 or more), not {text!r}")
     return int(text)
+
+
+def _top_parser(sub: Any) -> None:
+    top = sub.add_parser("top", help="slots and jobs by what they use now, like kubectl top")
+    _common(top)
+    top.add_argument("resource", nargs="?", choices=sorted(RESOURCES), help="slots or jobs (both)")
+    top.add_argument("--sort-by", choices=SORT_KEYS, default="memory", help="(default %(default)s)")
+    top.add_argument(
+        "--interval", type=float, default=1.0, help="measure the CPU rate over SECONDS (default 1)"
+    )
 
 
 def _reconciler(args: argparse.Namespace) -> Reconciler:
@@ -349,6 +363,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    """What each slot and running job uses now, beside the published statuses."""
+    if args.interval < 0:
+        raise WnrError(f"--interval must not be negative, not {args.interval:g}")
+    wanted = [RESOURCES[args.resource]] if args.resource else ["slots", "jobs"]
+    return show_top(client_of(args).snapshot(), wanted, args.sort_by, args.interval)
+
+
 def cmd_crds(_args: argparse.Namespace) -> int:
     """Print the CRDs generated from the models."""
     from reconciler.crds import render_crds  # noqa: PLC0415 - only this command needs it
@@ -397,6 +419,7 @@ COMMANDS = {
     "describe": cmd_describe,
     "wait": cmd_wait,
     "delete": cmd_delete,
+    "top": cmd_top,
     "crds": cmd_crds,
     "doctor": cmd_doctor,
     "logs": cmd_logs,

@@ -111,6 +111,8 @@ class Snapshot:
     now: float
     events: EventLog
     daemon: DaemonInfo | None
+    # The cgroup root the objects' cgroups are under (for their live usage).
+    root: str
     errors: list[str] = field(default_factory=list)
     # Why a running daemon's published status was not read: its state dir cannot record.
     stale: str = ""
@@ -171,14 +173,16 @@ class Client:
         fault = check(self.state_dir) if info is not None else None
         if info is not None and fault is None:
             objects = StatusBoard(self.state_dir).read_all()
-            return Snapshot(objects, self.clock(), events, info, list(info.spec_errors))
+            errors = list(info.spec_errors)
+            return Snapshot(objects, self.clock(), events, info, info.root, errors)
         stale = f"the daemon cannot publish ({fault})" if fault is not None else ""
         reconciler = self.reconciler()
         result = reconciler.run_pass(dry_run=True)
         failed = failed_slots(events, result)
         objects = published_objects(result, result.stored, self.clock(), failed)
         errors = [str(e) for e in result.desired.errors]
-        return Snapshot(objects, self.clock(), events, None, errors, stale)
+        root = str(reconciler.fs.root)
+        return Snapshot(objects, self.clock(), events, None, root, errors, stale)
 
     def list(self, kind: str) -> list[dict[str, Any]]:
         """Every published object of a kind (`Job`, `Slot`)."""

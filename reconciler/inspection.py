@@ -15,10 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.client import Client, Snapshot
+from reconciler.host.cgroupfs import CgroupFS
 from reconciler.model.api import API_VERSION, Job, Slot
 from reconciler.render import describe_job, describe_slot, dump, jobs_table, slots_table
 from reconciler.status import JobStatus, SlotStatus
 from reconciler.status.published import created_of, job_status_of, slot_status_of
+from reconciler.top import job_usage, run_top, slot_usage
 
 KIND_OF = {"jobs": "Job", "slots": "Slot"}
 
@@ -73,10 +75,11 @@ def render_table(snapshot: Snapshot, resource: str, names: set[str] | None, wide
     jobs, slots = _statuses(snapshot)
     if resource == "jobs":
         chosen = [s for s in jobs if names is None or s.name in names]
-        return jobs_table(chosen, created, snapshot.now, wide)
+        usage = job_usage(CgroupFS(snapshot.root), chosen) if wide else None
+        return jobs_table(chosen, created, snapshot.now, wide, usage)
     specs = {o["metadata"]["name"]: _spec_object(o) for o in snapshot.of_kind("Slot")}
     picked = [s for s in slots if names is None or s.name in names]
-    defined = {n: s for n, s in specs.items() if isinstance(s, Slot) and s is not None}
+    defined = {n: s for n, s in specs.items() if isinstance(s, Slot)}
     return slots_table(picked, defined, created, snapshot.now, wide)
 
 
@@ -102,6 +105,17 @@ def run_get(snapshot: Snapshot, resource: str, name: str | None, output: str) ->
         names = {name} if name is not None else None
         print(render_table(snapshot, resource, names, output == "wide"))
     return 0
+
+
+def show_top(snapshot: Snapshot, resources: list[str], sort_by: str, interval: float) -> int:
+    """`wnr top`: what the published slots and running jobs use now."""
+    announce(snapshot)
+    jobs, slots = _statuses(snapshot)
+    specs = {o["metadata"]["name"]: _spec_object(o) for o in snapshot.of_kind("Slot")}
+    defined = {n: s for n, s in specs.items() if isinstance(s, Slot)}
+    fs = CgroupFS(snapshot.root)
+    by_job, by_slot = {j.name: j for j in jobs}, {s.name: s for s in slots}
+    return run_top(fs, by_job, by_slot, defined, resources, sort_by, interval)
 
 
 def watch_get(
@@ -147,13 +161,18 @@ def run_describe(snapshot: Snapshot, resource: str, name: str, events: int) -> i
     if kind == "Job":
         status = next(j for j in jobs if j.name == name)
         job = spec if isinstance(spec, Job) else None
-        print(describe_job(job, status, recent, snapshot.now, source, identity=identity))
+        usage = job_usage(CgroupFS(snapshot.root), [status]).get(name)
+        text = describe_job(
+            job, status, recent, snapshot.now, source, identity=identity, usage=usage
+        )
+        print(text)
         return 0
     slot_status = next(s for s in slots if s.name == name)
     members = [j for j in jobs if j.slot == name]
     slot = spec if isinstance(spec, Slot) else None
+    usage = slot_usage(CgroupFS(snapshot.root), [slot_status]).get(name)
     text = describe_slot(
-        slot, slot_status, members, recent, snapshot.now, source, identity=identity
+        slot, slot_status, members, recent, snapshot.now, source, identity=identity, usage=usage
     )
     print(text)
     return 0

@@ -130,7 +130,9 @@ def test_get_tables_describe_and_events(cgroup_root: Path, state_dir: Path, tmp_
         ["three", "s", "Failed", "Error", "1"],
     ] == rows
     wide = wnr("get", "jobs", *flags, "-o", "wide", check=0).stdout.splitlines()
-    assert ["EXIT", "CPU-SECONDS", "PEAK-MEMORY", "MESSAGE"] == wide[0].split()[6:]
+    assert ["EXIT", "CPU-SECONDS", "PEAK-MEMORY", "CPU(S)", "MEMORY", "PIDS", "MESSAGE"] == wide[
+        0
+    ].split()[6:]
     slots = wnr("get", "slots", *flags, check=0).stdout.splitlines()
     assert ["NAME", "PHASE", "CPUS", "MEMORY", "JOBS", "CONDITIONS"] == slots[0].split()
     missing = missing_controllers(cgroup_root)

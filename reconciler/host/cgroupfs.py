@@ -125,6 +125,16 @@ class CgroupFS:
                 pids.extend(int(p) for p in Path(directory, "cgroup.procs").read_text().split())
         return tuple(pids)
 
+    def threads_tree(self, rel: str) -> int:
+        """How many tasks (threads) the cgroup and every cgroup nested below it hold, as
+        `pids.current` counts them where the pids controller is off."""
+        target = self.path(rel)
+        count = 0
+        for directory, _, _ in os.walk(target):
+            with contextlib.suppress(FileNotFoundError):
+                count += len(Path(directory, "cgroup.threads").read_text().split())
+        return count
+
     def read(self, rel: str, name: str) -> str | None:
         """Read an interface file, stripped; None when it does not exist (controller off)."""
         return _read_interface(f"{self.directory(rel)}/{_interface(name)}")

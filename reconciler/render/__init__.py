@@ -7,6 +7,7 @@ Reads only the pass results, statuses and events it is given; prints nothing its
     plan      the plan as a diff (`wnr plan`) or as data (`-o json|yaml`)
     tables    the tables of `wnr get jobs|slots`
     describe  the text of `wnr describe job|slot`
+    top       the tables of `wnr top` and the live usage cells `get -o wide` and `describe` share
 """
 
 from reconciler.render.describe import describe_job, describe_slot

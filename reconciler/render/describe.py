@@ -12,7 +12,9 @@ from typing import Any
 from reconciler.model.api import Job, Slot
 from reconciler.model.event import Event
 from reconciler.model.quantity import format_bytes, format_millicpus
+from reconciler.model.usage import LiveUsage
 from reconciler.render.formats import NONE, age, dump, human_bytes, table
+from reconciler.render.top import memory, memory_source
 from reconciler.status import Condition, JobStatus, SlotStatus, spec_data, timestamp
 
 
@@ -67,6 +69,21 @@ def _meta_lines(
     )
 
 
+def _usage_lines(usage: LiveUsage | None, what: str) -> list[str]:
+    if usage is None:
+        return [f"Usage:  <none> ({what})"]
+    lines = ["Usage:"]
+    lines += _fields(
+        [
+            ("CPU Seconds", f"{usage.cpu_seconds:.3f}"),
+            ("Memory", f"{memory(usage)} ({memory_source(usage)})"),
+            ("Pids", usage.pids),
+        ],
+        "  ",
+    )
+    return lines
+
+
 def describe_job(
     job: Job | None,
     status: JobStatus,
@@ -75,9 +92,10 @@ def describe_job(
     source: str | None,
     *,
     identity: Sequence[tuple[str, object]] = (),
+    usage: LiveUsage | None = None,
 ) -> str:
     """`wnr describe job NAME`: metadata (with uid and generations in `identity`), spec,
-    status, conditions, recent events."""
+    status, live usage while it runs (`usage`), conditions, recent events."""
     s = status
     lines = _meta_lines("Job", job, s.name, source, identity)
     lines += _spec_lines(job)
@@ -101,6 +119,7 @@ def describe_job(
         ],
         "  ",
     )
+    lines += _usage_lines(usage, "not running")
     lines += _conditions_lines(s.conditions)
     lines += _events_lines(events, now)
     return "\n".join(lines)
@@ -115,9 +134,10 @@ def describe_slot(  # noqa: PLR0917
     source: str | None,
     *,
     identity: Sequence[tuple[str, object]] = (),
+    usage: LiveUsage | None = None,
 ) -> str:
-    """`wnr describe slot NAME`: metadata, spec, status with resources, conditions, its jobs,
-    recent events."""
+    """`wnr describe slot NAME`: metadata, spec, status with resources, the totals its cgroup
+    uses (`usage`), conditions, its jobs, recent events."""
     s = status
     lines = _meta_lines("Slot", slot, s.name, source, identity)
     lines += _spec_lines(slot)
@@ -136,6 +156,7 @@ def describe_slot(  # noqa: PLR0917
     ]
     lines.append("Resources:")
     lines.append(table(["Resource", "Capacity", "Allocated", "Free"], resources, "  ", True))
+    lines += _usage_lines(usage, "no cgroup")
     lines += _conditions_lines(s.conditions)
     if jobs:
         rows = [[j.name, j.phase, j.reason or NONE, str(j.attempts)] for j in jobs]

@@ -10,7 +10,9 @@ from typing import Any
 
 from reconciler.model.api import Slot
 from reconciler.model.quantity import format_bytes, format_millicpus
+from reconciler.model.usage import LiveUsage
 from reconciler.render.formats import NONE, age, human_bytes, table
+from reconciler.render.top import usage_cells
 from reconciler.status import TRUE, Condition, JobStatus, SlotStatus
 
 
@@ -25,13 +27,18 @@ def _amount(allocated: int | None, capacity: int | None, fmt: Any) -> str:
 
 
 def jobs_table(
-    statuses: Sequence[JobStatus], created: Mapping[str, float | None], now: float, wide: bool
+    statuses: Sequence[JobStatus],
+    created: Mapping[str, float | None],
+    now: float,
+    wide: bool,
+    usage: Mapping[str, LiveUsage] | None = None,
 ) -> str:
-    """`wnr get jobs`: NAME SLOT PHASE REASON ATTEMPTS AGE; wide adds exit code, CPU seconds,
-    peak memory and the message."""
+    """`wnr get jobs`: NAME SLOT PHASE REASON ATTEMPTS AGE; wide adds exit code, CPU seconds
+    and peak memory of the last finished attempt, the live CPU(S), MEMORY and PIDS of a
+    running job (`usage`, by job name; <none> for jobs not in it) and the message."""
     headers = ["NAME", "SLOT", "PHASE", "REASON", "ATTEMPTS", "AGE"]
     if wide:
-        headers += ["EXIT", "CPU-SECONDS", "PEAK-MEMORY", "MESSAGE"]
+        headers += ["EXIT", "CPU-SECONDS", "PEAK-MEMORY", "CPU(S)", "MEMORY", "PIDS", "MESSAGE"]
     rows: list[list[str]] = []
     for s in statuses:
         since = created.get(s.name)
@@ -48,6 +55,7 @@ def jobs_table(
                 NONE if s.exit_code is None else str(s.exit_code),
                 NONE if s.cpu_seconds is None else f"{s.cpu_seconds:.2f}",
                 human_bytes(s.peak_memory_bytes),
+                *usage_cells((usage or {}).get(s.name)),
                 s.message or NONE,
             ]
         rows.append(row)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.vm.guest.harness import MiB, Wnr, alive
+from tests.vm.guest.harness import MiB, Wnr, alive, wait_for
 
 
 def test_slot_limits_land_as_the_kernel_reads_them_back(wnr: Wnr) -> None:
@@ -44,3 +44,22 @@ def test_slot_memory_changes_live_under_a_running_job(wnr: Wnr) -> None:
     assert str(400 * MiB) == wnr.read("slot.s", "memory.max")
     assert pids == wnr.procs("slot.s/job.sleeper")
     assert [True, True] == [alive(pid) for pid in pids]
+
+
+def test_live_usage_is_the_kernels_where_the_controllers_are_on(wnr: Wnr) -> None:
+    """With memory and pids controllers on, `describe job` takes memory from memory.current and `top jobs` shows it and pids.current."""
+    wnr.slot("s", {"memory": "300Mi", "pids": 50})
+    hold = "import time; b = b'x' * (64 * 2**20); time.sleep(600)"
+    wnr.job("hog", "s", ["python3", "-c", hold])
+    wnr.apply()
+    rel = "slot.s/job.hog"
+    wait_for("the hog's 64 MiB", lambda: int(wnr.read(rel, "memory.current")) > 64 * MiB)
+    described = wnr.run("describe", "job", "hog").stdout
+    assert "(kernel: memory.current)" in described
+    [header, row] = wnr.run("top", "jobs", "--interval", "0").stdout.splitlines()
+    cells = row.split()
+    assert ["MEMORY", "PIDS"] == header.split()[4:]
+    assert ["hog", wnr.read(rel, "pids.current")] == [cells[0], cells[5]]
+    current = int(wnr.read(rel, "memory.current")) / MiB
+    # memory.current moves between the two reads (the page cache of a starting interpreter).
+    assert abs(current - float(cells[4].removesuffix("Mi"))) < 8

@@ -1,0 +1,110 @@
+"""Live usage of a job's or slot's cgroup, read on demand for `wnr top`, `get -o wide` and
+`describe`.
+
+Part of observe, beside the enforcement sampler (observe.usage, whose readers it
+reuses): CPU seconds from `cpu.stat usage_usec` (in every cgroup2 cgroup, controller
+or not); memory from `memory.current` where the memory controller is enabled (the
+kernel's accounting), else PSS+swap of the processes below the cgroup (sampled); tasks
+from `pids.current`, else counted in `cgroup.threads`. Everything goes through
+CgroupFS. A cgroup that vanishes while it is read (its job just ended) reads as None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import time
+from collections.abc import Callable, Mapping
+
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.model.errors import CgroupError
+from reconciler.model.usage import KERNEL, SAMPLED, LiveUsage, cores_between
+from reconciler.observe.usage import memory_of, usage_usec
+
+# What reading a cgroup that rmdir removed under us fails with.
+_VANISHED = frozenset({errno.ENOENT, errno.ENODEV})
+
+
+def live_usage(fs: CgroupFS, rel: str) -> LiveUsage | None:
+    """What the cgroup `rel` (and everything nested in it) uses now; None once it is gone."""
+    try:
+        cpu = cpu_seconds(fs, rel)
+        if cpu is None:
+            return None
+        memory, source = kernel_memory(fs, rel), KERNEL
+        if memory is None:
+            memory, source = memory_of(fs.procs_tree(rel)), SAMPLED
+        pids = kernel_pids(fs, rel)
+        if pids is None:
+            pids = fs.threads_tree(rel)
+        # Removed between the reads, the sampled figures would be zeros that mean nothing.
+        if not fs.exists(rel):
+            return None
+    except CgroupError as exc:
+        if exc.errno in _VANISHED:
+            return None
+        raise
+    return LiveUsage(cpu_seconds=cpu, memory_bytes=memory, source=source, pids=pids)
+
+
+def cpu_seconds(fs: CgroupFS, rel: str) -> float | None:
+    """The CPU time the cgroup's tasks have used since it was created; None when it is gone."""
+    text = fs.read(rel, "cpu.stat")
+    return None if text is None else usage_usec(text) / 1e6
+
+
+def kernel_memory(fs: CgroupFS, rel: str) -> int | None:
+    """`memory.current` in bytes; None where the memory controller is not enabled."""
+    return parse_counter(fs.read(rel, "memory.current"))
+
+
+def kernel_pids(fs: CgroupFS, rel: str) -> int | None:
+    """`pids.current`, the tasks in the subtree; None where the pids controller is not enabled."""
+    return parse_counter(fs.read(rel, "pids.current"))
+
+
+def parse_counter(text: str | None) -> int | None:
+    """A single-value interface file (`memory.current`, `pids.current`) as an integer."""
+    if text is None or not text.isdigit():
+        return None
+    return int(text)
+
+
+def live_usages(
+    fs: CgroupFS,
+    cgroups: Mapping[str, str],
+    interval: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, LiveUsage]:
+    """Usage of each named cgroup (name -> relative path), with the CPU rate in cores over
+    `interval` seconds (none where the interval is 0); cgroups that vanished are left out."""
+    before: dict[str, tuple[float, float]] = {}
+    if interval > 0:
+        for name, rel in cgroups.items():
+            at = clock()
+            cpu = _cpu_or_none(fs, rel)
+            if cpu is not None:
+                before[name] = (cpu, at)
+        sleep(interval)
+    result: dict[str, LiveUsage] = {}
+    for name, rel in cgroups.items():
+        at = clock()
+        usage = live_usage(fs, rel)
+        if usage is None:
+            continue
+        if name in before:
+            cpu, at_before = before[name]
+            rate = cores_between(cpu, at_before, usage.cpu_seconds, at)
+            usage = dataclasses.replace(usage, cores=rate)
+        result[name] = usage
+    return result
+
+
+def _cpu_or_none(fs: CgroupFS, rel: str) -> float | None:
+    try:
+        return cpu_seconds(fs, rel)
+    except CgroupError as exc:
+        if exc.errno in _VANISHED:
+            return None
+        raise
