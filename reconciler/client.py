@@ -49,7 +49,10 @@ KINDS = {"job": "Job", "jobs": "Job", "slot": "Slot", "slots": "Slot"}
 
 
 def default_state_dir() -> str:
-    """`/var/lib/wnr` for root, else `$XDG_STATE_HOME/wnr` (or `~/.local/state/wnr`)."""
+    """`$WNR_STATE_DIR` when set (as kubectl takes `$KUBECONFIG`), else `/var/lib/wnr` for
+    root, else `$XDG_STATE_HOME/wnr` (or `~/.local/state/wnr`)."""
+    if os.environ.get("WNR_STATE_DIR"):
+        return os.environ["WNR_STATE_DIR"]
     if os.geteuid() == 0:
         return "/var/lib/wnr"
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
@@ -189,8 +192,12 @@ class Client:
         return self.snapshot().of_kind(KINDS.get(kind, kind))
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        """One object as `wnr get KIND NAME -o json` prints it, or None."""
-        return self.snapshot().objects.get((KINDS.get(kind, kind), name))
+        """One object as `wnr get KIND NAME -o json` prints it, or None; from a running
+        daemon, only that object's file is read (`wait` polls this)."""
+        key = (KINDS.get(kind, kind), name)
+        if running_daemon(self.state_dir) is not None and check(self.state_dir) is None:
+            return StatusBoard(self.state_dir).read_one(key)
+        return self.snapshot().objects.get(key)
 
     def wait(self, kind: str, name: str, condition: str, timeout: float = 60.0) -> dict[str, Any]:
         """Poll until the object meets `condition` (`phase=Succeeded`, `condition=SpecValid`,

@@ -154,7 +154,7 @@ class Daemon:
         now = self.reconciler.clock()
         record = {
             "pid": os.getpid(),
-            "specs": [str(p) for p in self.reconciler.loader.paths],
+            "specs": [str(p.absolute()) for p in self.reconciler.loader.paths],
             "root": str(self.reconciler.fs.root),
             "stateDir": str(self.reconciler.state.root.absolute()),
             "version": self.version,

@@ -130,6 +130,10 @@ class StatusBoard:
                 found[(kind, name)] = data
         return found
 
+    def read_one(self, key: ObjectKey) -> dict[str, Any] | None:
+        """One published object, if there is one."""
+        return read_json(str(self._path(key)))
+
     def publish(self, objects: Mapping[ObjectKey, dict[str, Any]]) -> int:
         """Make the published set `objects`: write the changed ones, remove the gone ones;
         returns how many files changed (raises OSError, leaving the rest for the next call)."""
