@@ -29,6 +29,7 @@ from reconciler.host.eventlog import EventLog
 from reconciler.host.objectstore import ObjectStore, StatusBoard
 from reconciler.host.process import reap
 from reconciler.host.statedir import StateDir
+from reconciler.model.desired import Desired
 from reconciler.model.event import Event, stray_events
 from reconciler.observe.membership import Membership
 from reconciler.observe.snapshot import observe
@@ -43,12 +44,14 @@ from reconciler.status.events import (
     unenforced_events,
 )
 from reconciler.status.passresult import PassResult
-from reconciler.status.published import published_objects
+from reconciler.status.published import Publication
 
 log = logging.getLogger("wnr.events")
 
 # Events kept while the event log cannot take them.
 MAX_UNSENT = 1000
+# The longest a published status waits for a pass that publishes (see Reconciler._publish).
+REPUBLISH_SECONDS = 10.0
 
 
 class Reconciler:
@@ -69,7 +72,11 @@ class Reconciler:
             loader.fallback = self.store.last_good
         self.registry = Registry(self.store)
         self.board = StatusBoard(state.root)
+        self.publication = Publication()
         self._unpublished: str | None = None
+        # The desired state last published, and when a pass publishes again regardless.
+        self._published: tuple[Desired | None, float] = (None, 0.0)
+        self._acted = False
         self.loader = loader
         self.fs = fs
         self.state = state
@@ -96,7 +103,13 @@ class Reconciler:
         if not dry_run:
             reap()
             # The remembered phases went with a deleted state dir: write them again.
-            self._phases_dirty |= self.keeper.recreate(self.clock())
+            if self.keeper.recreate(self.clock()):
+                # What the deleted state dir held is written again from memory: the phases
+                # reported, each object's identity and its published status.
+                self._phases_dirty = True
+                self.registry.restore()
+                self.board.forget()
+                self._published = (None, 0.0)
         desired = self.loader.load()
         site = desired.node.spec.site_overrides if desired.node is not None else None
         observed = observe(self.fs, self.state, site)
@@ -119,24 +132,37 @@ class Reconciler:
         self.keeper.after_apply(planned.actions, fault, now)
         observed = replace(observed, state_fault=self.keeper.fault)
         result = PassResult(desired, observed, planned, tuple(failures), resample, spawned, stored)
-        self._report(result, now)
-        self._publish(result, now)
+        reported = self._report(result, now)
+        self._publish(result, now, reported)
         return result
 
-    def _publish(self, result: PassResult, now: float) -> None:
-        """Publish every object's status; never fails the pass (logged once per error)."""
+    def _publish(self, result: PassResult, now: float, reported: bool) -> None:
+        """Publish every object's status; never fails the pass (logged once per error).
+
+        Only a pass that can have changed a status publishes: one that reported an event or
+        phase change, acted or failed, follows one that acted (and so sees what that did),
+        met other specs, or is the first in REPUBLISH_SECONDS (which catches a message that
+        changed alone); an idle node's passes skip it."""
+        acted = bool(result.plan.actions or result.failures)
+        due = reported or acted or self._acted
+        self._acted = acted
+        if not due and result.desired is self._published[0] and now < self._published[1]:
+            return
         failures = {f.action.obj: f.error for f in result.failures}
         try:
-            self.board.publish(published_objects(result, result.stored, now, failures))
+            self.board.publish(self.publication.objects(result, result.stored, now, failures))
+            self._published = (result.desired, now + REPUBLISH_SECONDS)
             self._unpublished = None
         except OSError as exc:
+            self._published = (None, 0.0)  # the next pass tries again
             if str(exc) != self._unpublished:
                 log.warning("cannot publish status in %s: %s", self.board.directory, exc)
             self._unpublished = str(exc)
 
-    def _report(self, result: PassResult, now: float) -> None:
+    def _report(self, result: PassResult, now: float) -> bool:
         """Log this pass's phase changes and actions; never fails the pass. What the event
-        log cannot take now is kept (in order, the newest MAX_UNSENT) for the next pass."""
+        log cannot take now is kept (in order, the newest MAX_UNSENT) for the next pass.
+        Returns whether anything was reported."""
         if self._reported is None:
             try:
                 self._reported = self.events.load_phases()
@@ -158,6 +184,7 @@ class Reconciler:
         for event in events:
             log.info("%s %s %s: %s", event.obj, event.type, event.reason, event.message)
         self._unsent = (self._unsent + events)[-MAX_UNSENT:]
+        changed = bool(events) or phases != self._reported
         if phases != self._reported:
             self._reported, self._phases_dirty = phases, True
         try:
@@ -168,3 +195,4 @@ class Reconciler:
                 self._phases_dirty = False
         except OSError as exc:
             log.warning("cannot write the event log in %s: %s", self.events.directory, exc)
+        return changed

@@ -236,6 +236,8 @@ def test_a_state_dir_deleted_under_the_daemon_is_recreated_and_nothing_runs_twic
     write_jobs(specs, "h", held, runs, hold=go)
     wait_for(lambda: all(phase(state_dir, n) == "exited" for n in done), timeout=30)
     wait_for(lambda: all(phase(state_dir, n) == "running" for n in held), timeout=30)
+    wait_for((state_dir / "objects" / "jobs" / "d0.json").exists)
+    uid = json.loads((state_dir / "objects" / "jobs" / "d0.json").read_text())["uid"]
     delete_under_writers(state_dir)
     wait_for(lambda: all(phase(state_dir, n) == "exited" for n in done), timeout=15)
     # What the daemon last read: `running`, or `starting` if it had not looked since.
@@ -246,7 +248,10 @@ def test_a_state_dir_deleted_under_the_daemon_is_recreated_and_nothing_runs_twic
     time.sleep(1.0)
     assert Counter([*done, *held, "after"]) == ran(runs)
     flags = common(specs, cgroup_root, state_dir)
-    listed = json.loads(wnr("get", "jobs", *flags, "-o", "json", check=0).stdout)["items"]
+    shown = wnr("get", "jobs", *flags, "-o", "json", check=0)
+    assert "" == shown.stderr  # the daemon published again, and wrote its record again
+    listed = json.loads(shown.stdout)["items"]
+    assert uid == next(j for j in listed if j["metadata"]["name"] == "d0")["metadata"]["uid"]
     assert {
         (j["metadata"]["name"], j["status"]["phase"], j["status"]["attempts"]) for j in listed
     } == {(n, "Succeeded", 1) for n in [*done, *held, "after"]}

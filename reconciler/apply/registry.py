@@ -83,6 +83,15 @@ class Registry:
             registration = Registration(kept, (), (), registration.held)
         return registration
 
+    def restore(self) -> None:
+        """Write every object the store holds in memory again (the state dir was deleted
+        under the daemon): the same uids, generations and last good specs."""
+        for stored in list(self.store.objects().values()):
+            try:
+                self.store.save(stored)
+            except OSError as exc:
+                self._report(stored.key, exc)
+
     def _report(self, key: ObjectKey, exc: OSError) -> None:
         """Logged once per object while its file cannot be written. A state dir that cannot
         record at all is the Node's StateDirWritable condition (reconciler.apply.statekeeper),

@@ -146,7 +146,8 @@ class StatusBoard:
             del self._written[key]
             changed += 1
         for key, data in objects.items():
-            if self._written.get(key) == data:
+            written = self._written.get(key)
+            if written is data or written == data:
                 continue
             path = self._path(key)
             os.makedirs(path.parent, exist_ok=True)
@@ -154,6 +155,11 @@ class StatusBoard:
             self._written[key] = data
             changed += 1
         return changed
+
+    def forget(self) -> None:
+        """Forget what was written (the files went with a deleted state dir): the next
+        `publish` and `write_daemon` write everything again."""
+        self._written, self._daemon = {}, None
 
     def _path(self, key: ObjectKey) -> Path:
         return self.directory / FOLDERS[key[0]] / f"{key[1]}.json"

@@ -6,7 +6,7 @@ are still observed. `now` is passed in; no I/O and no clock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,11 +73,21 @@ def job_statuses(
     """Every job wnr knows: wanted (its spec exists) or still observed (cgroup or records)."""
     node = desired.node_spec
     names = set(desired.jobs) | set(observed.jobs) | set(observed.records)
-    return {name: _job_status(name, desired, observed, plan, node, now) for name in sorted(names)}
+    waiting = _waiting_notes(plan.notes)
+    return {
+        name: _job_status(name, desired, observed, plan, node, now, waiting)
+        for name in sorted(names)
+    }
 
 
 def _job_status(  # noqa: PLR0917
-    name: str, desired: Desired, observed: Observed, plan: Plan, node: NodeSpec, now: float
+    name: str,
+    desired: Desired,
+    observed: Observed,
+    plan: Plan,
+    node: NodeSpec,
+    now: float,
+    waiting: Mapping[str, str],
 ) -> JobStatus:
     job = desired.jobs.get(name)
     where = observed.jobs.get(name)
@@ -92,7 +102,7 @@ def _job_status(  # noqa: PLR0917
     elif job.spec.slot not in desired.slots and view.phase is Phase.Pending:
         reason, message = "Unschedulable", f"slot {job.spec.slot} does not exist"
     elif not message:
-        message = _note(plan.notes, f"Job/{name}", ("waiting", "kept"))
+        message = waiting.get(f"Job/{name}", "")
     slot = where.slot if where is not None else (job.spec.slot if job is not None else "")
     started = _last(records, lambda r: r.started_at is not None)
     measured = _last(records, lambda r: r.cpu_seconds is not None or r.exit_code is not None)
@@ -139,5 +149,11 @@ def _last(records: JobRecords, wanted: Any) -> AttemptRecord | None:
     return next((r for r in reversed(records.attempts) if wanted(r)), None)
 
 
-def _note(notes: Sequence[Note], obj: str, kinds: tuple[str, ...]) -> str:
-    return next((n.message for n in notes if n.obj == obj and n.kind in kinds), "")
+def _waiting_notes(notes: Sequence[Note]) -> dict[str, str]:
+    """The first `waiting` or `kept` note of each object: why a job does not start (one pass
+    over the notes, not one per job)."""
+    found: dict[str, str] = {}
+    for note in notes:
+        if note.kind in ("waiting", "kept"):
+            found.setdefault(note.obj, note.message)
+    return found

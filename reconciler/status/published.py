@@ -11,7 +11,7 @@ while a deleted object is still being stopped), and `status.observedGeneration`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,17 @@ from reconciler.status.slots import Resources, SlotStatus, slot_statuses
 ACTIVE_PHASES = ("Starting", "Running")
 
 
+def _pairs(
+    result: PassResult, now: float, failures: Mapping[str, str] | None
+) -> Iterator[tuple[ObjectKey, Slot | Job | None, JobStatus | SlotStatus]]:
+    """Each job and slot of the pass: its key, its spec object (if any) and its status."""
+    desired, observed, plan = result.desired, result.observed, result.plan
+    for name, job in job_statuses(desired, observed, plan, now).items():
+        yield ("Job", name), desired.jobs.get(name), job
+    for name, slot in slot_statuses(desired, observed, plan, now, failures).items():
+        yield ("Slot", name), desired.slots.get(name), slot
+
+
 def published_objects(
     result: PassResult,
     stored: Mapping[ObjectKey, StoredObject],
@@ -34,15 +45,42 @@ def published_objects(
     failures: Mapping[str, str] | None = None,
 ) -> dict[ObjectKey, dict[str, Any]]:
     """Every job and slot of the pass as the object `wnr get -o json` shows."""
-    desired, observed, plan = result.desired, result.observed, result.plan
-    found: dict[ObjectKey, dict[str, Any]] = {}
-    for name, job in job_statuses(desired, observed, plan, now).items():
-        key = ("Job", name)
-        found[key] = _published("Job", desired.jobs.get(name), job, stored.get(key))
-    for name, slot in slot_statuses(desired, observed, plan, now, failures).items():
-        key = ("Slot", name)
-        found[key] = _published("Slot", desired.slots.get(name), slot, stored.get(key))
-    return found
+    return {
+        key: _published(key[0], obj, status, stored.get(key))
+        for key, obj, status in _pairs(result, now, failures)
+    }
+
+
+class Publication:
+    """`published_objects` pass after pass: an object whose status, spec object and store
+    entry are those of the previous pass is the very dict it was then (a daemon among
+    hundreds of idle jobs builds no dict for them; the status board compares by identity
+    first)."""
+
+    def __init__(self) -> None:
+        self._last: dict[ObjectKey, tuple[object, object, object, dict[str, Any]]] = {}
+
+    def objects(
+        self,
+        result: PassResult,
+        stored: Mapping[ObjectKey, StoredObject],
+        now: float,
+        failures: Mapping[str, str] | None = None,
+    ) -> dict[ObjectKey, dict[str, Any]]:
+        """Every job and slot of the pass, as `published_objects` makes them."""
+        found: dict[ObjectKey, dict[str, Any]] = {}
+        memo: dict[ObjectKey, tuple[object, object, object, dict[str, Any]]] = {}
+        for key, obj, status in _pairs(result, now, failures):
+            entry = stored.get(key)
+            hit = self._last.get(key)
+            if hit is not None and hit[1] is obj and hit[2] is entry and hit[0] == status:
+                data = hit[3]
+            else:
+                data = _published(key[0], obj, status, entry)
+            memo[key] = (status, obj, entry, data)
+            found[key] = data
+        self._last = memo
+        return found
 
 
 def _published(
