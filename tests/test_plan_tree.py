@@ -23,6 +23,7 @@ from reconciler.model.desired import Desired
 from reconciler.model.observed import Observed
 from reconciler.plan import Note, plan
 from reconciler.plan.jobphase import Phase
+from reconciler.plan.launch import THREAD_VARIABLES
 from tests.builders import (
     DEFAULT_CONTROLLERS,
     DEFAULT_SLOT_RECORD,
@@ -71,7 +72,7 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             slot="a",
             attempt=1,
             argv=("/usr/bin/run", "--x"),
-            env={},
+            env=dict.fromkeys(THREAD_VARIABLES, "2"),  # the slot's 2 CPUs bound the job
             working_dir="/w",
         ),
         CreateCgroup("Slot/b", "slot.b"),

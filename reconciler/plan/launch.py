@@ -5,7 +5,8 @@ Image choice (JAliEn's order): the job's `image`; else the site override
 the Node's `images` for the node's architecture; else the slot's `image`.
 `disable.enforce=true` in the site overrides runs jobs without a container.
 Where the node's architecture or CPU features do not suit a job, it waits as
-Unschedulable with the reason.
+Unschedulable with the reason. The environment tells thread pools how many
+CPUs the job has (THREAD_VARIABLES), unless the spec sets them itself.
 """
 
 from __future__ import annotations
@@ -25,6 +26,31 @@ class Launched:
     env: dict[str, str]
     image: str | None
     error: str = ""
+
+
+# The thread-pool sizes that libraries otherwise take from the node's core count: a 1-CPU
+# job on a 64-core node would start 64 OpenMP/BLAS threads (HTCondor's
+# STARTER_NUM_THREADS_ENV_VARS sets the same family from the slot's cores).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "JULIA_NUM_THREADS",
+    "PYTHON_CPU_COUNT",
+    "ROOT_MAX_THREADS",
+)
+
+
+def thread_environment(slot: Slot, job: Job) -> dict[str, str]:
+    """THREAD_VARIABLES set to the job's whole CPUs (at least 1): its request, else its slot's
+    limit; none when neither bounds it (the node's cores are then the job's to use)."""
+    millicpus = job.spec.resources.cpus or slot.spec.resources.cpus
+    if millicpus is None:
+        return {}
+    count = str(max(1, millicpus // 1000))
+    return dict.fromkeys(THREAD_VARIABLES, count)
 
 
 def node_architecture(node: NodeSpec, facts: NodeFacts) -> str:
@@ -80,7 +106,11 @@ def launch(
     node: NodeSpec, facts: NodeFacts, slot: Slot, job: Job, *, workdir: str, gpus: tuple[str, ...]
 ) -> Launched:
     """The argv and environment of one attempt."""
-    env = {**gpu_environment(gpus), **dict(sorted(job.spec.env.items()))}
+    env = {
+        **thread_environment(slot, job),
+        **gpu_environment(gpus),
+        **dict(sorted(job.spec.env.items())),
+    }
     image, error = choose_image(node, facts, slot, job)
     if error:
         return Launched(tuple(job.spec.command), env, None, error)
