@@ -190,24 +190,19 @@ def test_get_watch_prints_each_change_and_wait_exits_like_kubectl(
     write_slot(specs, "s")
     daemon.start()
     wait_for(lambda: "s" in published(state_dir, "slots"))
-    watch = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "get",
-            "jobs",
-            "-w",
-            "--timeout",
-            "20",
-            "--state-dir",
-            str(state_dir),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    printed = tmp_path / "watch.out"
+
+    def phases() -> list[str]:
+        lines = printed.read_text().splitlines()
+        return [line.split()[2] for line in lines if line.split()[:1] == ["q"]]
+
+    with open(printed, "w") as out:
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "get", "jobs", "-w", "--state-dir", state_dir],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         time.sleep(1.5)
         (specs / "job-q.yaml").write_text(
@@ -218,12 +213,12 @@ def test_get_watch_prints_each_change_and_wait_exits_like_kubectl(
             "wait", "job/q", "--for=phase=Succeeded", "--timeout", "20", "--state-dir", state_dir
         )
         assert (0, "job/q condition met\n") == (met.returncode, met.stdout)
+        # The watcher polls on its own: give it until it has printed the last change too.
+        wait_for(lambda: phases()[-1:] == ["Succeeded"], timeout=20)
     finally:
         watch.terminate()
-        out, _ = watch.communicate(timeout=10)
-    phases = [line.split()[2] for line in out.splitlines() if line.split()[:1] == ["q"]]
-    assert "Succeeded" == phases[-1]
-    assert "Running" in phases
+        watch.wait(timeout=10)
+    assert "Running" in phases()
     late = wnr("wait", "job/q", "--for=phase=Failed", "--timeout", "0.5", "--state-dir", state_dir)
     assert 1 == late.returncode
     assert "waiting for Job/q to be phase=Failed: it is Succeeded/Completed" in late.stderr
