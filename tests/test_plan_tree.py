@@ -33,7 +33,6 @@ from tests.builders import (
     desired,
     empty,
     job,
-    new_job_writes,
     notes_of,
     records,
     slot,
@@ -66,7 +65,6 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
         ),
         CreateCgroup("Job/j1", "slot.a/job.j1"),
         WriteLimit("Job/j1", "slot.a/job.j1", "memory.max", None, "536870912"),
-        *new_job_writes("j1"),
         StartJob(
             "Job/j1",
             "slot.a/job.j1",
@@ -84,7 +82,6 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             "Slot/b", "slot.b", slot="b", drain_grace_seconds=300.0, termination_grace_seconds=30.0
         ),
         CreateCgroup("Job/j2", "slot.b/job.j2"),
-        *new_job_writes("j2", "b"),
         StartJob(
             "Job/j2",
             "slot.b/job.j2",
@@ -96,7 +93,6 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             working_dir="/var/lib/wnr/jobs/j2/work",
         ),
         CreateCgroup("Job/j3", "slot.b/job.j3"),
-        *new_job_writes("j3", "b"),
         StartJob(
             "Job/j3",
             "slot.b/job.j3",
