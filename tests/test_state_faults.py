@@ -32,6 +32,8 @@ from reconciler.host.statedir import AttemptRecord, JobRecords, StateDir, StateD
 from reconciler.model.actions import FailureKind, ForgetJob, StartJob
 from reconciler.model.observed import Observed
 from reconciler.plan.jobphase import Phase, job_view
+from reconciler.reconcile import Reconciler
+from reconciler.specs.loader import SpecLoader
 from tests.conftest import wait_for
 from tests.helpers import REPO, DaemonProcess, common, wnr, write_slot
 
@@ -259,6 +261,34 @@ def test_a_state_dir_deleted_under_the_daemon_is_recreated_and_nothing_runs_twic
     assert daemon.proc is not None
     assert daemon.proc.pid == json.loads((state_dir / "wnr.lock").read_text())["pid"]
     assert 0 == daemon.terminate()
+
+
+def test_a_state_dir_deleted_right_after_the_pass_that_started_jobs_starts_none_again(
+    cgroup_root: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """The attempts a pass began are known before any pass reads them back: deleted at once,
+    they are restored, never started a second time."""
+    specs, runs, go = tmp_path / "specs", tmp_path / "runs", tmp_path / "go"
+    specs.mkdir()
+    write_slot(specs, "s")
+    quick, held = ["q0", "q1"], ["h0"]
+    write_jobs(specs, "q", quick, runs)
+    write_jobs(specs, "h", held, runs, hold=go)
+    reconciler = Reconciler(SpecLoader([specs]), CgroupFS(cgroup_root), StateDir(state_dir))
+    started = [a.job for a in reconciler.run_pass().plan.actions if isinstance(a, StartJob)]
+    assert sorted([*quick, *held]) == sorted(started)
+    delete_under_writers(state_dir)
+    go.touch()
+    again: list[str] = []
+    for _ in range(200):
+        result = reconciler.run_pass()
+        again += [a.job for a in result.plan.actions if isinstance(a, StartJob)]
+        if Counter([*quick, *held]) == ran(runs) and not result.plan.actions:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert [] == again
+    assert Counter([*quick, *held]) == ran(runs)
 
 
 def test_a_write_on_a_full_file_system_leaves_no_trace_and_spawns_nothing(

@@ -29,6 +29,7 @@ from reconciler.host.statefault import StateDirError, fault_of, probe
 from reconciler.model.actions import Action, ForgetJob
 from reconciler.model.event import NORMAL, WARNING, Event
 from reconciler.model.observed import Observed, StateFault
+from reconciler.model.records import AttemptRecord
 from reconciler.observe.snapshot import check_starting
 
 log = logging.getLogger("wnr.state")
@@ -82,7 +83,17 @@ class StateKeeper:
     def after_apply(
         self, actions: tuple[Action, ...], fault: StateFault | None, now: float
     ) -> None:
-        """Forget the jobs whose records were deleted on purpose; note a fault apply met."""
+        """Learn the attempts apply began, forget the jobs whose records were deleted on
+        purpose, and note a fault apply met.
+
+        An attempt begun in this pass was never observed: were the state dir deleted before
+        the next pass reads it, the job would look new and start again."""
+        for job, (attempt, data) in self.state.take_begun().items():
+            kept = self.known.get(job, JobRecords())
+            earlier = tuple(a for a in kept.attempts if a.attempt < attempt)
+            self.known[job] = replace(
+                kept, attempts=(*earlier, AttemptRecord.from_json(attempt, data))
+            )
         for action in actions:
             if isinstance(action, ForgetJob):
                 self.known.pop(action.job, None)

@@ -70,6 +70,8 @@ class StateDir:
         # The wrappers this process spawned, by attempt record: `note_wrapper` keeps them here
         # too, so a `.pid` file the state dir could not take loses nothing.
         self._spawned: dict[str, int] = {}
+        # The attempts begun since `take_begun` was last called (job -> number, record).
+        self._begun: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def job_dir(self, job: str) -> Path:
         """The directory of one job (the name is a validated DNS label)."""
@@ -146,7 +148,14 @@ class StateDir:
             write_json(str(path), data)
             if read_json(str(path)) != data:
                 raise OSError(errno.EIO, "the attempt record does not read back", str(path))
+        self._begun[job] = (attempt, data)
         return data
+
+    def take_begun(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """The attempts `begin_attempt` recorded since the last call: what the daemon knows
+        it wrote, even if the state dir loses it before anything reads it back."""
+        begun, self._begun = self._begun, {}
+        return begun
 
     def note_wrapper(self, record: Path, pid: int) -> None:
         """Keep the spawned wrapper's PID beside its record (`attempt-N.pid`): the wrapper
