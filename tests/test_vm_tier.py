@@ -21,8 +21,18 @@ VM = REPO / "tests" / "vm"
 PYTHON = ".venv/bin/python"
 # --durations=0: each scenario's time (every guest test's call) goes into the CI log.
 GUEST_PYTEST = [
-    PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", "tests/vm/guest"
+    PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", "--tb=short",
+    "tests/vm/guest",
 ]  # fmt: skip
+
+
+def guest_failures(output: str, limit: int = 40_000) -> str:
+    """The guest pytest's tracebacks and summary (its FAILURES/ERRORS sections onwards), so a
+    failing guest test is readable from the CI log's tail; the whole output if it has none."""
+    starts = [output.find(f"= {section} =") for section in ("ERRORS", "FAILURES")]
+    found = [i for i in starts if i >= 0]
+    start = output.rfind("\n", 0, min(found)) + 1 if found else 0
+    return output[start:][-limit:]
 
 
 def boot(capsys: pytest.CaptureFixture[str], label: str, command: list[str], **env: str) -> None:
@@ -50,7 +60,7 @@ def boot(capsys: pytest.CaptureFixture[str], label: str, command: list[str], **e
         print(
             "".join(line for line in run.stdout.splitlines(True) if any(t in line for t in timed))
         )
-        print(run.stdout[-2000:])
+        print(guest_failures(run.stdout) if run.returncode else run.stdout[-2000:])
     assert 0 == run.returncode, (
         f"{label}: tests/vm/run exited {run.returncode} (125: the VM itself failed):\n{run.stdout}"
     )
