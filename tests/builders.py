@@ -112,6 +112,8 @@ def tree(
             limits=limits,
             children=children,
         )
+    # A job cgroup as wnr left it: no swap and oom.group on (Limits.of_job) unless told.
+    made = {"memory.swap.max": "0", "memory.oom.group": "1"} if "memory" in available else {}
     job_states = {
         j: Placement(
             s,
@@ -119,7 +121,7 @@ def tree(
                 f"slot.{s}/job.{j}",
                 populated=populated,
                 controllers=available,
-                limits=job_limits.get(j),
+                limits={**made, **job_limits.get(j, {})},
             ),
         )
         for j, (s, populated) in jobs.items()
@@ -221,3 +223,13 @@ def notes_of(p: Plan, kind: str) -> list[Note]:
 def writes(p: Plan, path: str) -> list[Action]:
     """The write-limit actions on one cgroup path."""
     return [a for a in p.actions if isinstance(a, WriteLimit) and a.path == path]
+
+
+def new_job_writes(name: str, slot_name: str = "a") -> list[WriteLimit]:
+    """The limits every new job's cgroup gets without asking (Limits.of_job): no swap, and the
+    OOM killer takes the whole job."""
+    rel = f"slot.{slot_name}/job.{name}"
+    return [
+        WriteLimit(f"Job/{name}", rel, "memory.swap.max", None, "0"),
+        WriteLimit(f"Job/{name}", rel, "memory.oom.group", None, "1"),
+    ]

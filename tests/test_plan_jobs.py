@@ -12,7 +12,17 @@ from reconciler.host.statedir import JobRecords
 from reconciler.model.actions import Action, CreateCgroup, KillCgroup, RemoveCgroup
 from reconciler.plan import Note, plan
 from reconciler.plan.jobphase import JobView, Phase
-from tests.builders import RUNNING, attempt, desired, job, records, slot, start, tree
+from tests.builders import (
+    RUNNING,
+    attempt,
+    desired,
+    job,
+    new_job_writes,
+    records,
+    slot,
+    start,
+    tree,
+)
 
 # --- job phases -----------------------------------------------------------------------------
 
@@ -73,6 +83,21 @@ PHASE_CASES = [
         ),
         [],
         id="oom-killed",
+    ),
+    pytest.param(
+        records(attempt(1, "exited", signal=9, oom_kills=3, oom_level="slot")),
+        None,
+        100.0,
+        JobView(
+            Phase.Failed,
+            "OOMKilled",
+            "the kernel OOM-killed 3 process(es) of the job: its slot reached the slot's memory "
+            "limit (not this job's own)",
+            1,
+            137,
+        ),
+        [],
+        id="oom-killed-by-the-slots-limit",
     ),
     pytest.param(
         records(attempt(1, "failed-start", message="cannot run 'x'")),
@@ -177,7 +202,7 @@ PHASE_CASES = [
         None,
         100.0,
         JobView(Phase.Pending),
-        [CreateCgroup("Job/x", "slot.a/job.x"), start(1)],
+        [CreateCgroup("Job/x", "slot.a/job.x"), *new_job_writes("x"), start(1)],
         id="new",
     ),
 ]

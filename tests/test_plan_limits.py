@@ -81,8 +81,50 @@ def test_job_limits_are_written_to_the_job_cgroup(
     """A new job's set resources become writes on the job cgroup, before its start."""
     d = desired(slot("a"), job("x", "a", resources=resources))
     p = plan(d, tree({"a": {}}), 0.0)
-    assert ["create-cgroup", "write-limit", "start-job"] == ops(p)
-    assert [WriteLimit("Job/x", "slot.a/job.x", file, None, value)] == writes(p, "slot.a/job.x")
+    assert ["create-cgroup", *["write-limit"] * 3, "start-job"] == ops(p)
+    expected = {WriteLimit("Job/x", "slot.a/job.x", file, None, value), *job_defaults("x")}
+    assert expected == set(writes(p, "slot.a/job.x"))
+
+
+def job_defaults(name: str) -> list[WriteLimit]:
+    """What every new job's cgroup gets without asking: no swap, and OOM kills it whole."""
+    rel = f"slot.a/job.{name}"
+    return [
+        WriteLimit(f"Job/{name}", rel, "memory.swap.max", None, "0"),
+        WriteLimit(f"Job/{name}", rel, "memory.oom.group", None, "1"),
+    ]
+
+
+def test_a_job_gets_no_swap_and_dies_whole_and_its_slot_neither() -> None:
+    """Jobs get memory.swap.max=0 and memory.oom.group=1; the slot gets neither written."""
+    p = plan(desired(slot("a"), job("x", "a")), empty(ALL_CONTROLLERS, 4096), 0.0)
+    assert job_defaults("x") == writes(p, "slot.a/job.x")
+    assert [] == [w for w in writes(p, "slot.a") if w.file.startswith("memory.")]
+
+
+@pytest.mark.parametrize(
+    ("job_swap", "slot_swap", "expected"),
+    [("1Gi", None, str(2**30)), (None, "2Gi", None), ("64Mi", "2Gi", str(64 * 2**20))],
+)
+def test_swap_is_the_jobs_own_else_its_slots_bound(
+    job_swap: str | None, slot_swap: str | None, expected: str | None
+) -> None:
+    """A job asking for swap gets it; one in a slot that allows swap is bounded by the slot only."""
+    job_resources = {"swap": job_swap} if job_swap else {}
+    slot_resources = {"swap": slot_swap} if slot_swap else {}
+    d = desired(slot("a", resources=slot_resources), job("x", "a", resources=job_resources))
+    p = plan(d, empty(ALL_CONTROLLERS, 4096), 0.0)
+    swaps = [w.new for w in writes(p, "slot.a/job.x") if w.file == "memory.swap.max"]
+    assert ([expected] if expected else []) == swaps
+
+
+def test_wnrs_own_job_defaults_are_not_reported_unenforced_without_the_memory_controller() -> None:
+    """On a host with no memory controller, no swap and oom.group are not notes; an asked-for swap is."""
+    quiet = plan(desired(slot("a"), job("x", "a")), tree({"a": {}}, available=frozenset()), 0.0)
+    assert [] == [n for n in quiet.notes if n.obj == "Job/x"]
+    d = desired(slot("a"), job("x", "a", resources={"swap": "1Gi"}))
+    asked = plan(d, tree({"a": {}}, available=frozenset()), 0.0)
+    assert ["memory.swap.max"] == [n.file for n in asked.notes if n.obj == "Job/x"]
 
 
 def test_converged_tree_plans_nothing() -> None:

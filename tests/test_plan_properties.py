@@ -136,7 +136,7 @@ def _cpu_list(value: str) -> str:
 
 def _read_back(file: str, value: str, page_size: int) -> str:
     """What the kernel reads back after a write; it refuses what cgroup v2 refuses (EINVAL)."""
-    if file.startswith("memory.") and value != "max":
+    if file.startswith("memory.") and file != "memory.oom.group" and value != "max":
         return str(int(value) // page_size * page_size)
     if file == "cpu.max":
         quota, period = value.split()

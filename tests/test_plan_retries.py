@@ -11,7 +11,7 @@ import pytest
 from reconciler.model.actions import Action, CreateCgroup
 from reconciler.model.api import Job, Node, Slot
 from reconciler.plan import plan
-from tests.builders import attempt, desired, job, node, records, slot, start, tree
+from tests.builders import attempt, desired, job, new_job_writes, node, records, slot, start, tree
 
 # --- start timeouts and retries -------------------------------------------------------------
 
@@ -76,8 +76,8 @@ def test_failed_start_is_retried_after_a_doubling_backoff(
     ("job_max", "node_max", "failed", "expected"),
     [
         (1, None, 1, []),
-        (5, None, 3, [CreateCgroup("Job/x", "slot.a/job.x"), start(4)]),
-        (None, 5, 3, [CreateCgroup("Job/x", "slot.a/job.x"), start(4)]),
+        (5, None, 3, [CreateCgroup("Job/x", "slot.a/job.x"), *new_job_writes("x"), start(4)]),
+        (None, 5, 3, [CreateCgroup("Job/x", "slot.a/job.x"), *new_job_writes("x"), start(4)]),
         (None, 2, 2, []),
         (2, 5, 2, []),
     ],

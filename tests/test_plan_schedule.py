@@ -122,7 +122,7 @@ def test_uncordoned_slot_starts_the_waiting_job() -> None:
     """The same pending job starts once its slot is Active again."""
     o = tree({"a": {}})
     p = plan(desired(slot("a", state="Active"), job("p", "a")), o, 100.0)
-    assert ["create-cgroup", "start-job"] == ops(p)
+    assert ["create-cgroup", "write-limit", "write-limit", "start-job"] == ops(p)
 
 
 # --- slots whose spec is gone ---------------------------------------------------------------

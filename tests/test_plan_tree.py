@@ -33,6 +33,7 @@ from tests.builders import (
     desired,
     empty,
     job,
+    new_job_writes,
     notes_of,
     records,
     slot,
@@ -65,6 +66,7 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
         ),
         CreateCgroup("Job/j1", "slot.a/job.j1"),
         WriteLimit("Job/j1", "slot.a/job.j1", "memory.max", None, "536870912"),
+        *new_job_writes("j1"),
         StartJob(
             "Job/j1",
             "slot.a/job.j1",
@@ -82,6 +84,7 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             "Slot/b", "slot.b", slot="b", drain_grace_seconds=300.0, termination_grace_seconds=30.0
         ),
         CreateCgroup("Job/j2", "slot.b/job.j2"),
+        *new_job_writes("j2", "b"),
         StartJob(
             "Job/j2",
             "slot.b/job.j2",
@@ -93,6 +96,7 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             working_dir="/var/lib/wnr/jobs/j2/work",
         ),
         CreateCgroup("Job/j3", "slot.b/job.j3"),
+        *new_job_writes("j3", "b"),
         StartJob(
             "Job/j3",
             "slot.b/job.j3",

@@ -215,6 +215,8 @@ class JobResources(Strict):
 
     cpus: MilliCPUs | None = None
     memory: Bytes | None = None
+    # memory.swap.max of the job; unset, the job gets none unless its slot sets `swap`.
+    swap: Bytes | None = None
     pids: int | None = Field(default=None, ge=1, le=PID_MAX_LIMIT)
     disk: Bytes | None = None
     gpus: int | None = Field(default=None, ge=0, le=MAX_COUNT)

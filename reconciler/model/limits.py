@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from reconciler.model.api import Slot
+from reconciler.model.api import Job, Slot
 
 CPU_PERIOD_USEC = 100_000
 # The kernel refuses a cpu.max quota below 1 ms.
@@ -23,6 +23,7 @@ CONTROLLER_OF = {
     "memory.max": "memory",
     "memory.high": "memory",
     "memory.swap.max": "memory",
+    "memory.oom.group": "memory",
     "pids.max": "pids",
     "io.weight": "io",
     "cpuset.cpus": "cpuset",
@@ -34,6 +35,7 @@ KERNEL_DEFAULTS = {
     "memory.max": "max",
     "memory.high": "max",
     "memory.swap.max": "max",
+    "memory.oom.group": "0",
     "pids.max": "max",
     "io.weight": "default 100",
     "cpuset.cpus": "",
@@ -63,12 +65,38 @@ class Limits:
     pids: int | None = None
     io_weight: int | None = None
     cpuset: str | None = None
+    # memory.oom.group: the OOM killer takes the whole cgroup (jobs), not one process.
+    oom_group: bool = False
+    # Files set by wnr's own rules, not asked for by the spec: where the kernel cannot
+    # enforce them there is nothing the admin asked for to report as unenforced.
+    implicit: frozenset[str] = frozenset()
 
     @classmethod
     def of_slot(cls, slot: Slot) -> Limits:
-        """A slot's limits from its spec (the planner writes them, status reports them)."""
+        """A slot's limits from its spec (the planner writes them, status reports them). No
+        oom.group: a job's OOM must not take its slot's agent and sibling jobs with it."""
         r = slot.spec.resources
         return cls(r.cpus, r.memory, r.memory_high, r.swap, r.pids, r.io_weight, slot.spec.cpuset)
+
+    @classmethod
+    def of_job(cls, job: Job, slot: Slot) -> Limits:
+        """A job's limits: its requests, `memory.oom.group=1` (it dies whole, never half
+        alive), and no swap unless the job asks for some or its slot allows swap (HTCondor's
+        DISABLE_SWAP_FOR_JOB, on by default since 24.7.3)."""
+        r = job.spec.resources
+        implicit = {"memory.oom.group"}
+        swap = r.swap
+        if swap is None and slot.spec.resources.swap is None:
+            swap = 0
+            implicit.add("memory.swap.max")
+        return cls(
+            millicpus=r.cpus,
+            memory=r.memory,
+            swap=swap,
+            pids=r.pids,
+            oom_group=True,
+            implicit=frozenset(implicit),
+        )
 
 
 def cpu_max(millicpus: int | None) -> str:
@@ -128,6 +156,7 @@ def render(limits: Limits, page_size: int) -> tuple[tuple[str, str], ...]:
         ("memory.max", memory_value(limits.memory, page_size)),
         ("memory.high", memory_value(limits.memory_high, page_size)),
         ("memory.swap.max", memory_value(limits.swap, page_size)),
+        ("memory.oom.group", "1" if limits.oom_group else "0"),
         ("pids.max", pids_max(limits.pids)),
         ("io.weight", io_weight(limits.io_weight)),
         ("cpuset.cpus", cpuset_list(limits.cpuset)),

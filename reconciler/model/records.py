@@ -51,6 +51,9 @@ class AttemptRecord:
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
     oom_kills: int | None = None
+    # Whose memory limit an OOM kill came from: "job", "slot" or "above" (the wrapper reads
+    # memory.events.local of the job, then of its slot); "" without OOM kills.
+    oom_level: str = ""
     # Whether the signal that ended the payload dumped core (the wrapper's WCOREDUMP).
     core_dumped: bool = False
     # A SIGTERM or SIGINT the wrapper itself received while the payload ran (a stop).
@@ -83,6 +86,7 @@ class AttemptRecord:
             cpu_seconds=data.get("cpuSeconds"),
             peak_memory_bytes=data.get("peakMemoryBytes"),
             oom_kills=data.get("oomKills"),
+            oom_level=str(data.get("oomLevel") or ""),
             core_dumped=data.get("coreDumped") is True,
             terminated_by=data.get("terminatedBy"),
             core_files=tuple(data.get("coreFiles") or ()),
@@ -107,6 +111,7 @@ class AttemptRecord:
             "cpuSeconds": self.cpu_seconds,
             "peakMemoryBytes": self.peak_memory_bytes,
             "oomKills": self.oom_kills,
+            "oomLevel": self.oom_level,
             "coreDumped": self.core_dumped or None,
             "terminatedBy": self.terminated_by,
             "coreFiles": list(self.core_files),

@@ -181,6 +181,14 @@ def _start_failed(last: AttemptRecord, max_attempts: int) -> JobView:
     return JobView(Phase.Failed, reason, message, count)
 
 
+# Whose memory limit an OOM kill came from (AttemptRecord.oom_level), said in the message.
+OOM_LEVELS = {
+    "job": ": it reached its own memory limit",
+    "slot": ": its slot reached the slot's memory limit (not this job's own)",
+    "above": ": memory ran out above its slot (wnr's root or the whole node)",
+}
+
+
 def _exited(last: AttemptRecord, attempts: int) -> JobView:
     exit_code, signal, oom_kills = last.exit_code, last.signal, last.oom_kills or 0
     if exit_code == 0:
@@ -188,6 +196,7 @@ def _exited(last: AttemptRecord, attempts: int) -> JobView:
     if oom_kills > 0:
         code = 128 + signal if signal is not None else exit_code
         message = f"the kernel OOM-killed {oom_kills} process(es) of the job"
+        message += OOM_LEVELS.get(last.oom_level, "")
         return JobView(Phase.Failed, "OOMKilled", message, attempts, code)
     if signal is not None:
         message = f"killed by {_signal_name(signal)}"

@@ -94,14 +94,13 @@ class JobPlace:
         """Look the job up in the observed tree."""
         name = job.metadata.name
         where = out.observed.jobs.get(name)
-        r = job.spec.resources
         return cls(
             name,
             f"Job/{name}",
             job_cgroup(slot.metadata.name, name),
             where.slot if where is not None else None,
             where.cgroup if where is not None else None,
-            Limits(millicpus=r.cpus, memory=r.memory, pids=r.pids),
+            Limits.of_job(job, slot),
         )
 
 

@@ -43,7 +43,7 @@ def plan_limits(
     for file, value in render(limits, out.observed.page_size):
         controller = CONTROLLER_OF[file]
         if controller not in out.enabled or (cgroup is not None and file not in cgroup.limits):
-            if is_set(file, value):
+            if is_set(file, value) and file not in limits.implicit:
                 every = out.node.policies.user_space.interval_seconds
                 fallback = (
                     f"; wnr enforces it by sampling every {every:g}s" if file in sampled else ""

@@ -99,6 +99,7 @@ int main(int argc, char **argv) {
         failed_start(&r, message, 0);
         return EXIT_CGROUP;
     }
+    protect_from_oom();
     keep_signals();
     struct payload p = {.pid = -1, .gate = -1, .exec_errors = -1, .exit_fd = -1};
     if (start_payload(&r, &a, &p) != 0) return EXIT_SPAWN;

@@ -26,6 +26,31 @@ static void note_child(int signum) {
     errno = saved;
 }
 
+/* The oom_score_adj the wrapper was started with ("0\n" unless its parent set one), for the
+ * payload; empty while the wrapper is not protected (then the payload inherits it as is). */
+static char inherited_oom_score[16];
+
+static int write_oom_score(const char *value) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, value, strlen(value));
+    close(fd);
+    return n == (ssize_t)strlen(value) ? 0 : -1;
+}
+
+void protect_from_oom(void) {
+    char score[sizeof inherited_oom_score] = "";
+    int fd = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, score, sizeof score - 1);
+    close(fd);
+    if (n <= 0) return;
+    score[n] = '\0';
+    /* Lowering the score needs CAP_SYS_RESOURCE: an unprivileged wrapper stays as it was
+     * (and a job OOM may then take it too; the daemon reports the record it left). */
+    if (write_oom_score("-1000") == 0) memcpy(inherited_oom_score, score, sizeof score);
+}
+
 int enter_cgroup(const char *procs) {
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
@@ -51,6 +76,10 @@ static void run_child(char **command, int out, int gate, int exec_errors) {
     ssize_t n;
     while ((n = read(gate, &go, 1)) < 0 && errno == EINTR) continue;
     if (n != 1) _exit(EXIT_SPAWN); /* the wrapper died before the start was recorded */
+    /* Raising one's own score needs no privilege; a payload left at -1000 would be spared
+     * by the OOM killer, which would then kill the wrapper's neighbours instead. */
+    if (inherited_oom_score[0] != '\0' && write_oom_score(inherited_oom_score) != 0)
+        _exit(EXIT_SPAWN);
     if (dup2(out, STDOUT_FILENO) >= 0 && dup2(out, STDERR_FILENO) >= 0)
         execvp(command[0], command);
     int error = errno;

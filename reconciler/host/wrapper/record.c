@@ -64,19 +64,44 @@ void failed_start(struct record *r, const char *message, int finished) {
     record_write(r, 1);
 }
 
-/* The kernel's count of OOM kills in the job cgroup; -1 without the memory controller. */
-static long oom_kills(const char *procs) {
-    char path[4096], dir_buf[4096];
-    snprintf(dir_buf, sizeof dir_buf, "%s", procs);
-    snprintf(path, sizeof path, "%s/memory.events", dirname(dir_buf));
+/* One key of a flat-keyed interface file (`memory.events`); -1 when absent (no memory
+ * controller, or an older kernel without that key). */
+static long event_count(const char *dir, const char *file, const char *wanted) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *f = fopen(path, "re");
     if (f == NULL) return -1;
     char key[64];
     long value, found = -1;
     while (fscanf(f, "%63s %ld", key, &value) == 2)
-        if (strcmp(key, "oom_kill") == 0) found = value;
+        if (strcmp(key, wanted) == 0) found = value;
     fclose(f);
     return found;
+}
+
+/* Add the kernel's count of OOM kills in the job cgroup and, when there were any, whose
+ * limit was hit: the job's own (its memory.events.local counts an `oom`), else its slot's
+ * (the slot's own counter), else one above the slot (wnr's root, the node). */
+static void add_oom(struct text *t, const char *procs) {
+    /* dirname() may change its argument and return a pointer into it: copy each step. */
+    char procs_copy[4096], job[4096], job_copy[4096], slot[4096];
+    snprintf(procs_copy, sizeof procs_copy, "%s", procs);
+    snprintf(job, sizeof job, "%s", dirname(procs_copy));
+    snprintf(job_copy, sizeof job_copy, "%s", job);
+    snprintf(slot, sizeof slot, "%s", dirname(job_copy));
+    long kills = event_count(job, "memory.events", "oom_kill");
+    if (kills < 0) {
+        ADD_LITERAL(t, ", \"oomKills\": null");
+        return;
+    }
+    addf(t, ", \"oomKills\": %ld", kills);
+    if (kills == 0) return;
+    const char *level = "above";
+    if (event_count(job, "memory.events.local", "oom") > 0)
+        level = "job";
+    else if (event_count(slot, "memory.events.local", "oom") > 0)
+        level = "slot";
+    addf(t, ", \"oomLevel\": \"%s\"", level);
 }
 
 static int is_core_file(const char *name) {
@@ -154,11 +179,7 @@ void record_end(struct record *r, const struct ending *e, const char *workdir,
         addf(&ended, ", \"terminatedBy\": %d", (int)terminating);
     else
         ADD_LITERAL(&ended, ", \"terminatedBy\": null");
-    long kills = oom_kills(procs);
-    if (kills >= 0)
-        addf(&ended, ", \"oomKills\": %ld", kills);
-    else
-        ADD_LITERAL(&ended, ", \"oomKills\": null");
+    add_oom(&ended, procs);
     ADD_LITERAL(&ended, ", \"coreFiles\": ");
     add_core_files(&ended, workdir);
     free(r->members.data);

@@ -126,6 +126,10 @@ struct payload {
 };
 
 int enter_cgroup(const char *procs);
+/* Exempt the wrapper from the OOM killer (oom_score_adj -1000), which memory.oom.group
+ * honours: a job's OOM kills its payload whole, never the wrapper that records how it
+ * ended. The payload gets the score the wrapper had back before it execs. */
+void protect_from_oom(void);
 int start_payload(struct record *r, const struct args *a, struct payload *p);
 void wait_payload(struct io *io, struct payload *p, struct ending *e);
 
