@@ -17,10 +17,14 @@ from pathlib import Path
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.process import WRAPPER, wrapper_missing
 from reconciler.host.statefault import MIN_FREE_BYTES, check
+from reconciler.model.accounts import RunAsReason
+from reconciler.model.desired import Desired
 from reconciler.model.errors import CgroupError, WnrError
+from reconciler.observe.accounts import Accounts, users_named
 from reconciler.observe.delegation import choose_level, describe, leaves_for_daemon, survey
 from reconciler.observe.mounts import cgroup2_mounts, choose_root, own_cgroup, own_cgroup_path
 from reconciler.observe.nodefacts import detect_gpus
+from reconciler.plan.runas import run_as
 from reconciler.plan.runtime import resolve
 
 # Files a delegated cgroup must let wnr's user write (the talk; kernel cgroup-v2 "Delegation");
@@ -277,6 +281,25 @@ def check_cpu() -> Check:
     return Check(
         "cpu", Verdict.ok, f"{platform.machine()}; features: {' '.join(notable) or 'none'}"
     )
+
+
+def check_users(desired: Desired, uid: int) -> list[Check]:
+    """Whom each slot runs as: warn for an explicit `user: root`, FAIL for a user that cannot
+    be run as (unknown, or someone else while wnr is not root), whose slot runs nothing."""
+    found = Accounts().look_up(users_named(desired), 0.0)
+    checks = []
+    for name in sorted(desired.slots):
+        chosen = run_as(desired.node_spec, desired.slots[name], uid, found)
+        verdict = Verdict.ok
+        hint = ""
+        if chosen.refusal:
+            verdict = Verdict.fail
+            hint = "nothing of this slot runs until its user can be run as"
+        elif chosen.reason is RunAsReason.Root:
+            verdict = Verdict.warn
+            hint = "jobs run as root: grid payloads are untrusted; give the slot a user"
+        checks.append(Check(f"user of Slot/{name}", verdict, chosen.message, hint))
+    return checks
 
 
 def run_checks(

@@ -31,6 +31,7 @@ from reconciler.host.process import reap
 from reconciler.host.statedir import StateDir
 from reconciler.model.desired import Desired
 from reconciler.model.event import Event, stray_events
+from reconciler.observe.accounts import Accounts, users_named
 from reconciler.observe.membership import Membership
 from reconciler.observe.snapshot import observe
 from reconciler.observe.usage import Sampler, needs
@@ -84,6 +85,7 @@ class Reconciler:
         self.applier = Applier(fs, state, clock)
         self.sampler = Sampler()
         self.membership = Membership()
+        self.accounts = Accounts()
         self.events = events if events is not None else EventLog(state.root)
         # The phase last reported per object ("Job/a" -> "Failed/OOMKilled/1"); loaded from
         # the state dir on the first real pass, so changes while no wnr ran are reported once;
@@ -121,6 +123,8 @@ class Reconciler:
         wanted = needs(desired, observed, self.state)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
         observed = self.membership.check(self.fs, desired, observed, now)
+        accounts = self.accounts.look_up(users_named(desired), now)
+        observed = replace(observed, accounts=accounts)
         planned = plan(desired, observed, now, self.quarantined)
         resample = min((n.interval for n in wanted.values()), default=None)
         stored = registration.objects

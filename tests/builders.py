@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.model.accounts import Account
 from reconciler.model.actions import Action, StartJob, WriteLimit
 from reconciler.model.api import API_VERSION, Job, Node, Slot
 from reconciler.model.desired import Desired, Source
@@ -24,6 +25,13 @@ ALL_CONTROLLERS = frozenset({"cpuset", "cpu", "memory", "pids", "io"})
 DESTRUCTIVE = {"signal", "kill-cgroup", "remove-cgroup", "forget-job", "forget-slot"}
 # The record of a slot with the default spec (drain 300 s, termination 30 s), as apply writes it.
 DEFAULT_SLOT_RECORD = SlotRecord(300.0, 30.0)
+# The user database of the planner's tests: nobody (a root wnr's default) and root.
+NOBODY = Account("nobody", 65534, 65534, (65534,), "/nonexistent")
+AS_NOBODY = {"HOME": NOBODY.home, "USER": NOBODY.name, "LOGNAME": NOBODY.name}
+ACCOUNTS: Mapping[str, Account | str] = {
+    "nobody": NOBODY,
+    "root": Account("root", 0, 0, (0,), "/root"),
+}
 
 
 def slot(name: str, **spec: Any) -> Slot:
@@ -147,12 +155,13 @@ def tree(
         ),
         foreign=foreign,
         page_size=page_size,
+        accounts=ACCOUNTS,
     )
 
 
 def empty(available: frozenset[str] = DEFAULT_CONTROLLERS, page_size: int = 4096) -> Observed:
     """Nothing created yet: no root; its parent offers `available`."""
-    return Observed(ROOT_PATH, None, available, page_size=page_size)
+    return Observed(ROOT_PATH, None, available, page_size=page_size, accounts=ACCOUNTS)
 
 
 def attempt(n: int, phase: str, **fields: Any) -> AttemptRecord:
@@ -170,7 +179,7 @@ RUNNING = records(attempt(1, "running", started_at=1.0))
 
 
 def start(attempt_no: int) -> StartJob:
-    """The start-job action of job x in slot a."""
+    """The start-job action of job x in slot a, run as nobody (a root wnr's default)."""
     return StartJob(
         "Job/x",
         "slot.a/job.x",
@@ -178,7 +187,9 @@ def start(attempt_no: int) -> StartJob:
         slot="a",
         attempt=attempt_no,
         argv=("/bin/true",),
+        env=AS_NOBODY,
         working_dir="/var/lib/wnr/jobs/x/work",
+        credentials=NOBODY,
     )
 
 

@@ -36,7 +36,8 @@ def common(specs: Path, root: Path, state: Path) -> list[str | Path]:
     return ["--specs", specs, "--root", root, "--state-dir", state]
 
 
-# A Node whose user-space enforcement samples every 0.2 s, and slot s with a 1 s grace.
+# A Node whose user-space enforcement samples every 0.2 s, and slot s with a 1 s grace
+# whose jobs run as root (write_slot says why).
 USER_SPACE_NODE = """\
 apiVersion: wnr.dev/v1alpha1
 kind: Node
@@ -50,6 +51,7 @@ kind: Slot
 metadata: {name: s}
 spec:
   terminationGracePeriodSeconds: 1
+  user: root
 """
 
 
@@ -59,19 +61,15 @@ def job_document(name: str, command: list[str], extra: str) -> str:
     return f"---\napiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  slot: s\n  command: {json.dumps(command)}\n{body}"
 
 
-def write_slot(specs: Path, name: str, grace: int = 5) -> None:
-    """A slot spec in its own file."""
+def write_slot(specs: Path, name: str, grace: int = 5, user: str | None = "root") -> None:
+    """A slot spec in its own file. Its jobs run as root unless `user` says otherwise: the
+    payloads of these tests write into the test's own tmp dir, which only root can enter."""
+    run_as = f"\n  user: {user}" if user is not None else ""
     (specs / f"slot-{name}.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            apiVersion: wnr.dev/v1alpha1
-            kind: Slot
-            metadata: {{name: {name}}}
-            spec:
-              resources: {{cpus: 1, memory: 1Gi, pids: 100}}
-              terminationGracePeriodSeconds: {grace}
-            """
-        )
+        "apiVersion: wnr.dev/v1alpha1\nkind: Slot\n"
+        f"metadata: {{name: {name}}}\n"
+        f"spec:\n  resources: {{cpus: 1, memory: 1Gi, pids: 100}}\n"
+        f"  terminationGracePeriodSeconds: {grace}{run_as}\n"
     )
 
 

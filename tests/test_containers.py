@@ -194,7 +194,7 @@ def test_job_runs_in_a_bwrap_image_inside_its_cgroup(
             apiVersion: wnr.dev/v1alpha1
             kind: Slot
             metadata: {{name: s}}
-            spec: {{platform: busybox}}
+            spec: {{platform: busybox, user: root}}
             ---
             apiVersion: wnr.dev/v1alpha1
             kind: Job

@@ -17,7 +17,7 @@ KILLS = 50
 def specs_text(ran: Path) -> str:
     """One slot and JOBS short jobs that each append their name to a shared file."""
     docs = [
-        "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: s}\nspec: {terminationGracePeriodSeconds: 1}\n"
+        "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: s}\nspec: {terminationGracePeriodSeconds: 1, user: root}\n"
     ]
     for n in range(JOBS):
         command = ["sh", "-c", f"echo job-{n} >> {ran}; sleep 0.2"]

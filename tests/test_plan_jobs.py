@@ -6,10 +6,13 @@ plan(desired, observed, now) on hand-built data from tests/builders.py, no I/O (
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from reconciler.host.statedir import JobRecords
-from reconciler.model.actions import Action, CreateCgroup, KillCgroup, RemoveCgroup
+from reconciler.model.actions import Action, CreateCgroup, KillCgroup, RecordEnd, RemoveCgroup
+from reconciler.model.observed import OomEvents, Placement
 from reconciler.plan import Note, plan
 from reconciler.plan.jobphase import JobView, Phase
 from tests.builders import (
@@ -263,3 +266,38 @@ def test_running_job_does_not_move_when_its_spec_names_another_slot() -> None:
     assert [Note("Job/x", "kept", "runs in slot a; a running job does not move slots")] == list(
         p.notes
     )
+
+
+def test_a_job_whose_oom_group_kill_took_its_wrapper_is_recorded_oom_killed() -> None:
+    """Running, its cgroup empty after OOM kills, no end recorded: OOMKilled, and wnr records the end before removing the cgroup."""
+    o = tree({"a": {}}, {"x": ("a", False)}, records={"x": records(attempt(1, "running"))})
+    placed = o.jobs["x"]
+    oom = OomEvents(kills=3, job_ooms=1, slot_ooms=0)
+    o = replace(o, jobs={"x": Placement(placed.slot, replace(placed.cgroup, oom=oom))})
+    p = plan(desired(slot("a"), job("x", "a")), o, 50.0)
+    assert (Phase.Failed, "OOMKilled", 128 + 9) == (
+        p.jobs["x"].phase,
+        p.jobs["x"].reason,
+        p.jobs["x"].exit_code,
+    )
+    assert "it reached its own memory limit" in p.jobs["x"].message
+    [end, remove] = p.actions
+    assert RemoveCgroup("Job/x", "slot.a/job.x") == remove
+    assert isinstance(end, RecordEnd)
+    assert ("exited", 9, 3, "job", 50.0) == (
+        end.record["phase"],
+        end.record["signal"],
+        end.record["oomKills"],
+        end.record["oomLevel"],
+        end.record["finishedAt"],
+    )
+
+
+def test_a_running_job_whose_cgroup_emptied_without_oom_kills_is_an_error() -> None:
+    """No OOM kill in its cgroup: the wrapper was killed from outside, and nothing is recorded for it."""
+    o = tree({"a": {}}, {"x": ("a", False)}, records={"x": records(attempt(1, "running"))})
+    placed = o.jobs["x"]
+    o = replace(o, jobs={"x": Placement(placed.slot, replace(placed.cgroup, oom=OomEvents()))})
+    p = plan(desired(slot("a"), job("x", "a")), o, 50.0)
+    assert (Phase.Failed, "Error") == (p.jobs["x"].phase, p.jobs["x"].reason)
+    assert [RemoveCgroup("Job/x", "slot.a/job.x")] == list(p.actions)

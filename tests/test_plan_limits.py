@@ -219,7 +219,6 @@ def test_existing_cgroup_without_the_limit_file_gets_a_note() -> None:
             slot("a", resources={"disk": "10Gi"}),
             Note("Slot/a", "not-enforced-yet", "spec.resources.disk"),
         ),
-        (slot("a", user="alice"), Note("Slot/a", "not-enforced-yet", "spec.user")),
         (node(capacity={"cpus": 8}), Note("Node/wn", "not-enforced-yet", "spec.capacity")),
     ],
 )

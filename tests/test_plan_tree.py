@@ -25,8 +25,10 @@ from reconciler.plan import Note, plan
 from reconciler.plan.jobphase import Phase
 from reconciler.plan.launch import THREAD_VARIABLES
 from tests.builders import (
+    AS_NOBODY,
     DEFAULT_CONTROLLERS,
     DEFAULT_SLOT_RECORD,
+    NOBODY,
     ROOT_PATH,
     attempt,
     cgroup,
@@ -74,8 +76,10 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             slot="a",
             attempt=1,
             argv=("/usr/bin/run", "--x"),
-            env=dict.fromkeys(THREAD_VARIABLES, "2"),  # the slot's 2 CPUs bound the job
+            # the slot's 2 CPUs bound the job
+            env={**AS_NOBODY, **dict.fromkeys(THREAD_VARIABLES, "2")},
             working_dir="/w",
+            credentials=NOBODY,
         ),
         CreateCgroup("Slot/b", "slot.b"),
         WriteLimit("Slot/b", "slot.b", "pids.max", None, "100"),
@@ -92,8 +96,9 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             slot="b",
             attempt=1,
             argv=("/bin/sleep", "2"),
-            env={"A": "2", "Z": "1"},
+            env={**AS_NOBODY, "A": "2", "Z": "1"},
             working_dir="/var/lib/wnr/jobs/j2/work",
+            credentials=NOBODY,
         ),
         CreateCgroup("Job/j3", "slot.b/job.j3"),
         *new_job_writes("j3", "b"),
@@ -104,7 +109,9 @@ def test_empty_tree_two_slots_plans_everything_in_order_by_name() -> None:
             slot="b",
             attempt=1,
             argv=("/bin/sleep", "3"),
+            env=AS_NOBODY,
             working_dir="/var/lib/wnr/jobs/j3/work",
+            credentials=NOBODY,
         ),
     ]
     p = plan(d, empty(), 0.0)
@@ -147,11 +154,11 @@ def test_slot_record_follows_the_spec(
 
 
 def test_start_job_env_is_sorted_by_name() -> None:
-    """The start-job action carries the job's environment in name order, whatever order the spec used."""
+    """The start-job action carries the user's HOME, USER and LOGNAME, then the job's environment in name order, whatever order the spec used."""
     d = desired(slot("a"), job("x", "a", env={"Z": "1", "M": "2", "A": "3"}))
     start = plan(d, empty(), 0.0).actions[-1]
     assert isinstance(start, StartJob)
-    assert ["A", "M", "Z"] == list(start.env)
+    assert ["HOME", "USER", "LOGNAME", "A", "M", "Z"] == list(start.env)
 
 
 @pytest.mark.parametrize(

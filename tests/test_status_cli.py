@@ -138,7 +138,14 @@ def test_get_tables_describe_and_events(cgroup_root: Path, state_dir: Path, tmp_
     missing = missing_controllers(cgroup_root)
     limits = "LimitsEnforced=False" if missing else "LimitsEnforced"
     assert [
-        ["s", "Ready", "500m/2", "256Mi/1Gi", "1/3", f"CgroupReady,{limits},AgentsReady=Unknown"]
+        [
+            "s",
+            "Ready",
+            "500m/2",
+            "256Mi/1Gi",
+            "1/3",
+            f"CgroupReady,{limits},AgentsReady=Unknown,RunAsUser",
+        ]
     ] == [line.split() for line in slots[1:]]
     slot = get("slot", flags, "s")["status"]
     conditions = {c["type"]: c for c in slot["conditions"]}

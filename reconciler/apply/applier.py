@@ -41,6 +41,7 @@ from reconciler.model.actions import (
     ForgetSlot,
     KillCgroup,
     KillStrays,
+    RecordEnd,
     RecordSlot,
     RemoveCgroup,
     Signal,
@@ -136,7 +137,7 @@ class Applier:
                 self._kill_action(action)
             case RemoveCgroup():
                 self._remove(action.path)
-            case RecordSlot() | ForgetSlot() | ForgetJob() | ForgetAgent():
+            case RecordSlot() | RecordEnd() | ForgetSlot() | ForgetJob() | ForgetAgent():
                 self._record(action)
             case _:  # pragma: no cover - every action type is listed above
                 raise WnrError(f"unknown action {action!r}")
@@ -179,6 +180,8 @@ class Applier:
             self.state.forget_slot(action.slot)
         elif isinstance(action, ForgetJob):
             self.state.forget(action.job)
+        elif isinstance(action, RecordEnd):
+            self.state.record_end(action.job, action.attempt, action.record)
         elif isinstance(action, ForgetAgent):
             self.state.forget_agent(action.slot, action.index)
 
@@ -186,7 +189,9 @@ class Applier:
         state = self.state
         record = state.attempt_path(action.job, action.attempt)
         # Raises (and nothing is spawned) unless the attempt is recorded and reads back.
-        base = state.begin_attempt(action.job, action.attempt, self.clock(), action.gpus)
+        base = state.begin_attempt(
+            action.job, action.attempt, self.clock(), action.gpus, action.credentials
+        )
         missing = action.error or _missing_image_or_runtime(action)
         if missing:
             # ErrorA: the attempt fails before anything runs; retried per maxStartAttempts.
@@ -197,6 +202,13 @@ class Applier:
         output = LogFiles(
             state.log_path(action.job, action.attempt), action.log_max_size, action.log_max_files
         )
+        if action.credentials is not None and action.working_dir == str(state.work_dir(action.job)):
+            # wnr's own work dir becomes the user's; a spec's workingDir is the site's.
+            try:
+                state.give(Path(action.working_dir), action.credentials)
+            except OSError as exc:
+                self._fail_run(record, f"cannot give the work dir to {action.credentials}: {exc}")
+                raise
         pid = self._spawn(action, record, action.working_dir, output, ours, base)
         self._note_wrapper(record, pid)
 
@@ -204,6 +216,8 @@ class Applier:
         directory, base = self.state.begin_agent(
             action.slot, action.index, action.restarts, self.clock()
         )
+        if action.credentials is not None:
+            self.state.give(directory / "work", action.credentials)
         ours = {"WNR_SLOT": action.slot, "WNR_AGENT": str(action.index)}
         output = LogFiles(directory / "run.log", action.log_max_size, action.log_max_files)
         self._spawn(action, directory / "run.json", str(directory / "work"), output, ours, base)
@@ -227,6 +241,7 @@ class Applier:
                 argv=action.argv,
                 env=job_environment(action.env, ours),
                 base=base,
+                credentials=action.credentials,
             )
         except OSError as exc:
             # Recorded at once, so the next pass retries (or gives up) without waiting for

@@ -14,7 +14,7 @@ import time
 
 from reconciler.cli.wiring import client_of, print_errors, reconciler_of, take_over
 from reconciler.client import MAX_INPUT
-from reconciler.doctor import Verdict, run_checks
+from reconciler.doctor import Verdict, check_users, run_checks
 from reconciler.model.errors import WnrError
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs.loader import SpecLoader
@@ -147,11 +147,13 @@ def cmd_crds(_args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Node checks with a hint each."""
     client = client_of(args)
-    node = SpecLoader([client.specs]).load().node_spec
+    desired = SpecLoader([client.specs]).load()
+    node = desired.node_spec
     requested = client.root or node.cgroup_root
     wanted = tuple(str(c) for c in node.controllers)
     runtime = str(node.runtime)
     checks = run_checks(requested, client.specs, wanted, runtime, client.state_dir)
+    checks += check_users(desired, os.geteuid())
     for check in checks:
         print(check)
     return 1 if any(c.verdict is Verdict.fail for c in checks) else 0

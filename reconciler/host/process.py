@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.host.procfs import is_same
+from reconciler.model.accounts import Account
 
 # The job wrapper (reconciler/host/wrapper/*.c), compiled by the package's build step (setup.py).
 WRAPPER = str(Path(__file__).with_name("_bin") / "wnr-wrapper")
@@ -62,6 +63,14 @@ class LogFiles:
     max_files: int
 
 
+def credentials_argument(credentials: Account | None) -> str:
+    """The wrapper's CREDENTIALS argument: `UID:GID:G1,G2,...`, or `-` to keep its own."""
+    if credentials is None:
+        return "-"
+    groups = ",".join(str(g) for g in credentials.groups)
+    return f"{credentials.uid}:{credentials.gid}:{groups}"
+
+
 def spawn_wrapper(
     *,
     record: Path,
@@ -71,13 +80,16 @@ def spawn_wrapper(
     argv: Iterable[str],
     env: Mapping[str, str],
     base: Mapping[str, object],
+    credentials: Account | None = None,
 ) -> int:
     """Start the wrapper for one attempt; returns its PID. It enters the cgroup itself.
 
     `base` is what the daemon recorded before the spawn; the wrapper keeps it in every
     record it writes (the record is the wrapper's from now on). The payload's output goes
     through a pipe to the wrapper, which writes and rotates `log`; the wrapper's own
-    stdout and stderr are /dev/null (it writes its messages into the log).
+    stdout and stderr are /dev/null (it writes its messages into the log). With
+    `credentials` the wrapper runs the payload as that user (its groups, gid, uid), switched
+    after it entered the cgroup; the wrapper itself stays wnr's to keep the records.
     """
     members = json.dumps({k: v for k, v in base.items() if k != "phase"}, sort_keys=True)
     args = [
@@ -89,6 +101,7 @@ def spawn_wrapper(
         str(log.path),
         str(log.max_size),
         str(log.max_files),
+        credentials_argument(credentials),
         "--",
         *argv,
     ]

@@ -23,12 +23,14 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from reconciler.host.atomicfile import read_json, write_json
 from reconciler.host.statefault import StateDirError, recording
 from reconciler.model import layout
+from reconciler.model.accounts import Account
 from reconciler.model.records import (
     AgentRecords,
     AttemptPhase,
@@ -133,16 +135,24 @@ class StateDir:
         return JobRecords(tuple(attempts), _read_stop(directory))
 
     def begin_attempt(
-        self, job: str, attempt: int, now: float, gpus: tuple[str, ...] = ()
+        self,
+        job: str,
+        attempt: int,
+        now: float,
+        gpus: tuple[str, ...] = (),
+        account: Account | None = None,
     ) -> dict[str, Any]:
-        """Record an attempt (and the GPUs it holds) before its wrapper is spawned, so a crash
-        cannot start it twice; returns the record, which the wrapper keeps. Raises
+        """Record an attempt (the GPUs it holds, the user it runs as) before its wrapper is
+        spawned, so a crash cannot start it twice; returns the record, which the wrapper keeps.
+        Raises
         StateDirError unless the record was written and reads back: an attempt the state dir
         does not hold would be started again, so nothing may be spawned for it."""
         path = self.attempt_path(job, attempt)
         data: dict[str, Any] = {"phase": str(AttemptPhase.STARTING), "spawnedAt": now}
         if gpus:
             data["gpus"] = list(gpus)
+        if account is not None:
+            data.update(user=account.name, uid=account.uid)
         with recording(path):
             os.makedirs(self.work_dir(job), exist_ok=True)
             write_json(str(path), data)
@@ -150,6 +160,13 @@ class StateDir:
                 raise OSError(errno.EIO, "the attempt record does not read back", str(path))
         self._begun[job] = (attempt, data)
         return data
+
+    def give(self, directory: Path, account: Account) -> None:
+        """Make a work dir the user's (owner and group, mode 0700): the payload runs there as
+        that user, and no other slot's user can look in. Raises StateDirError."""
+        with recording(directory):
+            os.chown(directory, account.uid, account.gid)
+            os.chmod(directory, 0o700)
 
     def take_begun(self) -> dict[str, tuple[int, dict[str, Any]]]:
         """The attempts `begin_attempt` recorded since the last call: what the daemon knows
@@ -200,6 +217,13 @@ class StateDir:
                 write_json(str(self.attempt_path(job, attempt.attempt)), data, replace=False)
             if records.stop is not None:
                 write_json(str(directory / "stop.json"), records.stop.to_json(), replace=False)
+
+    def record_end(self, job: str, attempt: int, record: Mapping[str, Any]) -> None:
+        """Write an attempt's end in the place of its dead wrapper (the record is whole: the
+        daemon's view of it as it ended). Raises StateDirError."""
+        path = self.attempt_path(job, attempt)
+        with recording(path):
+            write_json(str(path), dict(record), durable=True)
 
     def record_stop(
         self, job: str, now: float, grace_seconds: float, reason: str, message: str = ""

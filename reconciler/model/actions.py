@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from reconciler.model.accounts import Account
 from reconciler.model.api import LOG_MAX_FILES_DEFAULT, LOG_MAX_SIZE_DEFAULT
 
 
@@ -29,7 +30,11 @@ class Action:
         data: dict[str, Any] = {"op": self.op}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            data[item.name] = dict(value) if isinstance(value, Mapping) else value
+            if isinstance(value, Mapping):
+                value = dict(value)
+            elif isinstance(value, Account):
+                value = value.to_dict()
+            data[item.name] = value
         return data
 
     def describe(self) -> str:
@@ -91,12 +96,16 @@ class StartJob(Action):
     # Set when the attempt cannot start (image or runtime missing): apply records it as
     # failed (ErrorA) without spawning anything.
     error: str = ""
+    # Who the wrapper runs the payload as (reconciler.plan.runas); None: as wnr itself.
+    credentials: Account | None = None
 
     def describe(self) -> str:
-        """The attempt and the exact command."""
+        """The attempt, whom it runs as, and the exact command."""
         if self.error:
             return f"{super().describe()}  attempt {self.attempt} fails: {self.error}"
-        return f"{super().describe()}  attempt {self.attempt}: {' '.join(self.argv)}"
+        return f"{super().describe()}  attempt {self.attempt}{_as(self.credentials)}: " + " ".join(
+            self.argv
+        )
 
 
 @dataclass(frozen=True)
@@ -111,10 +120,13 @@ class StartAgent(Action):
     env: Mapping[str, str] = field(default_factory=dict)
     log_max_size: int = LOG_MAX_SIZE_DEFAULT  # policies.logs, as for StartJob
     log_max_files: int = LOG_MAX_FILES_DEFAULT
+    # Who the wrapper runs it as, as for StartJob.
+    credentials: Account | None = None
 
     def describe(self) -> str:
-        """The replica, its restart count and the command."""
-        return f"{super().describe()}  restart {self.restarts}: {' '.join(self.argv)}"
+        """The replica, its restart count, whom it runs as and the command."""
+        who = _as(self.credentials)
+        return f"{super().describe()}  restart {self.restarts}{who}: {' '.join(self.argv)}"
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,21 @@ class ForgetSlot(Action):
 
 
 @dataclass(frozen=True)
+class RecordEnd(Action):
+    """Write the end of an attempt whose wrapper died with its job (an OOM group kill), in
+    the wrapper's place: `record` is the attempt's JSON record as it ends."""
+
+    op: ClassVar[str] = "record-end"
+    job: str = ""
+    attempt: int = 1
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The attempt and why."""
+        return f"{super().describe()}  attempt {self.attempt}: its wrapper died with it (OOM)"
+
+
+@dataclass(frozen=True)
 class ForgetJob(Action):
     """Delete a removed job's records from the state dir."""
 
@@ -249,3 +276,8 @@ class Failure:
 
     def __str__(self) -> str:
         return f"{self.action.op} {self.action.obj}: {self.error}"
+
+
+def _as(credentials: Account | None) -> str:
+    """` as nobody` in a start's line; nothing when the wrapper keeps wnr's own identity."""
+    return f" as {credentials.name}" if credentials is not None else ""

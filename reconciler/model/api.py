@@ -165,6 +165,9 @@ class NodeSpec(Strict):
     # Extra bind mounts for containers, "source" or "source:target" (e.g. /cvmfs).
     binds: list[Bind] = Field(default_factory=list)
     site_overrides: AbsolutePath | None = Field(default=None, alias="siteOverrides")
+    # Who a root wnr runs a slot's jobs and agents as when the Slot names no `user`; never
+    # root (only a Slot's explicit `user: root` is).
+    default_user: Text = Field(default="nobody", alias="defaultUser")
     policies: Policies = Field(default_factory=Policies)
     spec_limits: SpecLimits = Field(default_factory=SpecLimits, alias="specLimits")
 

@@ -11,7 +11,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from reconciler.model.accounts import Account
 from reconciler.model.records import AgentRecords, JobRecords, SlotRecord
+
+
+@dataclass(frozen=True)
+class OomEvents:
+    """The kernel's OOM counters of an emptied job cgroup: its kills (memory.events
+    `oom_kill`) and the limits hit at each level (memory.events.local `oom` of the job and of
+    its slot). Read when a job's cgroup empties, to tell an OOM that took the wrapper too."""
+
+    kills: int = 0
+    job_ooms: int = 0
+    slot_ooms: int = 0
+
+    @property
+    def level(self) -> str:
+        """Whose limit was hit: "job", "slot" or "above" (as the wrapper's `oomLevel`)."""
+        if self.job_ooms > 0:
+            return "job"
+        return "slot" if self.slot_ooms > 0 else "above"
 
 
 @dataclass(frozen=True)
@@ -26,6 +45,8 @@ class CgroupState:
     subtree_control: frozenset[str] = frozenset()
     limits: Mapping[str, str] = field(default_factory=dict)
     children: tuple[str, ...] = ()
+    # For an empty job or agent cgroup with the memory controller: its OOM counters.
+    oom: OomEvents | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +98,8 @@ class NodeFacts:
     cpu_features: frozenset[str] = frozenset()
     runtimes: frozenset[str] = frozenset()
     gpus: tuple[str, ...] = ()
+    # The effective uid wnr runs as: only root (0) can run a slot as another user.
+    daemon_uid: int = 0
     # container.properties pairs (job.container.path, additional.binds, disable.enforce, ...).
     site: tuple[tuple[str, str], ...] = ()
 
@@ -154,6 +177,8 @@ class Observed:
     strays: tuple[Stray, ...] = ()
     # Processes moved into a job's cgroup from outside the job: reported, never signalled alone.
     intruders: tuple[Stray, ...] = ()
+    # The users the specs name: their accounts, or why the user database has none.
+    accounts: Mapping[str, Account | str] = field(default_factory=dict)
 
     @property
     def available(self) -> frozenset[str]:

@@ -60,6 +60,9 @@ class AttemptRecord:
     terminated_by: int | None = None
     core_files: tuple[str, ...] = ()
     gpus: tuple[str, ...] = ()
+    # Whom the payload ran as (the daemon records it before the spawn); "" and None: as wnr.
+    user: str = ""
+    uid: int | None = None
     error_class: str = ""  # for failed-start: ErrorA (image or runtime missing) or ErrorVN
     message: str = ""
     # For failed-start: the same attempt would fail the same way (E2BIG), so no retry.
@@ -91,6 +94,8 @@ class AttemptRecord:
             terminated_by=data.get("terminatedBy"),
             core_files=tuple(data.get("coreFiles") or ()),
             gpus=tuple(data.get("gpus") or ()),
+            user=str(data.get("user") or ""),
+            uid=data.get("uid"),
             error_class=str(data.get("errorClass", "")),
             message=str(data.get("message", "")),
             terminal=data.get("terminal") is True,
@@ -116,6 +121,8 @@ class AttemptRecord:
             "terminatedBy": self.terminated_by,
             "coreFiles": list(self.core_files),
             "gpus": list(self.gpus),
+            "user": self.user,
+            "uid": self.uid,
             "errorClass": self.error_class,
             "message": self.message,
             "terminal": self.terminal or None,

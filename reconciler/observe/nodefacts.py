@@ -41,6 +41,7 @@ def detect(site_overrides: str | None) -> NodeFacts:
         cpu_features=cpu_features(),
         runtimes=frozenset(r for r in ("apptainer", "bwrap") if shutil.which(r)),
         gpus=detect_gpus(),
+        daemon_uid=os.geteuid(),
         site=read_site_overrides(site_overrides) if site_overrides else (),
     )
 

@@ -16,7 +16,7 @@ from reconciler.host.statedir import JobRecords, StateDir
 from reconciler.host.statefault import check
 from reconciler.model.errors import CgroupError
 from reconciler.model.limits import CONTROLLER_OF
-from reconciler.model.observed import CgroupState, Observed, Placement
+from reconciler.model.observed import CgroupState, Observed, OomEvents, Placement
 from reconciler.model.records import LIVE_PHASES, AttemptPhase
 from reconciler.observe.nodefacts import cached
 
@@ -59,12 +59,23 @@ def read_leaf(fs: CgroupFS, rel: str, controllers: frozenset[str]) -> CgroupStat
     """Read a job or agent cgroup: whether anything runs in it (or in cgroups its payload
     nested) and its limits. Its controllers are what its slot enables (the kernel's rule
     for cgroup.controllers), so they are not read; nor are its PIDs or children, which
-    apply reads itself when it signals or removes the cgroup."""
+    apply reads itself when it signals or removes the cgroup. An empty one with the memory
+    controller also gets its OOM counters (an OOM group kill may have taken the wrapper)."""
+    populated = _populated(fs, rel)
+    oom = None
+    if not populated and "memory" in controllers:
+        slot = rel.rpartition("/")[0]
+        oom = OomEvents(
+            flat_keyed(fs.read(rel, "memory.events")).get("oom_kill", 0),
+            flat_keyed(fs.read(rel, "memory.events.local")).get("oom", 0),
+            flat_keyed(fs.read(slot, "memory.events.local")).get("oom", 0),
+        )
     return CgroupState(
         path=rel,
-        populated=_populated(fs, rel),
+        populated=populated,
         controllers=controllers,
         limits=_limits(fs, rel, controllers),
+        oom=oom,
     )
 
 

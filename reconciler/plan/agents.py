@@ -26,6 +26,7 @@ from reconciler.model.records import AgentRecords, AttemptPhase
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobphase import START_TIMEOUT_SECONDS
 from reconciler.plan.jobs import state_wait
+from reconciler.plan.launch import account_environment
 from reconciler.plan.tree import plan_limits
 
 
@@ -83,10 +84,14 @@ def _plan_replica(out: Builder, slot: str, index: int, spec: AgentSpec) -> None:
     if out.observed.state_fault is not None:
         out.note(obj, "waiting", f"agent {index}: {state_wait(out)}")
         return
+    chosen = out.run_as[slot]
+    if chosen.refusal:
+        out.note(obj, "waiting", f"agent {index}: RunAsRefused: {chosen.refusal}")
+        return
     if cgroup is None:
         out.add(CreateCgroup(obj, rel))
     plan_limits(out, obj, rel, limits, cgroup)
-    env = dict(sorted(spec.env.items()))
+    env = {**account_environment(chosen.credentials), **dict(sorted(spec.env.items()))}
     logs = out.node.policies.logs
     out.add(
         StartAgent(
@@ -99,6 +104,7 @@ def _plan_replica(out: Builder, slot: str, index: int, spec: AgentSpec) -> None:
             env=env,
             log_max_size=logs.max_size,
             log_max_files=logs.max_files,
+            credentials=chosen.credentials,
         )
     )
 

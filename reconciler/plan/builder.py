@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.model.accounts import RunAs
 from reconciler.model.actions import Action
 from reconciler.model.desired import Desired
 from reconciler.model.observed import Observed
@@ -19,7 +20,7 @@ class Note:
 
     obj: str
     # not-enforced-by-kernel | not-enforced-yet | kept | foreign | waiting | escaped |
-    # intruder | stray
+    # intruder | stray | runs-as-root
     kind: str
     message: str
     # For a limit the kernel cannot enforce: its interface file ("memory.max"), which status
@@ -41,6 +42,8 @@ class Plan:
     # When each desired slot's drain began or begins (its state or its deadline); None when
     # it is not draining. Status reads it from here.
     drain_starts: Mapping[str, float | None] = field(default_factory=dict)
+    # Who each desired slot's processes run as (reconciler.plan.runas); status reads it here.
+    run_as: Mapping[str, RunAs] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -70,6 +73,7 @@ class Builder:
         self.notes: list[Note] = []
         self.jobs: dict[str, JobView] = {}
         self.drain_starts: dict[str, float | None] = {}
+        self.run_as: dict[str, RunAs] = {}
         self.wake: list[float] = []
 
     def add(self, action: Action) -> None:
@@ -87,4 +91,11 @@ class Builder:
     def build(self) -> Plan:
         """The finished plan."""
         after = max(0.0, min(self.wake) - self.now) if self.wake else None
-        return Plan(tuple(self.actions), tuple(self.notes), self.jobs, after, self.drain_starts)
+        return Plan(
+            tuple(self.actions),
+            tuple(self.notes),
+            self.jobs,
+            after,
+            self.drain_starts,
+            self.run_as,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from reconciler.model.accounts import RunAsReason
 from reconciler.model.api import Job, Node, Slot, SlotState
 from reconciler.model.desired import Desired
 from reconciler.model.observed import Observed
@@ -11,6 +12,7 @@ from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder, Plan
 from reconciler.plan.jobs import plan_slot_jobs
 from reconciler.plan.removals import plan_removals
+from reconciler.plan.runas import run_as
 from reconciler.plan.strays import plan_strays
 from reconciler.plan.tree import plan_root, plan_slot
 from reconciler.plan.unenforced import unenforced_fields
@@ -31,6 +33,11 @@ def plan(
     out.enabled = plan_root(out)
     for name in sorted(desired.slots):
         slot = desired.slots[name]
+        out.run_as[name] = chosen = run_as(
+            out.node, slot, observed.facts.daemon_uid, observed.accounts
+        )
+        if chosen.reason is RunAsReason.Root:
+            out.note(f"Slot/{name}", "runs-as-root", chosen.message)
         drain_start = plan_slot(out, slot)
         if slot.spec.deadline is not None:
             # A slot deadline drains it in time: the drain begins one grace period before.

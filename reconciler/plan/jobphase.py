@@ -19,7 +19,7 @@ Only attempts that never reached Running are retried.
 from __future__ import annotations
 
 import signal as signals
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from reconciler.model.api import CoreFiles, Job, NodeSpec
@@ -135,6 +135,9 @@ def job_view(
     if last.phase == AttemptPhase.RUNNING:
         if populated:
             return JobView(Phase.Running, attempts=count)
+        ended = ended_with_its_wrapper(last, cgroup, now)
+        if ended is not None:
+            return _exited(ended, count)
         return JobView(
             Phase.Failed,
             "Error",
@@ -152,6 +155,33 @@ def job_view(
     if last.phase == AttemptPhase.STARTING and now < timeout and last.wrapper_alive is not False:
         return JobView(Phase.Starting, attempts=count, deadline=timeout)
     return _start_failed(last, max_attempts)
+
+
+# The end wnr records for a job whose wrapper the OOM killer took with it.
+OOM_WITH_WRAPPER = (
+    "the OOM killer ended the whole job (memory.oom.group), its wrapper too: a wnr without "
+    "CAP_SYS_RESOURCE cannot exempt the wrapper, so wnr recorded the end"
+)
+
+
+def ended_with_its_wrapper(
+    last: AttemptRecord, cgroup: CgroupState | None, now: float
+) -> AttemptRecord | None:
+    """The end of a running attempt whose cgroup emptied after OOM kills but whose wrapper
+    recorded nothing: the group kill took the wrapper along (it can be exempted only by a
+    privileged wnr). The planner records it (RecordEnd), so the view stays after the cgroup
+    is removed; None when the cgroup shows no OOM kill."""
+    if cgroup is None or cgroup.populated or cgroup.oom is None or cgroup.oom.kills == 0:
+        return None
+    return replace(
+        last,
+        phase=AttemptPhase.EXITED,
+        signal=signals.SIGKILL.value,
+        oom_kills=cgroup.oom.kills,
+        oom_level=cgroup.oom.level,
+        finished_at=now,
+        message=OOM_WITH_WRAPPER,
+    )
 
 
 def _start_failed(last: AttemptRecord, max_attempts: int) -> JobView:

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from reconciler.model.actions import CreateCgroup, KillCgroup, RemoveCgroup, Signal, StartJob
+from reconciler.model.actions import (
+    CreateCgroup,
+    KillCgroup,
+    RecordEnd,
+    RemoveCgroup,
+    Signal,
+    StartJob,
+)
 from reconciler.model.api import Job, Slot, SlotState
 from reconciler.model.errors import attributed
 from reconciler.model.layout import job_cgroup, work_dir
@@ -19,7 +26,7 @@ from reconciler.model.observed import CgroupState
 from reconciler.model.quantity import format_bytes
 from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Builder
-from reconciler.plan.jobphase import JobView, Phase, view_under_policy
+from reconciler.plan.jobphase import JobView, Phase, ended_with_its_wrapper, view_under_policy
 from reconciler.plan.launch import launch, placement_refusal
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import plan_limits
@@ -120,6 +127,7 @@ def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
         return
     if view.finished:
         if cgroup is not None:
+            _record_end_of_wrapper(out, name, rel, cgroup)
             plan_empty_and_remove(out, obj, rel, cgroup, "the job has finished")
         return
     if view.phase is Phase.Pending:
@@ -144,6 +152,11 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
             obj, "waiting", f"slot {slot.metadata.name} is {slot.spec.state}: no new jobs start"
         )
         return
+    chosen = out.run_as[slot.metadata.name]
+    if chosen.refusal:
+        out.jobs[name] = replace(view, reason="RunAsRefused", message=chosen.refusal)
+        out.note(obj, "waiting", f"RunAsRefused: {chosen.refusal}")
+        return
     facts = out.observed.facts
     refusal = (
         placement_refusal(out.node, facts, job)
@@ -166,7 +179,8 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
     plan_limits(out, obj, rel, limits, cgroup, sampled=SAMPLED_FILES)
     workdir = job.spec.working_dir or str(work_dir(out.observed.state_root, name))
     gpus = here.queue.granted
-    how = launch(out.node, facts, slot, job, workdir=workdir, gpus=gpus)
+    credentials = out.run_as[slot.metadata.name].credentials
+    how = launch(out.node, facts, slot, job, workdir=workdir, gpus=gpus, account=credentials)
     out.add(
         StartJob(
             obj,
@@ -182,6 +196,7 @@ def _plan_pending(out: Builder, here: SlotPass, job: Job, view: JobView, place: 
             log_max_size=out.node.policies.logs.max_size,
             log_max_files=out.node.policies.logs.max_files,
             error=how.error,
+            credentials=credentials,
         )
     )
 
@@ -273,6 +288,16 @@ def plan_stop(  # noqa: PLR0917 - one stop's place, timing and cause
         out.add(KillCgroup(obj, rel, f"{records.stop.text}; grace period over"))
     else:
         out.requeue_at(deadline)
+
+
+def _record_end_of_wrapper(out: Builder, name: str, rel: str, cgroup: CgroupState) -> None:
+    """Record the end the wrapper could not (an OOM group kill took it): before the cgroup,
+    which shows the OOM, is removed."""
+    last = out.observed.records.get(name, JobRecords()).last
+    ended = ended_with_its_wrapper(last, cgroup, out.now) if last is not None else None
+    if ended is not None:
+        record = ended.to_json()
+        out.add(RecordEnd(f"Job/{name}", rel, job=name, attempt=ended.attempt, record=record))
 
 
 def plan_empty_and_remove(

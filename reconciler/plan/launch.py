@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.model.accounts import Account
 from reconciler.model.api import Job, NodeSpec, Slot
 from reconciler.model.observed import NodeFacts
 from reconciler.plan.runtime import IMAGE_VARIABLE, Launch, command_for, gpu_environment, resolve
@@ -102,11 +103,27 @@ def binds(node: NodeSpec, facts: NodeFacts) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def account_environment(account: Account | None) -> dict[str, str]:
+    """HOME, USER and LOGNAME of the user the wrapper switches to (a login would set them);
+    none when it keeps wnr's own identity."""
+    if account is None:
+        return {}
+    return {"HOME": account.home, "USER": account.name, "LOGNAME": account.name}
+
+
 def launch(
-    node: NodeSpec, facts: NodeFacts, slot: Slot, job: Job, *, workdir: str, gpus: tuple[str, ...]
+    node: NodeSpec,
+    facts: NodeFacts,
+    slot: Slot,
+    job: Job,
+    *,
+    workdir: str,
+    gpus: tuple[str, ...],
+    account: Account | None = None,
 ) -> Launched:
-    """The argv and environment of one attempt."""
+    """The argv and environment of one attempt (the spec's own variables win)."""
     env = {
+        **account_environment(account),
         **thread_environment(slot, job),
         **gpu_environment(gpus),
         **dict(sorted(job.spec.env.items())),

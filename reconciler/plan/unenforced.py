@@ -17,8 +17,8 @@ from reconciler.model.api import ApiObject
 NOT_ENFORCED_YET: dict[str, frozenset[str]] = {
     # Node capacity and reservations: slots are taken as given; nothing checks their sum yet.
     "Node": frozenset({"spec.capacity", "spec.reserved"}),
-    # Slot-wide disk (jobs' own disk limits are enforced) and running as another user.
-    "Slot": frozenset({"spec.resources.disk", "spec.user"}),
+    # Slot-wide disk (jobs' own disk limits are enforced).
+    "Slot": frozenset({"spec.resources.disk"}),
     "Job": frozenset(),
 }
 

@@ -6,7 +6,7 @@ Reads only the object, its status and the events it is given; prints nothing its
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.model.api import Job, Slot
@@ -106,6 +106,7 @@ def describe_job(
             ("Reason", s.reason),
             ("Message", s.message),
             ("Slot", s.slot),
+            ("User", f"{s.user} (uid {s.uid})" if s.user else None),
             ("Attempts", s.attempts),
             ("Exit Code", s.exit_code),
             ("Start Time", timestamp(s.start_time)),
@@ -146,6 +147,7 @@ def describe_slot(  # noqa: PLR0917
         [
             ("Phase", s.phase),
             ("Message", s.message),
+            ("User", _run_as_text(s.run_as)),
             ("Cgroup", s.cgroup),
         ],
         "  ",
@@ -173,3 +175,11 @@ def _resource_cells(status: SlotStatus, key: str, fmt: Any) -> list[str]:
         value = getattr(amounts, key)
         cells.append("unlimited" if value is None else fmt(value))
     return cells
+
+
+def _run_as_text(run_as: Mapping[str, Any] | None) -> str | None:
+    """`nobody (uid 65534, gid 65534, groups 65534)`, from a slot status's runAs."""
+    if not run_as:
+        return None
+    groups = ",".join(str(g) for g in run_as.get("groups", ()))
+    return f"{run_as['user']} (uid {run_as['uid']}, gid {run_as['gid']}, groups {groups})"

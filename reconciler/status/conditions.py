@@ -1,6 +1,6 @@
 """The conditions of a job or slot status (DESIGN §2): what each says and how it is derived; pure.
 
-`SpecValid` (jobs and slots), `CgroupReady` and `LimitsEnforced` (slots) are
+`SpecValid` (jobs and slots), `CgroupReady`, `LimitsEnforced` and `RunAsUser` (slots) are
 derived here from desired, observed and the plan, for `status.jobs` and
 `status.slots` to attach to what they build; and the Node's `StateDirWritable`,
 which every slot and every job waiting to start carries while it is False.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reconciler.model.accounts import RunAs
 from reconciler.model.actions import WriteLimit
 from reconciler.model.api import NodeSpec, Slot
 from reconciler.model.desired import Desired
@@ -132,3 +133,11 @@ def limits_condition(  # noqa: PLR0917
 def _either(words: Sequence[str]) -> str:
     """`cpu`, `cpu or memory`, `cpu, memory or pids`."""
     return " or ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else words[0]
+
+
+def run_as_condition(run_as: RunAs | None) -> tuple[Condition, ...]:
+    """`RunAsUser`: whom the slot's jobs and agents run as, or why nothing of it may run."""
+    if run_as is None:
+        return ()
+    status = FALSE if run_as.refusal else TRUE
+    return (Condition("RunAsUser", status, str(run_as.reason), run_as.message),)

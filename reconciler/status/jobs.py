@@ -47,6 +47,9 @@ class JobStatus:
     # When wnr first spawned it (its first attempt), for AGE when the spec holds no time.
     first_spawned: float | None = None
     conditions: tuple[Condition, ...] = ()
+    # Whom it runs (or ran) as: its last attempt's user, else its slot's for the next one.
+    user: str = ""
+    uid: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The camelCase `status` of `wnr get job -o json`; unset fields are left out."""
@@ -63,6 +66,7 @@ class JobStatus:
             "peakMemoryBytes": self.peak_memory_bytes,
             "cgroup": self.cgroup,
             "conditions": [c.to_dict() for c in self.conditions],
+            "runAs": {"user": self.user, "uid": self.uid} if self.user else None,
         }
         return {k: v for k, v in data.items() if v not in (None, "", [])}
 
@@ -108,6 +112,10 @@ def _job_status(  # noqa: PLR0917
     measured = _last(records, lambda r: r.cpu_seconds is not None or r.exit_code is not None)
     last = records.last
     first = records.attempts[0] if records.attempts else None
+    user, uid = (last.user, last.uid) if last is not None else ("", None)
+    chosen = plan.run_as.get(slot)
+    if last is None and chosen is not None and chosen.credentials is not None:
+        user, uid = chosen.credentials.name, chosen.credentials.uid
     return JobStatus(
         name=name,
         slot=slot,
@@ -128,6 +136,8 @@ def _job_status(  # noqa: PLR0917
             *spec_conditions(desired, "Job", name),
             *(state_conditions(observed) if view.phase is Phase.Pending else ()),
         ),
+        user=user,
+        uid=uid,
     )
 
 

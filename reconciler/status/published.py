@@ -148,6 +148,8 @@ def job_status_of(obj: Mapping[str, Any]) -> JobStatus:
         peak_memory_bytes=status.get("peakMemoryBytes"),
         cgroup=status.get("cgroup"),
         conditions=_conditions(status),
+        user=str(status.get("runAs", {}).get("user", "")),
+        uid=status.get("runAs", {}).get("uid"),
     )
 
 
@@ -182,4 +184,5 @@ def slot_status_of(obj: Mapping[str, Any], jobs: Sequence[JobStatus]) -> SlotSta
         jobs=members,
         active=active,
         cgroup=status.get("cgroup"),
+        run_as=status.get("runAs"),
     )

@@ -34,6 +34,7 @@ from reconciler.status.conditions import (
     Condition,
     cgroup_condition,
     limits_condition,
+    run_as_condition,
     spec_conditions,
     state_conditions,
 )
@@ -72,6 +73,8 @@ class SlotStatus:
     jobs: tuple[str, ...] = ()  # jobs whose spec names this slot, in spec order
     active: tuple[str, ...] = ()  # those Starting or Running
     cgroup: str | None = None
+    # Whom its jobs and agents run as: user, uid, gid, groups (none where not resolved).
+    run_as: Mapping[str, Any] | None = None
 
     def condition(self, kind: str) -> Condition | None:
         """The condition of a type, if the slot has it."""
@@ -89,6 +92,7 @@ class SlotStatus:
             "jobs": len(self.jobs),
             "activeJobs": len(self.active),
             "cgroup": self.cgroup,
+            "runAs": dict(self.run_as) if self.run_as is not None else None,
         }
         return {k: v for k, v in data.items() if v not in (None, "")}
 
@@ -151,8 +155,10 @@ def _slot_status(  # noqa: PLR0917
         limits_condition(name, slot, jobs, observed, plan, node),
         Condition("AgentsReady", UNKNOWN, "NotReported", "agent status is not reported yet"),
         *spec_conditions(desired, "Slot", name),
+        *run_as_condition(plan.run_as.get(name)),
         *state_conditions(observed),
     )
+    chosen = plan.run_as.get(name)
     return SlotStatus(
         name=name,
         phase=phase,
@@ -164,6 +170,7 @@ def _slot_status(  # noqa: PLR0917
         jobs=jobs,
         active=active,
         cgroup=f"{observed.root_path}/{rel}" if cgroup is not None else None,
+        run_as=chosen.account.to_dict() if chosen is not None and chosen.account else None,
     )
 
 

@@ -5,17 +5,18 @@
  *
  * Started by the process layer as
  *
- *     wnr-wrapper RECORD CGROUP_PROCS WORKDIR BASE LOG MAX_SIZE MAX_FILES -- ARGV...
+ *     wnr-wrapper RECORD CGROUP_PROCS WORKDIR BASE LOG MAX_SIZE MAX_FILES CREDENTIALS -- ARGV...
  *
  * in a session of its own, so it outlives the daemon. It moves itself into the
  * job cgroup before anything else, so the payload and everything it forks are in
  * the cgroup from their first instruction; then it forks the payload, held at a
  * gate until the attempt is recorded `running` (so a payload never runs unrecorded,
- * and a daemon never runs it twice), copies the payload's stdout and stderr from a
- * pipe into LOG, waits for it, and records how it ended (exit code or signal, CPU
- * seconds, peak RSS, OOM kills, core files), each record replacing the last
- * atomically (write, rename). BASE holds the JSON members the daemon recorded
- * before the spawn ("spawnedAt", "gpus", "restarts"); every record keeps them.
+ * and a daemon never runs it twice) and switched to the user CREDENTIALS names
+ * (identity.c), copies the payload's stdout and stderr from a pipe into LOG, waits for
+ * it, and records how it ended (exit code or signal, CPU seconds, peak RSS, OOM kills,
+ * core files), each record replacing the last atomically (write, rename). BASE holds the
+ * JSON members the daemon recorded before the spawn ("spawnedAt", "gpus", "restarts");
+ * every record keeps them.
  *
  * The log is bounded like the kubelet's container logs (containerLogMaxSize,
  * containerLogMaxFiles): LOG never grows past MAX_SIZE bytes; it is rotated to
@@ -45,7 +46,7 @@ static void note_signal(int signum) {
 }
 
 static int parse_args(int argc, char **argv, struct args *a) {
-    if (argc < 10 || strcmp(argv[8], "--") != 0) return -1;
+    if (argc < 11 || strcmp(argv[9], "--") != 0) return -1;
     char *end_size, *end_files;
     a->max_size = strtoll(argv[6], &end_size, 10);
     long files = strtol(argv[7], &end_files, 10);
@@ -60,8 +61,8 @@ static int parse_args(int argc, char **argv, struct args *a) {
     a->workdir = argv[3];
     a->base = argv[4];
     a->log = argv[5];
-    a->command = argv + 9;
-    return 0;
+    a->command = argv + 10;
+    return parse_credentials(argv[8], &a->user);
 }
 
 static void keep_signals(void) {
@@ -79,8 +80,8 @@ static void keep_signals(void) {
 int main(int argc, char **argv) {
     struct args a;
     if (parse_args(argc, argv, &a) != 0) {
-        fputs("usage: wnr-wrapper RECORD CGROUP_PROCS WORKDIR BASE LOG MAX_SIZE MAX_FILES -- "
-              "ARGV...\n",
+        fputs("usage: wnr-wrapper RECORD CGROUP_PROCS WORKDIR BASE LOG MAX_SIZE MAX_FILES "
+              "CREDENTIALS -- ARGV...\n",
               stderr);
         return EXIT_USAGE;
     }

@@ -63,10 +63,23 @@ int enter_cgroup(const char *procs) {
     return w == n ? 0 : -1;
 }
 
-/* In the child: wait at the gate, then exec the payload with its output on `out`. It starts
- * as from a login: every signal at its default disposition (the daemon's Python ignores
- * SIGPIPE and SIGXFSZ, the wrapper SIGHUP) and none blocked. */
-static void run_child(char **command, int out, int gate, int exec_errors) {
+/* What the child reports on the exec-error pipe when it cannot run the payload. */
+enum { FAILED_EXEC, FAILED_SWITCH };
+struct child_error {
+    int stage, error;
+};
+
+static void child_failed(int exec_errors, int stage) {
+    struct child_error failed = {stage, errno};
+    ssize_t ignored = write(exec_errors, &failed, sizeof failed);
+    (void)ignored;
+    _exit(127);
+}
+
+/* In the child: wait at the gate, switch to the job's user, then exec the payload with its
+ * output on `out`. It starts as from a login: every signal at its default disposition (the
+ * daemon's Python ignores SIGPIPE and SIGXFSZ, the wrapper SIGHUP) and none blocked. */
+static void run_child(const struct args *a, int out, int gate, int exec_errors) {
     sigset_t none;
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
@@ -80,12 +93,10 @@ static void run_child(char **command, int out, int gate, int exec_errors) {
      * by the OOM killer, which would then kill the wrapper's neighbours instead. */
     if (inherited_oom_score[0] != '\0' && write_oom_score(inherited_oom_score) != 0)
         _exit(EXIT_SPAWN);
+    if (switch_credentials(&a->user) != 0) child_failed(exec_errors, FAILED_SWITCH);
     if (dup2(out, STDOUT_FILENO) >= 0 && dup2(out, STDERR_FILENO) >= 0)
-        execvp(command[0], command);
-    int error = errno;
-    ssize_t ignored = write(exec_errors, &error, sizeof error);
-    (void)ignored;
-    _exit(127);
+        execvp(a->command[0], a->command);
+    child_failed(exec_errors, FAILED_EXEC);
 }
 
 /* The wrapper hears of the payload's exit on a pidfd (Linux 5.3+), else on a self-pipe
@@ -109,13 +120,13 @@ static int watch_exit(pid_t pid) {
 }
 
 /* Fork the payload, held at its gate, with stdout and stderr on a pipe that io reads. */
-static int fork_payload(char **command, struct io *io, struct payload *p) {
+static int fork_payload(const struct args *a, struct io *io, struct payload *p) {
     int out[2], gate[2], errors[2];
     if (pipe2(out, O_CLOEXEC) != 0) return -1;
     if (pipe2(gate, O_CLOEXEC) != 0 || pipe2(errors, O_CLOEXEC) != 0) return -1;
     p->pid = fork();
     if (p->pid < 0) return -1;
-    if (p->pid == 0) run_child(command, out[1], gate[0], errors[1]);
+    if (p->pid == 0) run_child(a, out[1], gate[0], errors[1]);
     close(out[1]);
     close(gate[0]);
     close(errors[1]);
@@ -127,39 +138,43 @@ static int fork_payload(char **command, struct io *io, struct payload *p) {
     return p->exit_fd < 0 ? -1 : 0;
 }
 
-/* Open the gate; returns 0 once the payload runs, or the errno its exec failed with (the
- * exec-error pipe is close-on-exec: end of file means the exec succeeded). A child that died
- * at the gate (the daemon's SIGTERM) fails the write; wait_payload records how it died. */
-static int release(struct payload *p) {
+/* Open the gate; returns once the payload runs (all zero), or with the stage and errno that
+ * stopped it (the exec-error pipe is close-on-exec: end of file means the exec succeeded). A
+ * child that died at the gate (the daemon's SIGTERM) fails the write; wait_payload records
+ * how it died. */
+static struct child_error release(struct payload *p) {
     ssize_t n = write(p->gate, "g", 1);
     (void)n;
     close(p->gate);
-    int error = 0;
-    while ((n = read(p->exec_errors, &error, sizeof error)) < 0 && errno == EINTR) continue;
+    struct child_error failed = {0, 0};
+    while ((n = read(p->exec_errors, &failed, sizeof failed)) < 0 && errno == EINTR) continue;
     close(p->exec_errors);
-    return n == (ssize_t)sizeof error ? error : 0;
+    return n == (ssize_t)sizeof failed ? failed : (struct child_error){0, 0};
 }
 
 /* Start the payload: fork it at its gate, record `running` (retried until it lands), open
  * the gate. Returns 0, or the errno of a start that failed (recorded as failed-start). */
 int start_payload(struct record *r, const struct args *a, struct payload *p) {
     char message[8192];
-    int error = chdir(a->workdir) == 0 ? 0 : errno;
-    if (error == 0 && fork_payload(a->command, r->io, p) != 0) error = errno;
-    if (error == 0) {
+    struct child_error failed = {FAILED_EXEC, chdir(a->workdir) == 0 ? 0 : errno};
+    if (failed.error == 0 && fork_payload(a, r->io, p) != 0) failed.error = errno;
+    if (failed.error == 0) {
         addf(&r->members,
              "\"phase\": \"running\", \"pid\": %d, \"wrapperPid\": %d, \"startedAt\": %.6f",
              (int)p->pid, (int)getpid(), now());
         record_write(r, 0);
-        error = release(p);
-        if (error != 0) waitpid(p->pid, NULL, 0);
+        failed = release(p);
+        if (failed.error != 0) waitpid(p->pid, NULL, 0);
     }
-    if (error != 0) {
+    if (failed.error == 0) return 0;
+    if (failed.stage == FAILED_SWITCH)
+        snprintf(message, sizeof message, "cannot run '%s' as uid %u gid %u: %s", a->command[0],
+                 (unsigned)a->user.uid, (unsigned)a->user.gid, strerror(failed.error));
+    else
         snprintf(message, sizeof message, "cannot run '%s' in %s: %s", a->command[0],
-                 a->workdir, strerror(error));
-        failed_start(r, message, 1);
-    }
-    return error;
+                 a->workdir, strerror(failed.error));
+    failed_start(r, message, 1);
+    return failed.error;
 }
 
 /* Whether the payload has ended (reaping it); 0 while it runs. */

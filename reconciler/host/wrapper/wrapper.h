@@ -10,6 +10,7 @@
  *     output.c   the payload's output: the pipe it writes to, the log it goes to, rotation
  *     text.c     the growing text buffer the records are built in, JSON strings
  *     files.c    writing all of a buffer, recreating vanished directories, atomic replacement
+ *     identity.c the user the payload runs as (CREDENTIALS), switched to in the payload's child
  *
  * Every .c file includes this header first: _GNU_SOURCE must precede any system header.
  */
@@ -106,6 +107,21 @@ void failed_start(struct record *r, const char *message, int finished);
 void record_end(struct record *r, const struct ending *e, const char *workdir,
                 const char *procs);
 
+/* identity.c */
+
+/* The user the payload runs as; `set` is 0 when it keeps the wrapper's own identity. */
+struct credentials {
+    int set;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    size_t count;
+};
+
+int parse_credentials(const char *text, struct credentials *c);
+/* setgroups, setresgid, setresuid, checked; -1 with errno when any fails. */
+int switch_credentials(const struct credentials *c);
+
 /* main.c */
 
 /* The command line, checked. */
@@ -113,6 +129,7 @@ struct args {
     const char *record, *procs, *workdir, *base, *log;
     long long max_size;
     int max_files;
+    struct credentials user;
     char **command;
 };
 

@@ -59,7 +59,12 @@ class Wnr:
         return self.run("apply", "--wait", "--timeout", "180")
 
     def slot(self, name: str, resources: dict[str, Any], **spec: Any) -> Path:
-        """Write (or rewrite) the spec file of a Slot."""
+        """Write (or rewrite) the spec file of a Slot. Its jobs run as root unless `user` is
+        given (None: the Node's default, nobody): their gates and outputs are in the test's
+        tmp dir, which only root can enter."""
+        spec.setdefault("user", "root")
+        if spec["user"] is None:
+            del spec["user"]
         return self._write(f"slot-{name}.yaml", "Slot", name, {"resources": resources, **spec})
 
     def job(

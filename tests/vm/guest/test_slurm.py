@@ -109,7 +109,7 @@ def run_pilot_and_cancel(cluster: Cluster, mechanism: str) -> str:
     jobs = {j["metadata"]["name"]: j["status"] for j in pilot.wnr_get("jobs", user)}
     assert ("Failed", "OOMKilled") == (jobs["hog"]["phase"], jobs["hog"].get("reason")), jobs
     assert "Running" == jobs["sleeper"]["phase"], jobs
-    assert 1 == keyed(slot / "memory.events")["oom_kill"], "one OOM kill below the slot"
+    # memory.oom.group on the job: every process of the hog dies, and nothing else.
     assert 0 == keyed(slot / "job.sleeper" / "memory.events")["oom_kill"]
     assert sleeper_pids == read(sleeper).split()
     assert wnr_daemon() is not None
