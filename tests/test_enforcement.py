@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.observe.usage import memory_of
+from reconciler.observe.workingset import sampled_working_set as memory_of
 from tests.conftest import wait_for
 from tests.helpers import USER_SPACE_NODE, DaemonProcess, job_document
 
@@ -85,12 +85,12 @@ def test_limits_the_kernel_lacks_are_enforced_by_sampling(
         "idler": "IdleTimeout",
         "worker": "DeadlineExceeded",
     } == reasons, (tmp_path / "daemon.log").read_text()
-    assert "PSS+swap" in outcome(state_dir, "hog")["stop"]["message"]
+    assert "working set" in outcome(state_dir, "hog")["stop"]["message"]
     assert 9 == outcome(state_dir, "hog")["signal"]
 
 
-def test_memory_bound_is_never_below_pss_and_pss_is_taken_past_it() -> None:
-    """Below the limit the cheap RSS+swap bound is returned (never under PSS+swap); past it, PSS+swap itself."""
+def test_the_working_set_bound_is_never_below_it_and_it_is_taken_exactly_past_it() -> None:
+    """Below the limit the cheap resident bound is returned (never under the working set); past it, the working set itself."""
     child = subprocess.Popen(
         [sys.executable, "-c", "import time; b = bytearray(32 << 20); time.sleep(600)"]
     )

@@ -13,12 +13,12 @@ import pytest
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.model.usage import KERNEL, SAMPLED, LiveUsage, cores_between
 from reconciler.observe.liveusage import (
-    kernel_memory,
     kernel_pids,
     live_usage,
     live_usages,
     parse_counter,
 )
+from reconciler.observe.workingset import kernel_working_set
 from reconciler.top import by_usage
 from tests.conftest import make_cgroup_root, remove_tree
 from tests.helpers import common, wnr
@@ -151,16 +151,21 @@ def test_a_cgroup_that_is_gone_reads_as_none(node: Node) -> None:
 
 
 def test_kernel_counters_parse_what_the_kernel_writes(node: Node) -> None:
-    """memory.current and pids.current read as the integers the kernel writes where the controllers are on, as None where they are off."""
+    """pids.current and the working set from memory.stat read as the kernel writes them where the controllers are on, as None where they are off."""
     job = node.root / "slot.s" / "job.hog"
-    for name, read in (("memory.current", kernel_memory), ("pids.current", kernel_pids)):
-        path = job / name
-        expected = int(path.read_text()) if path.exists() else None
-        actual = read(node.fs, "slot.s/job.hog")
-        if expected is not None and actual is not None and name == "memory.current":
-            assert abs(expected - actual) < 8 * MiB  # it moves between the two reads
-        else:
-            assert expected == actual
+    pids = job / "pids.current"
+    assert (int(pids.read_text()) if pids.exists() else None) == kernel_pids(
+        node.fs, "slot.s/job.hog"
+    )
+    stat = job / "memory.stat"
+    working = kernel_working_set(node.fs, "slot.s/job.hog")
+    if not stat.exists():
+        assert working is None
+    else:
+        counters = dict(line.split() for line in stat.read_text().splitlines())
+        expected = sum(int(counters[k]) for k in ("anon", "shmem", "kernel_stack"))
+        assert working is not None
+        assert abs(expected - working) < 8 * MiB  # it moves between the two reads
     assert (None, None, 42) == (parse_counter(None), parse_counter("max"), parse_counter("42"))
 
 
@@ -248,25 +253,27 @@ def test_get_jobs_wide_shows_usage_of_running_jobs_only(node: Node) -> None:
 
 
 def test_describe_shows_a_jobs_usage_and_the_slots_totals(node: Node) -> None:
-    """`describe job` has a Usage block naming how memory was taken, `<none>` for a job that ended; `describe slot` the slot's totals."""
+    """`describe job` has a Usage block naming how the working set was taken, `<none>` for a job that ended; `describe slot` the slot's totals."""
     hog = node.wnr("describe", "job", "hog").split("Usage:", 1)[1].split("Conditions:")[0]
     fields = dict(line.strip().split(":", 1) for line in hog.strip().splitlines())
-    assert ["CPU Seconds", "Memory", "Pids"] == list(fields)
-    assert "2" == fields["Pids"].strip()
     kernel = (node.root / "slot.s" / "job.hog" / "memory.current").exists()
+    # The kernel's memory.current and memory.peak (cache too), <none> where it has none.
+    assert ["CPU Seconds", "Memory", "Memory Current", "Memory Peak", "Pids"] == list(fields)
+    assert "2" == fields["Pids"].strip()
     assert (
         fields["Memory"]
         .strip()
         .endswith(
-            "(kernel: memory.current)"
+            "working set (kernel: memory.stat anon+shmem+kernel_stack, +swap)"
             if kernel
-            else "(sampled: PSS+swap of its processes, no memory controller)"
+            else "working set (sampled: Pss_Anon+Pss_Shmem+SwapPss of its processes, "
+            "no memory controller)"
         )
     )
     done = node.wnr("describe", "job", "done")
     assert "Usage:  <none> (not running)" in done.splitlines()
     slot = node.wnr("describe", "slot", "s").split("Usage:", 1)[1].split("Conditions:")[0]
-    assert "  Pids:        8" in slot.splitlines()
+    assert "  Pids:           8" in slot.splitlines()
 
 
 def test_bad_top_arguments_are_refused_by_name(node: Node) -> None:

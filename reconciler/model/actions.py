@@ -151,7 +151,7 @@ class Signal(Action):
     spare: int | None = None
     agent: int | None = None  # set for an agent replica of `slot`
     slot: str = ""
-    # What was measured, beside the one-word reason ("PSS+swap 80Mi over memory 64Mi").
+    # What was measured, beside the one-word reason ("working set 80Mi over memory 64Mi").
     message: str = ""
 
     @property

@@ -112,7 +112,7 @@ class UserSpacePolicy(Strict):
     """Limits the kernel cannot enforce (a missing controller) are sampled and enforced by wnr."""
 
     interval_seconds: float = Field(default=5.0, alias="intervalSeconds", gt=0, le=MAX_SECONDS)
-    # Kill a job whose PSS+swap exceeds memory x this factor (JAliEn uses 1.2).
+    # Kill a job whose working set (anon+shmem+swap) exceeds memory x this factor (JAliEn: 1.2).
     memory_factor: float = Field(default=1.0, alias="memoryFactor", ge=1.0, le=1000.0)
 
 

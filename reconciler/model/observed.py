@@ -54,7 +54,7 @@ class Need:
     """What to measure for one running job."""
 
     rel: str  # its cgroup
-    # Where wnr enforces the memory limit itself: PSS+swap above this many bytes is an OOM.
+    # Where wnr enforces the memory limit itself: its working set above this many bytes is an OOM.
     memory_over: int | None = None
     tasks: bool = False
     disk_dir: str | None = None
@@ -68,7 +68,8 @@ class Usage:
     """The latest sample of one job."""
 
     sampled_at: float
-    # PSS+swap; below the job's limit it may be the cheaper RSS+swap, which is never less.
+    # The working set (anon + shmem + swap, no page cache); below the job's limit it may be
+    # the cheaper resident bound, which is never less.
     memory_bytes: int | None = None
     tasks: int | None = None
     disk_bytes: int | None = None

@@ -136,7 +136,7 @@ class StopRecord:
     """A stop in progress: SIGTERM was sent at `requested_at`; SIGKILL after the grace.
 
     `reason` is one word (a STOP_REASONS member becomes the job's reason; others, such as
-    Deleted, do not); `message` says what was measured ("PSS+swap 80Mi over memory 64Mi").
+    Deleted, do not); `message` says what was measured ("working set 80Mi over memory 64Mi").
     """
 
     requested_at: float

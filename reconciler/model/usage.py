@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Where a memory figure came from: the kernel's own accounting (memory.current), or PSS+swap
-# summed over the cgroup's processes where the memory controller is not enabled.
+# Where the working set came from: the kernel's own accounting (memory.stat), or summed over
+# the cgroup's processes (smaps_rollup) where the memory controller is not enabled.
 KERNEL = "kernel"
 SAMPLED = "sampled"
 
@@ -20,10 +20,16 @@ class LiveUsage:
     """One cgroup's usage at one moment; `cores` only where two reads measured a rate."""
 
     cpu_seconds: float
+    # The working set: anonymous + shared memory + kernel stacks + swap, without the page
+    # cache the kernel reclaims before it kills (reconciler.observe.workingset).
     memory_bytes: int
     source: str  # KERNEL or SAMPLED
     pids: int  # tasks (threads), as pids.current counts them
     cores: float | None = None
+    # The kernel's memory.current and memory.peak (page cache included); None when sampled
+    # (or, for the peak, before Linux 5.19).
+    current_bytes: int | None = None
+    peak_bytes: int | None = None
 
 
 def cores_between(cpu_before: float, at_before: float, cpu_after: float, at_after: float) -> float:

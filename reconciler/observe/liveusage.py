@@ -3,8 +3,9 @@
 
 Part of observe, beside the enforcement sampler (observe.usage, whose readers it
 reuses): CPU seconds from `cpu.stat usage_usec` (in every cgroup2 cgroup, controller
-or not); memory from `memory.current` where the memory controller is enabled (the
-kernel's accounting), else PSS+swap of the processes below the cgroup (sampled); tasks
+or not); memory as the working set (reconciler.observe.workingset) from `memory.stat`
+where the memory controller is enabled, beside `memory.current` and `memory.peak`, else
+sampled from the processes below the cgroup; tasks
 from `pids.current`, else counted in `cgroup.threads`. Everything goes through
 CgroupFS. A cgroup that vanishes while it is read (its job just ended) reads as None.
 """
@@ -19,7 +20,8 @@ from collections.abc import Callable, Mapping
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.model.errors import CgroupError
 from reconciler.model.usage import KERNEL, SAMPLED, LiveUsage, cores_between
-from reconciler.observe.usage import memory_of, usage_usec
+from reconciler.observe.usage import usage_usec
+from reconciler.observe.workingset import kernel_working_set, sampled_working_set
 
 # What reading a cgroup that rmdir removed under us fails with.
 _VANISHED = frozenset({errno.ENOENT, errno.ENODEV})
@@ -31,9 +33,9 @@ def live_usage(fs: CgroupFS, rel: str) -> LiveUsage | None:
         cpu = cpu_seconds(fs, rel)
         if cpu is None:
             return None
-        memory, source = kernel_memory(fs, rel), KERNEL
+        memory, source = kernel_working_set(fs, rel), KERNEL
         if memory is None:
-            memory, source = memory_of(fs.procs_tree(rel)), SAMPLED
+            memory, source = sampled_working_set(fs.procs_tree(rel)), SAMPLED
         pids = kernel_pids(fs, rel)
         if pids is None:
             pids = fs.threads_tree(rel)
@@ -44,18 +46,20 @@ def live_usage(fs: CgroupFS, rel: str) -> LiveUsage | None:
         if exc.errno in _VANISHED:
             return None
         raise
-    return LiveUsage(cpu_seconds=cpu, memory_bytes=memory, source=source, pids=pids)
+    return LiveUsage(
+        cpu_seconds=cpu,
+        memory_bytes=memory,
+        source=source,
+        pids=pids,
+        current_bytes=parse_counter(fs.read(rel, "memory.current")),
+        peak_bytes=parse_counter(fs.read(rel, "memory.peak")),
+    )
 
 
 def cpu_seconds(fs: CgroupFS, rel: str) -> float | None:
     """The CPU time the cgroup's tasks have used since it was created; None when it is gone."""
     text = fs.read(rel, "cpu.stat")
     return None if text is None else usage_usec(text) / 1e6
-
-
-def kernel_memory(fs: CgroupFS, rel: str) -> int | None:
-    """`memory.current` in bytes; None where the memory controller is not enabled."""
-    return parse_counter(fs.read(rel, "memory.current"))
 
 
 def kernel_pids(fs: CgroupFS, rel: str) -> int | None:

@@ -2,9 +2,10 @@
 
 Part of observe: the reconciler says which jobs need which measurements
 (`Need`), the sampler reads them at most once per interval and hands the
-planner plain `Usage` data. Memory is PSS+swap of the cgroup's processes
-(as JAliEn measures it), taken only once the cheap RSS+swap bound passes the
-limit (`memory_of`), tasks come from `cgroup.threads`, CPU from
+planner plain `Usage` data. Memory is the working set of the cgroup's
+processes (reconciler.observe.workingset: anonymous and shared memory and swap,
+never the page cache), taken exactly only once a cheap bound passes the limit;
+tasks come from `cgroup.threads`, CPU from
 `cpu.stat usage_usec` (present on every cgroup2, controller or not), disk
 from walking the working directory. The sampler remembers, per job, when
 the job was last busy; a restarted daemon starts counting afresh, which
@@ -17,13 +18,12 @@ import contextlib
 import os
 from collections.abc import Mapping
 
-import psutil
-
 from reconciler.host.cgroupfs import CgroupFS, flat_keyed
 from reconciler.host.statedir import StateDir
 from reconciler.model.desired import Desired
 from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.observed import Need, Observed, Usage
+from reconciler.observe.workingset import sampled_working_set
 
 
 def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Need]:
@@ -92,7 +92,7 @@ class Sampler:
                     busy_at = now
         memory = None
         if need.memory_over is not None:
-            memory = memory_of(fs.procs(need.rel), need.memory_over, swap)
+            memory = sampled_working_set(fs.procs(need.rel), need.memory_over, swap)
         tasks = None
         if need.tasks:
             tasks = len((fs.read(need.rel, "cgroup.threads") or "").split())
@@ -122,63 +122,6 @@ def swap_configured() -> bool:
             return handle.read().count(b"\n") > 1
     except OSError:
         return True
-
-
-def memory_of(pids: tuple[int, ...], over: int | None = None, swap: bool = True) -> int:
-    """PSS plus swap of the given processes, in bytes (processes that vanished count 0).
-
-    PSS walks every page table (smaps_rollup, ~40 us a process through psutil); RSS is a
-    counter (`/proc/<pid>/statm`, ~3 us; `status` for swap too, ~5 us) and never less than
-    PSS. While RSS+swap stays at or below `over`, so does PSS+swap, and that bound is
-    returned instead. Without swap areas there is no swap to count.
-    """
-    if over is not None:
-        resident = _rss_and_swap if swap else _rss
-        bound = sum(resident(pid) for pid in pids)
-        if bound <= over:
-            return bound
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            info = psutil.Process(pid).memory_full_info()
-            total += info.pss + getattr(info, "swap", 0)
-    return total
-
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _rss(pid: int) -> int:
-    """Resident bytes of one process (`statm`, in pages); 0 for one that is gone."""
-    try:
-        fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return 0
-    try:
-        fields = os.read(fd, 256).split()
-    except OSError:
-        return 0
-    finally:
-        os.close(fd)
-    return int(fields[1]) * _PAGE_SIZE if len(fields) > 1 else 0
-
-
-def _rss_and_swap(pid: int) -> int:
-    """VmRSS + VmSwap of one process in bytes; 0 for one that is gone or has no memory."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as handle:
-            text = handle.read()
-    except OSError:
-        return 0
-    return _kib(text, b"\nVmRSS:") + _kib(text, b"\nVmSwap:")
-
-
-def _kib(status: bytes, key: bytes) -> int:
-    start = status.find(key)
-    if start < 0:
-        return 0
-    end = status.find(b"kB", start)
-    return int(status[start + len(key) : end]) * 1024
 
 
 def disk_usage(path: str) -> int:

@@ -243,7 +243,7 @@ def _stop_reason(
         and usage.memory_bytes > r.memory * factor
     ):
         used, limit = format_bytes(usage.memory_bytes), format_bytes(r.memory)
-        return "OOMKilled", f"PSS+swap {used} over memory {limit} (enforced by wnr)", 0.0
+        return "OOMKilled", f"working set {used} over memory {limit} (enforced by wnr)", 0.0
     if usage.tasks is not None and r.pids is not None and usage.tasks > r.pids:
         message = f"{usage.tasks} tasks over pids {r.pids} (enforced by wnr)"
         return "PidsLimitExceeded", message, 0.0

@@ -76,7 +76,9 @@ def _usage_lines(usage: LiveUsage | None, what: str) -> list[str]:
     lines += _fields(
         [
             ("CPU Seconds", f"{usage.cpu_seconds:.3f}"),
-            ("Memory", f"{memory(usage)} ({memory_source(usage)})"),
+            ("Memory", f"{memory(usage)} working set ({memory_source(usage)})"),
+            ("Memory Current", _bytes_or_none(usage.current_bytes, "memory.current, cache too")),
+            ("Memory Peak", _bytes_or_none(usage.peak_bytes, "memory.peak, cache too")),
             ("Pids", usage.pids),
         ],
         "  ",
@@ -183,3 +185,8 @@ def _run_as_text(run_as: Mapping[str, Any] | None) -> str | None:
         return None
     groups = ",".join(str(g) for g in run_as.get("groups", ()))
     return f"{run_as['user']} (uid {run_as['uid']}, gid {run_as['gid']}, groups {groups})"
+
+
+def _bytes_or_none(value: int | None, what: str) -> str | None:
+    """`1.2Gi (memory.current, cache too)`; None (shown `<none>`) where the kernel has none."""
+    return None if value is None else f"{human_bytes(value)} ({what})"

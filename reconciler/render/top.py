@@ -27,15 +27,15 @@ def cpu_seconds(usage: LiveUsage | None) -> str:
 
 
 def memory(usage: LiveUsage | None) -> str:
-    """Current memory in binary units (`64.2Mi`)."""
+    """The working set in binary units (`64.2Mi`), as `kubectl top` shows it."""
     return NONE if usage is None else human_bytes(usage.memory_bytes)
 
 
 def memory_source(usage: LiveUsage) -> str:
     """How the memory figure was taken, for `describe`."""
     if usage.source == KERNEL:
-        return "kernel: memory.current"
-    return "sampled: PSS+swap of its processes, no memory controller"
+        return "kernel: memory.stat anon+shmem+kernel_stack, +swap"
+    return "sampled: Pss_Anon+Pss_Shmem+SwapPss of its processes, no memory controller"
 
 
 def usage_cells(usage: LiveUsage | None) -> list[str]:

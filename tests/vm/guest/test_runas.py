@@ -3,7 +3,7 @@ payload as nobody cannot raise its own limits or leave its cgroup, and dies whol
 
 from __future__ import annotations
 
-from tests.vm.guest.harness import Wnr
+from tests.vm.guest.harness import Wnr, wait_for
 
 NOBODY = 65534
 
@@ -44,7 +44,8 @@ def test_a_job_run_as_nobody_past_its_limit_dies_whole_and_its_wrapper_records_i
     # The system's python: the daemon's PATH starts with the test venv, in root's home.
     hog = "sleep 600 & exec /usr/bin/python3 -c 'data = b\"x\" * (200 * 1024 * 1024)'"
     wnr.job("hog", "s", ["sh", "-c", hog], {"memory": "64Mi"})
-    wnr.run("apply", "--wait", "--timeout", "180", check=None)
+    wnr.apply()
+    wait_for("the hog's record to say exited", lambda: wnr.record("hog")["phase"] == "exited")
     record = wnr.record("hog")
     assert (NOBODY, "exited", "job") == (
         record["uid"],

@@ -1,0 +1,83 @@
+"""The working set (issue 14): page cache is not a job's memory; anonymous and shared memory are.
+
+Real processes: one maps a file it read (file-backed pages, which the kernel
+reclaims), one allocates anonymous memory, one fills a shared-memory mapping.
+The sampled path (no memory controller, as on this host) must count the last two
+and not the first; the kernel path is proven in the VM tier's memory.stat.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.observe.workingset import sampled_working_set
+from tests.conftest import wait_for
+
+MiB = 1 << 20
+TOUCH = "sum(m[i] for i in range(0, len(m), 4096))"
+
+
+@pytest.fixture
+def holders(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """Three processes holding 64 MiB each: of a mapped file, anonymous, shared (/dev/shm)."""
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * (64 * MiB))
+    shm = Path("/dev/shm") / f"wnr-test-{tmp_path.name}"
+    scripts = {
+        "file": f"import mmap, time; f = open({str(data)!r}, 'rb'); "
+        f"m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); {TOUCH}; print(1, flush=True); "
+        "time.sleep(600)",
+        "anon": "import time; b = bytearray(64 << 20); print(1, flush=True); time.sleep(600)",
+        "shared": f"import mmap, time; f = open({str(shm)!r}, 'w+b'); f.truncate(64 << 20); "
+        "m = mmap.mmap(f.fileno(), 0); m[:] = b'x' * len(m); print(1, flush=True); "
+        "time.sleep(600)",
+    }
+    started = {
+        name: subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+        for name, script in scripts.items()
+    }
+    try:
+        for process in started.values():
+            assert process.stdout is not None
+            assert b"1\n" == process.stdout.readline()
+        yield started
+    finally:
+        for process in started.values():
+            process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        shm.unlink(missing_ok=True)
+
+
+def rss(pid: int) -> int:
+    """VmRSS of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_mapped_file_pages_are_resident_but_not_in_the_working_set(
+    holders: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    """A process that mapped and read a 64 MiB file has it resident, yet its working set is its interpreter's alone."""
+    pid = holders["file"].pid
+    wait_for(lambda: rss(pid) > 64 * MiB)
+    assert sampled_working_set((pid,)) < 32 * MiB
+    assert sampled_working_set((pid,), over=1 << 40) < 32 * MiB  # the bound, too
+
+
+@pytest.mark.parametrize("kind", ["anon", "shared"])
+def test_anonymous_and_shared_memory_are_in_the_working_set(
+    holders: dict[str, subprocess.Popen[bytes]], kind: str
+) -> None:
+    """64 MiB of anonymous memory, or of a filled shared-memory mapping, is counted whole."""
+    pid = holders[kind].pid
+    assert 64 * MiB <= sampled_working_set((pid,)) < 96 * MiB
+    assert sampled_working_set((pid,), over=1 << 40) >= sampled_working_set((pid,))
