@@ -88,10 +88,14 @@ class CapacitySpec(Strict):
 
 
 class IdlePolicy(Strict):
-    """A job idles when its CPU use stays below a fraction of its cores for a window."""
+    """A job idles when its CPU use stays below a fraction of its cores for a window, and it
+    was not stalled on memory or I/O meanwhile (PSI, where the kernel has it)."""
 
     window_seconds: int = Field(default=900, alias="windowSeconds", ge=1, le=MAX_SECONDS)
     min_cpu_fraction: float = Field(default=0.10, alias="minCpuFraction", ge=0, le=1)
+    # Where the kernel has PSI: a job whose tasks waited on memory or I/O for at least this
+    # share of a sample's time is stalled, not idle (its `Stalled` condition says so).
+    min_stall_fraction: float = Field(default=0.10, alias="minStallFraction", gt=0, le=1)
 
 
 class BackoffPolicy(Strict):

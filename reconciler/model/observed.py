@@ -58,9 +58,24 @@ class Need:
     memory_over: int | None = None
     tasks: bool = False
     disk_dir: str | None = None
-    # Idle tracking: busy means at least this many CPU-seconds per second.
+    # Idle tracking: busy means at least this many CPU-seconds per second; stalled means its
+    # tasks waited on memory or I/O for at least this share of the time (PSI `some`).
     busy_cpus: float | None = None
+    stall_fraction: float | None = None
     interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class Stall:
+    """The share of one sample's interval in which some task of the job waited (PSI `some` of
+    cpu.pressure, memory.pressure, io.pressure, 0..1)."""
+
+    cpu: float
+    memory: float
+    io: float
+
+    def __str__(self) -> str:
+        return f"memory {self.memory:.0%}, io {self.io:.0%}, cpu {self.cpu:.0%}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,10 @@ class Usage:
     tasks: int | None = None
     disk_bytes: int | None = None
     busy_at: float | None = None
+    # Pressure over the last interval where the kernel has PSI (None: no figures yet, or none),
+    # and when the job last stalled on memory or I/O: a stalled job is not idle.
+    stall: Stall | None = None
+    stalled_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from reconciler.host.cgroupfs import CgroupFS, flat_keyed
 from reconciler.host.statedir import StateDir
 from reconciler.model.desired import Desired
 from reconciler.model.layout import job_cgroup, work_dir
-from reconciler.model.observed import Need, Observed, Usage
+from reconciler.model.observed import Need, Observed, Stall, Usage
+from reconciler.observe.pressure import stall_between, stall_totals
 from reconciler.observe.workingset import sampled_working_set
 
 
@@ -52,6 +53,7 @@ def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Ne
             tasks=r.pids is not None and "pids" not in kernel,
             disk_dir=disk_dir,
             busy_cpus=idle.min_cpu_fraction * cores,
+            stall_fraction=idle.min_stall_fraction,
             interval=min(policy.user_space.interval_seconds, idle.window_seconds / 10),
         )
     return result
@@ -63,12 +65,14 @@ class Sampler:
     def __init__(self) -> None:
         self._usage: dict[str, Usage] = {}
         self._cpu: dict[str, tuple[float, int]] = {}
+        self._pressure: dict[str, tuple[float, tuple[int, int, int]]] = {}
 
     def sample(self, fs: CgroupFS, needs: Mapping[str, Need], now: float) -> dict[str, Usage]:
         """Fresh samples for jobs whose interval has passed; the previous ones for the rest."""
         for gone in set(self._usage) - set(needs):
             self._usage.pop(gone, None)
             self._cpu.pop(gone, None)
+            self._pressure.pop(gone, None)
         swap: bool | None = None
         for job, need in needs.items():
             last = self._usage.get(job)
@@ -90,6 +94,7 @@ class Sampler:
                 used = (usec - previous[1]) / 1e6 / (now - previous[0])
                 if used >= need.busy_cpus:
                     busy_at = now
+        stall, stalled_at = self._stall(fs, job, need, now, last)
         memory = None
         if need.memory_over is not None:
             memory = sampled_working_set(fs.procs(need.rel), need.memory_over, swap)
@@ -102,7 +107,27 @@ class Sampler:
             tasks=tasks,
             disk_bytes=disk_usage(need.disk_dir) if need.disk_dir else None,
             busy_at=busy_at,
+            stall=stall,
+            stalled_at=stalled_at,
         )
+
+    def _stall(
+        self, fs: CgroupFS, job: str, need: Need, now: float, last: Usage | None
+    ) -> tuple[Stall | None, float | None]:
+        """The job's pressure since the previous sample, and when it last stalled (waited on
+        CPU, memory or I/O for at least `need.stall_fraction` of the time)."""
+        stalled_at = last.stalled_at if last is not None else None
+        if need.stall_fraction is None:
+            return None, stalled_at
+        totals = stall_totals(fs, need.rel)
+        if totals is None:
+            return None, stalled_at
+        previous = self._pressure.get(job)
+        self._pressure[job] = (now, totals)
+        stall = stall_between(previous, (now, totals)) if previous is not None else None
+        if stall is not None and max(stall.cpu, stall.memory, stall.io) >= need.stall_fraction:
+            stalled_at = now
+        return stall, stalled_at
 
 
 def usage_usec(cpu_stat: str | None) -> int:

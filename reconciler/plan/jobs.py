@@ -22,7 +22,7 @@ from reconciler.model.api import Job, Slot, SlotState
 from reconciler.model.errors import attributed
 from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.limits import SAMPLED_FILES, Limits
-from reconciler.model.observed import CgroupState
+from reconciler.model.observed import CgroupState, Usage
 from reconciler.model.quantity import format_bytes
 from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Builder
@@ -251,12 +251,22 @@ def _stop_reason(
         used, limit = format_bytes(usage.disk_bytes), format_bytes(r.disk)
         return "DiskLimitExceeded", f"working directory holds {used}, over disk {limit}", grace
     idle = job.spec.idle or out.node.policies.idle
-    if usage.busy_at is not None:
-        idle_until = usage.busy_at + idle.window_seconds
-        if out.now >= idle_until:
-            share = f"{idle.min_cpu_fraction:.0%}"
-            return "IdleTimeout", f"below {share} of its CPUs for {idle.window_seconds}s", grace
+    active = active_at(usage)
+    if active is not None and out.now >= active + idle.window_seconds:
+        share = f"{idle.min_cpu_fraction:.0%}"
+        message = f"below {share} of its CPUs for {idle.window_seconds}s"
+        if usage.stall is not None:
+            message += f", and not stalled (PSI some: {usage.stall})"
+        return "IdleTimeout", message, grace
     return None
+
+
+def active_at(usage: Usage) -> float | None:
+    """When the job last used its CPUs or waited on CPU, memory or I/O (a stalled job is not
+    idle); None where nothing tracks it."""
+    if usage.busy_at is None:
+        return None
+    return max(usage.busy_at, usage.stalled_at or usage.busy_at)
 
 
 def plan_stop(  # noqa: PLR0917 - one stop's place, timing and cause

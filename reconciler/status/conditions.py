@@ -1,7 +1,7 @@
 """The conditions of a job or slot status (DESIGN §2): what each says and how it is derived; pure.
 
-`SpecValid` (jobs and slots), `CgroupReady`, `LimitsEnforced` and `RunAsUser` (slots) are
-derived here from desired, observed and the plan, for `status.jobs` and
+`SpecValid` (jobs and slots), `Stalled` (jobs), `CgroupReady`, `LimitsEnforced` and
+`RunAsUser` (slots) are derived here from desired, observed and the plan, for `status.jobs` and
 `status.slots` to attach to what they build; and the Node's `StateDirWritable`,
 which every slot and every job waiting to start carries while it is False.
 """
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from reconciler.model.accounts import RunAs
 from reconciler.model.actions import WriteLimit
-from reconciler.model.api import NodeSpec, Slot
+from reconciler.model.api import IdlePolicy, NodeSpec, Slot
 from reconciler.model.desired import Desired
 from reconciler.model.limits import CONTROLLER_OF, SAMPLED_LIMITS, Limits, is_set, ordered, render
-from reconciler.model.observed import Observed
+from reconciler.model.observed import Observed, Usage
 from reconciler.plan.builder import Plan
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -141,3 +141,16 @@ def run_as_condition(run_as: RunAs | None) -> tuple[Condition, ...]:
         return ()
     status = FALSE if run_as.refusal else TRUE
     return (Condition("RunAsUser", status, str(run_as.reason), run_as.message),)
+
+
+def stall_condition(usage: Usage | None, idle: IdlePolicy) -> tuple[Condition, ...]:
+    """`Stalled`: whether the job's tasks waited on CPU, memory or I/O for at least the idle
+    policy's minStallFraction of the last sample (PSI `some`); none where there are no figures."""
+    if usage is None or usage.stall is None:
+        return ()
+    stall = usage.stall
+    figures = f"{stall} of the last sample stalled (PSI some)"
+    if max(stall.cpu, stall.memory, stall.io) >= idle.min_stall_fraction:
+        message = f"{figures}: waiting, not idle; the idle timeout does not count this time"
+        return (Condition("Stalled", TRUE, "PressureStall", message),)
+    return (Condition("Stalled", FALSE, "NoPressure", figures),)

@@ -18,7 +18,12 @@ from reconciler.model.observed import Observed
 from reconciler.model.records import AttemptRecord, JobRecords
 from reconciler.plan.builder import Note, Plan
 from reconciler.plan.jobphase import JobView, Phase, view_under_policy
-from reconciler.status.conditions import Condition, spec_conditions, state_conditions
+from reconciler.status.conditions import (
+    Condition,
+    spec_conditions,
+    stall_condition,
+    state_conditions,
+)
 
 
 def timestamp(seconds: float | None) -> str | None:
@@ -113,6 +118,7 @@ def _job_status(  # noqa: PLR0917
     last = records.last
     first = records.attempts[0] if records.attempts else None
     user, uid = (last.user, last.uid) if last is not None else ("", None)
+    idle = (job.spec.idle if job is not None else None) or node.policies.idle
     chosen = plan.run_as.get(slot)
     if last is None and chosen is not None and chosen.credentials is not None:
         user, uid = chosen.credentials.name, chosen.credentials.uid
@@ -135,6 +141,11 @@ def _job_status(  # noqa: PLR0917
         conditions=(
             *spec_conditions(desired, "Job", name),
             *(state_conditions(observed) if view.phase is Phase.Pending else ()),
+            *(
+                stall_condition(observed.usage.get(name), idle)
+                if view.phase is Phase.Running
+                else ()
+            ),
         ),
         user=user,
         uid=uid,
