@@ -162,12 +162,14 @@ def phase_of(state: Path, job: str) -> str:
 def test_the_daemon_runs_a_slot_as_nobody_by_default_and_as_root_only_when_asked(
     open_daemon: DaemonProcess, open_dir: Path, cgroup_root: Path
 ) -> None:
-    """No `user`: nobody, in a work dir of its own (0700), with its HOME; `user: root`: root, flagged in plan and doctor."""
+    """No `user`: jobs and agents run as nobody, in work dirs of their own (0700), with its HOME; `user: root`: root, flagged in plan and doctor."""
     specs, state = open_dir / "specs", open_dir / "state"
     script = 'id -u; echo "$HOME $USER"; stat -c "%u %a" .'
-    (specs / "a.yaml").write_text(
-        "---\n".join([NODE, slot_yaml("plain", None), job_yaml("j", "plain", script)])
+    agent = (
+        "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: plain}\n"
+        "spec: {agents: {replicas: 1, command: [sh, -c, 'id -u; exec sleep 600']}}\n"
     )
+    (specs / "a.yaml").write_text("---\n".join([NODE, agent, job_yaml("j", "plain", script)]))
     (specs / "b.yaml").write_text(
         "---\n".join([slot_yaml("privileged", "root"), job_yaml("r", "privileged", "id -u")])
     )
@@ -179,6 +181,10 @@ def test_the_daemon_runs_a_slot_as_nobody_by_default_and_as_root_only_when_asked
     expected = [str(NOBODY.uid), f"{NOBODY.home} nobody", f"{NOBODY.uid} 700"]
     assert expected == (state / "jobs" / "j" / "attempt-1.log").read_text().splitlines()
     assert ["0"] == (state / "jobs" / "r" / "attempt-1.log").read_text().splitlines()
+    agent_log = state / "agents" / "plain" / "0" / "run.log"
+    wait_for(lambda: agent_log.exists() and agent_log.read_text().strip() != "")
+    assert [str(NOBODY.uid)] == agent_log.read_text().split()
+    assert NOBODY.uid == (state / "agents" / "plain" / "0" / "work").stat().st_uid
     shown = json.loads(wnr("get", "jobs", "j", *flags, "-o", "json").stdout)["status"]
     assert {"user": "nobody", "uid": NOBODY.uid} == shown["runAs"]
     described = wnr("describe", "slot", "plain", *flags).stdout

@@ -1,9 +1,10 @@
 """The conditions of a job or slot status (DESIGN §2): what each says and how it is derived; pure.
 
-`SpecValid` (jobs and slots), `Stalled` (jobs), `CgroupReady`, `LimitsEnforced` and
-`RunAsUser` (slots) are derived here from desired, observed and the plan, for `status.jobs` and
-`status.slots` to attach to what they build; and the Node's `StateDirWritable`,
-which every slot and every job waiting to start carries while it is False.
+`SpecValid` (jobs and slots), `Stalled` (jobs), `CgroupReady`, `LimitsEnforced`,
+`RunAsUser` and `MemoryLimitReached` (slots) are derived here from desired, observed and
+the plan, for `status.jobs` and `status.slots` to attach to what they build; and the
+Node's `StateDirWritable`, which every slot and every job waiting to start carries while it
+is False.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from reconciler.model.api import IdlePolicy, NodeSpec, Slot
 from reconciler.model.desired import Desired
 from reconciler.model.limits import CONTROLLER_OF, SAMPLED_LIMITS, Limits, is_set, ordered, render
 from reconciler.model.observed import Observed, Usage
+from reconciler.model.quantity import format_bytes
 from reconciler.plan.builder import Plan
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -154,3 +156,24 @@ def stall_condition(usage: Usage | None, idle: IdlePolicy) -> tuple[Condition, .
         message = f"{figures}: waiting, not idle; the idle timeout does not count this time"
         return (Condition("Stalled", TRUE, "PressureStall", message),)
     return (Condition("Stalled", FALSE, "NoPressure", figures),)
+
+
+def slot_oom_condition(
+    slot: Slot | None, jobs: Sequence[str], observed: Observed
+) -> tuple[Condition, ...]:
+    """`MemoryLimitReached` on a slot whose own memory limit made the kernel OOM-kill its jobs
+    (their last attempt's oomLevel is "slot"): the slot is told, and which jobs it cost; a
+    job's own limit is the job's affair (its OOMKilled says so)."""
+    killed = [
+        name
+        for name in jobs
+        if (records := observed.records.get(name)) is not None
+        and records.last is not None
+        and records.last.oom_level == "slot"
+    ]
+    if not killed:
+        return ()
+    limit = slot.spec.resources.memory if slot is not None else None
+    what = f"its memory limit ({format_bytes(limit)})" if limit is not None else "its memory limit"
+    message = f"the slot reached {what}: the kernel OOM-killed job(s) {', '.join(killed)}"
+    return (Condition("MemoryLimitReached", TRUE, "SlotOOM", message),)

@@ -35,6 +35,7 @@ from reconciler.status.conditions import (
     cgroup_condition,
     limits_condition,
     run_as_condition,
+    slot_oom_condition,
     spec_conditions,
     state_conditions,
 )
@@ -156,6 +157,7 @@ def _slot_status(  # noqa: PLR0917
         Condition("AgentsReady", UNKNOWN, "NotReported", "agent status is not reported yet"),
         *spec_conditions(desired, "Slot", name),
         *run_as_condition(plan.run_as.get(name)),
+        *slot_oom_condition(slot, jobs, observed),
         *state_conditions(observed),
     )
     chosen = plan.run_as.get(name)

@@ -82,6 +82,10 @@ def test_a_slot_past_its_limit_kills_one_job_whole_and_says_it_was_the_slots_lim
     shown = json.loads(wnr.run("get", "jobs", "hog", "-o", "json").stdout)["status"]
     assert "OOMKilled" == shown["reason"]
     assert "its slot reached the slot's memory limit" in shown["message"]
+    slot = json.loads(wnr.run("get", "slots", "s", "-o", "json").stdout)["status"]
+    reached = {c["type"]: c for c in slot["conditions"]}["MemoryLimitReached"]
+    assert ("True", "SlotOOM") == (reached["status"], reached["reason"])
+    assert reached["message"].endswith("the kernel OOM-killed job(s) hog"), reached
     assert agent == wnr.procs("slot.s/agent.0")
     assert sibling == wnr.procs("slot.s/job.sibling")
     assert all(alive(pid) for pid in agent + sibling)
