@@ -73,21 +73,24 @@ def write_slot(specs: Path, name: str, grace: int = 5, user: str | None = "root"
     )
 
 
+def job_text(name: str, slot: str, command: list[str]) -> str:
+    """One Job document."""
+    return textwrap.dedent(
+        f"""\
+        apiVersion: wnr.dev/v1alpha1
+        kind: Job
+        metadata: {{name: {name}}}
+        spec:
+          slot: {slot}
+          command: {json.dumps(command)}
+        """
+    )
+
+
 def write_job(specs: Path, name: str, slot: str, command: list[str]) -> Path:
     """A job spec in its own file."""
     path = specs / f"job-{name}.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            apiVersion: wnr.dev/v1alpha1
-            kind: Job
-            metadata: {{name: {name}}}
-            spec:
-              slot: {slot}
-              command: {json.dumps(command)}
-            """
-        )
-    )
+    path.write_text(job_text(name, slot, command))
     return path
 
 

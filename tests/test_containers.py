@@ -173,13 +173,18 @@ def busybox_image(root: Path) -> Path:
     return image
 
 
+def bwrap_image(directory: Path) -> Path:
+    """The busybox image in `directory`, for real bubblewrap, which must be installed."""
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap is missing: install the bubblewrap package (make deps)")
+    return busybox_image(directory)
+
+
 def test_job_runs_in_a_bwrap_image_inside_its_cgroup(
     cgroup_root: Path, state_dir: Path, tmp_path: Path
 ) -> None:
     """Under real bubblewrap the payload sees the image root and /workdir, and every process it forks stays in the job cgroup."""
-    if shutil.which("bwrap") is None:
-        pytest.fail("bubblewrap is missing: install the bubblewrap package")
-    image = busybox_image(tmp_path)
+    image = bwrap_image(tmp_path)
     specs = tmp_path / "specs"
     specs.mkdir()
     script = "cat /etc/image-name; pwd; echo $WNR_CONTAINER_IMAGE; grep ^0:: /proc/self/cgroup; sh -c 'grep ^0:: /proc/self/cgroup'"

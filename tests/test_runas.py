@@ -17,7 +17,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pytest
 from reconciler.host.process import credentials_argument
 from reconciler.host.users import look_up
 from tests.conftest import WRAPPER, WRAPPER_BASE, run_wrapper, wait_for
-from tests.helpers import REPO, DaemonProcess, common, wnr
+from tests.helpers import REPO, DaemonProcess, common, job_text, wnr
 
 NOBODY = look_up("nobody")
 NODE = "apiVersion: wnr.dev/v1alpha1\nkind: Node\nmetadata: {name: n}\nspec: {}\n"
@@ -40,16 +39,7 @@ def slot_yaml(name: str, user: str | None) -> str:
 
 def job_yaml(name: str, slot: str, script: str) -> str:
     """A job running a shell script."""
-    return textwrap.dedent(
-        f"""\
-        apiVersion: wnr.dev/v1alpha1
-        kind: Job
-        metadata: {{name: {name}}}
-        spec:
-          slot: {slot}
-          command: [sh, -c, {json.dumps(script)}]
-        """
-    )
+    return job_text(name, slot, ["sh", "-c", script])
 
 
 @pytest.fixture
@@ -232,11 +222,9 @@ def test_a_job_runs_in_bubblewrap_as_nobody(
     open_daemon: DaemonProcess, open_dir: Path, cgroup_root: Path
 ) -> None:
     """Real bubblewrap, started as nobody (a user namespace of its own): the payload sees the image and its work dir."""
-    from tests.test_containers import busybox_image  # noqa: PLC0415
+    from tests.test_containers import bwrap_image  # noqa: PLC0415
 
-    if shutil.which("bwrap") is None:
-        pytest.fail("bubblewrap is missing: install the bubblewrap package")
-    image = busybox_image(open_dir)
+    image = bwrap_image(open_dir)
     specs, state = open_dir / "specs", open_dir / "state"
     node = (
         "apiVersion: wnr.dev/v1alpha1\nkind: Node\nmetadata: {name: n}\n"
