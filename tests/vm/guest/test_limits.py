@@ -47,19 +47,21 @@ def test_slot_memory_changes_live_under_a_running_job(wnr: Wnr) -> None:
 
 
 def test_live_usage_is_the_kernels_where_the_controllers_are_on(wnr: Wnr) -> None:
-    """With memory and pids controllers on, `describe job` takes memory from memory.current and `top jobs` shows it and pids.current."""
+    """With memory and pids controllers on, `describe job` takes the working set from memory.stat (beside memory.current) and `top jobs` shows it and pids.current."""
     wnr.slot("s", {"memory": "300Mi", "pids": 50})
     hold = "import time; b = b'x' * (64 * 2**20); time.sleep(600)"
     wnr.job("hog", "s", ["python3", "-c", hold])
     wnr.apply()
     rel = "slot.s/job.hog"
-    wait_for("the hog's 64 MiB", lambda: int(wnr.read(rel, "memory.current")) > 64 * MiB)
+    wait_for("the hog's 64 MiB", lambda: wnr.keyed(rel, "memory.stat")["anon"] > 64 * MiB)
     described = wnr.run("describe", "job", "hog").stdout
-    assert "(kernel: memory.current)" in described
+    assert "working set (kernel: memory.stat anon+shmem+kernel_stack, +swap)" in described
+    assert "(memory.current, cache too)" in described
     [header, row] = wnr.run("top", "jobs", "--interval", "0").stdout.splitlines()
     cells = row.split()
     assert ["MEMORY", "PIDS"] == header.split()[4:]
     assert ["hog", wnr.read(rel, "pids.current")] == [cells[0], cells[5]]
-    current = int(wnr.read(rel, "memory.current")) / MiB
-    # memory.current moves between the two reads (the page cache of a starting interpreter).
-    assert abs(current - float(cells[4].removesuffix("Mi"))) < 8
+    stat = wnr.keyed(rel, "memory.stat")
+    working = (stat["anon"] + stat["shmem"] + stat["kernel_stack"]) / MiB
+    # The working set moves between the two reads (a starting interpreter's heap).
+    assert abs(working - float(cells[4].removesuffix("Mi"))) < 8
