@@ -74,6 +74,11 @@ class Stall:
     memory: float
     io: float
 
+    @property
+    def worst(self) -> float:
+        """The largest of the three shares: what the idle policy compares with its threshold."""
+        return max(self.cpu, self.memory, self.io)
+
     def __str__(self) -> str:
         return f"memory {self.memory:.0%}, io {self.io:.0%}, cpu {self.cpu:.0%}"
 

@@ -125,7 +125,7 @@ class Sampler:
         previous = self._pressure.get(job)
         self._pressure[job] = (now, totals)
         stall = stall_between(previous, (now, totals)) if previous is not None else None
-        if stall is not None and max(stall.cpu, stall.memory, stall.io) >= need.stall_fraction:
+        if stall is not None and stall.worst >= need.stall_fraction:
             stalled_at = now
         return stall, stalled_at
 
