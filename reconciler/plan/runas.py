@@ -24,14 +24,9 @@ def run_as(
     asked = slot.spec.user
     if daemon_uid != ROOT_UID:
         return _as_unprivileged(asked, daemon_uid, accounts)
-    user, source = (
-        (asked, RunAsSource.Slot)
-        if asked is not None
-        else (
-            node.default_user,
-            RunAsSource.Node,
-        )
-    )
+    user, source = node.default_user, RunAsSource.Node
+    if asked is not None:
+        user, source = asked, RunAsSource.Slot
     found = accounts.get(user, f"user {user} was not looked up")
     if isinstance(found, str):
         where = "the Slot's user" if source is RunAsSource.Slot else "the Node's defaultUser"
