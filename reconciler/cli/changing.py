@@ -133,7 +133,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         reconciler.fs.root,
         reconciler.state.root,
     )
-    return Daemon(reconciler, specs, resync=args.resync, lock=lock).run()
+    daemon = Daemon(reconciler, specs, resync=args.resync, lock=lock)
+    if args.metrics_address is None and args.metrics_textfile is None:
+        return daemon.run()
+    from reconciler.daemon.metrics import Metrics  # noqa: PLC0415 - only with metrics on
+
+    try:
+        metrics = Metrics(daemon, args.metrics_address, args.metrics_textfile)
+    except (ValueError, OSError) as exc:
+        print(f"wnr: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return daemon.run()
+    finally:
+        metrics.close()
 
 
 def cmd_crds(_args: argparse.Namespace) -> int:
