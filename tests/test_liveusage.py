@@ -169,6 +169,29 @@ def test_kernel_counters_parse_what_the_kernel_writes(node: Node) -> None:
     assert (None, None, 42) == (parse_counter(None), parse_counter("max"), parse_counter("42"))
 
 
+def test_detail_reads_swap_throttling_and_pressure_where_the_kernel_has_them(node: Node) -> None:
+    """With detail (the metrics sample), swap, throttled time and PSI totals match the burner's files, and are None where a file is missing (no memory or cpu controller here)."""
+    job = node.root / "slot.s" / "job.burner"
+    usage = live_usage(node.fs, "slot.s/job.burner", detail=True)
+    assert usage is not None
+    swap = job / "memory.swap.current"
+    assert (int(swap.read_text()) if swap.exists() else None) == usage.swap_bytes
+    stat = dict(line.split() for line in (job / "cpu.stat").read_text().splitlines())
+    throttled = int(stat["throttled_usec"]) / 1e6 if "throttled_usec" in stat else None
+    assert throttled == usage.throttled_seconds
+    if not (job / "cpu.pressure").exists():
+        assert usage.stall_seconds is None
+    else:
+        assert usage.stall_seconds is not None
+        cpu_stall = usage.stall_seconds[0]
+        line = (job / "cpu.pressure").read_text().splitlines()[0]
+        later = int(line.rpartition("total=")[2]) / 1e6
+        assert 0 <= cpu_stall <= later
+    plain = live_usage(node.fs, "slot.s/job.burner")
+    assert plain is not None
+    assert (None, None, None) == (plain.swap_bytes, plain.throttled_seconds, plain.stall_seconds)
+
+
 def test_the_rate_in_cores_is_the_cpu_seconds_over_the_clock_between_reads(node: Node) -> None:
     """With a fake clock that says 10 s passed during a real 0.5 s sleep, the burner's rate is its CPU seconds over 10 s; the sleep is asked for the interval."""
     ticks = iter([0.0, 0.0, 10.0, 10.0])
