@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.cli.arguments import build_parser
+from reconciler.daemon.metrics import SAMPLE_SECONDS
+from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.statedir import StateDir
+from reconciler.reconcile import Reconciler
+from reconciler.render.exposition import exposition
+from reconciler.render.metrics import PassCollector
+from reconciler.specs.loader import SpecLoader
 from tests.conftest import make_cgroup_root, remove_tree, wait_for
 from tests.helpers import USER_SPACE_NODE, DaemonProcess, common, job_document, wnr
 from tests.promlab import daemon_address, names, prometheus, promtool_check, scrape, value
@@ -202,6 +213,38 @@ def test_the_dashboard_uses_only_served_series(node: Node) -> None:
 
 def _metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\bwnr_[a-z_]+\b", expr))
+
+
+def test_the_fast_exposition_parses_as_prometheus_clients_own(node: Node) -> None:
+    """The rows of a real pass over the node (dry, in-process, sampled for metrics) written by render.exposition parse to the same families, types, help and samples as generate_latest of the collector."""
+    reconciler = Reconciler(
+        SpecLoader([node.specs], trusted_uid=os.geteuid()),
+        CgroupFS(node.root),
+        StateDir(node.base / "state"),
+    )
+    reconciler.metrics_interval = SAMPLE_SECONDS
+    collector = PassCollector()
+    collector.latest = (reconciler.run_pass(dry_run=True), time.time())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    ours = exposition(collector.families())
+    assert parsed(generate_latest(registry).decode()) == parsed(ours)
+    assert "wnr_job_memory_working_set_bytes{" in ours
+
+
+def parsed(
+    text: str,
+) -> list[tuple[str, str, str, list[tuple[str, tuple[tuple[str, str], ...], float]]]]:
+    """Each family's name, type, help and sorted samples."""
+    return [
+        (
+            f.name,
+            f.type,
+            f.documentation,
+            sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in f.samples),
+        )
+        for f in text_string_to_metric_families(text)
+    ]
 
 
 def test_metrics_address_alone_means_loopback_9731() -> None:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
@@ -30,14 +31,21 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from reconciler.daemon.loop import Daemon
 from reconciler.host.atomicfile import write_bytes
+from reconciler.render.exposition import exposition
 from reconciler.render.metrics import PassCollector
 from reconciler.status.passresult import PassResult
 
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+    from wsgiref.types import WSGIApplication as WSGIApp
+
 log = logging.getLogger("wnr.daemon")
+# The text format's own content type (Prometheus 2 and 3 read it).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 DEFAULT_ADDRESS = "127.0.0.1:9731"
 # How often the running jobs' live usage is sampled for metrics (on a sample due anyway).
@@ -56,9 +64,10 @@ class DaemonMetrics:
         self.clock = clock
         # No `_created` series: they double the counters' lines and no query here needs them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
+        # The daemon's own series; the jobs' and slots' are rendered from the collector's
+        # rows (reconciler.render.exposition), not through the registry: 5x cheaper.
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = PassCollector()
-        self.registry.register(self.collector)
         r = self.registry
         self.passes = Counter("wnr_passes", "Reconcile passes run.", registry=r)
         self.duration = Histogram(
@@ -126,8 +135,24 @@ class DaemonMetrics:
             self.textfile.after_pass()
 
     def exposition(self) -> bytes:
-        """The text format of everything (what a scrape returns)."""
-        return generate_latest(self.registry)
+        """The text format of everything (what a scrape returns): jobs and slots, then the
+        daemon's own series."""
+        return exposition(self.collector.families()).encode() + generate_latest(self.registry)
+
+
+def metrics_app(metrics: DaemonMetrics) -> WSGIApp:
+    """The WSGI application: /metrics (and /) in the text format, 404 elsewhere."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        if environ.get("PATH_INFO", "/") not in ("/", "/metrics"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"only /metrics here\n"]
+        body = metrics.exposition()
+        headers = [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return [body] if environ.get("REQUEST_METHOD") != "HEAD" else []
+
+    return app
 
 
 class _Quiet(WSGIRequestHandler):
@@ -143,7 +168,7 @@ class MetricsServer:
     def __init__(self, metrics: DaemonMetrics, address: str) -> None:
         host, port = split_address(address)
         self.httpd = make_server(
-            host, port, make_wsgi_app(metrics.registry), ThreadingWSGIServer, handler_class=_Quiet
+            host, port, metrics_app(metrics), ThreadingWSGIServer, handler_class=_Quiet
         )
         self.address = f"{host}:{self.httpd.server_address[1]}"
         self._stopped = threading.Event()
