@@ -253,3 +253,17 @@ def test_metrics_address_alone_means_loopback_9731() -> None:
     assert "127.0.0.1:9731" == parser.parse_args(["run", "--metrics-address"]).metrics_address
     assert "[::1]:80" == parser.parse_args(["run", "--metrics-address", "[::1]:80"]).metrics_address
     assert None is parser.parse_args(["run"]).metrics_address
+
+
+def test_a_malformed_metrics_address_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """`wnr run --metrics-address nonsense` exits 1 naming the form it wants, and creates no cgroup root."""
+    root = make_cgroup_root()
+    try:
+        specs, state = tmp_path / "specs", tmp_path / "state"
+        specs.mkdir()
+        state.mkdir()
+        done = wnr("run", "--metrics-address", "nonsense", *common(specs, root, state), check=1)
+        assert "wnr: --metrics-address must be HOST:PORT, not 'nonsense'\n" == done.stderr
+        assert not root.exists()
+    finally:
+        remove_tree(root)

@@ -29,11 +29,18 @@ from reconciler.observe.workingset import kernel_working_set, sampled_working_se
 _VANISHED = frozenset({errno.ENOENT, errno.ENODEV})
 
 
-def live_usage(fs: CgroupFS, rel: str, detail: bool = False) -> LiveUsage | None:
+def live_usage(
+    fs: CgroupFS,
+    rel: str,
+    detail: bool = False,
+    cpu_stat: str | None = None,
+    pressure: tuple[int, int, int] | None = None,
+) -> LiveUsage | None:
     """What the cgroup `rel` (and everything nested in it) uses now; None once it is gone.
-    With `detail`, also swap, throttling and pressure (for metrics)."""
+    With `detail`, also swap, throttling and pressure (for metrics). The sampler passes the
+    `cpu.stat` text and PSI totals (microseconds) it has just read itself."""
     try:
-        stat = fs.read(rel, "cpu.stat")
+        stat = cpu_stat if cpu_stat is not None else fs.read(rel, "cpu.stat")
         if stat is None:
             return None
         cpu = usage_usec(stat) / 1e6
@@ -52,7 +59,7 @@ def live_usage(fs: CgroupFS, rel: str, detail: bool = False) -> LiveUsage | None
             peak_bytes=parse_counter(fs.read(rel, "memory.peak")),
         )
         if detail:
-            usage = _detailed(fs, rel, stat, usage)
+            usage = _detailed(fs, rel, stat, usage, pressure)
         # Removed between the reads, the sampled figures would be zeros that mean nothing.
         if not fs.exists(rel):
             return None
@@ -63,10 +70,12 @@ def live_usage(fs: CgroupFS, rel: str, detail: bool = False) -> LiveUsage | None
     return usage
 
 
-def _detailed(fs: CgroupFS, rel: str, stat: str, usage: LiveUsage) -> LiveUsage:
+def _detailed(
+    fs: CgroupFS, rel: str, stat: str, usage: LiveUsage, pressure: tuple[int, int, int] | None
+) -> LiveUsage:
     """`usage` with swap, throttled time (from the cpu.stat already read) and PSI totals."""
     throttled = flat_keyed(stat).get("throttled_usec")
-    totals = stall_totals(fs, rel)
+    totals = pressure if pressure is not None else stall_totals(fs, rel)
     return dataclasses.replace(
         usage,
         swap_bytes=parse_counter(fs.read(rel, "memory.swap.current")),

@@ -91,8 +91,10 @@ class Sampler:
         self, fs: CgroupFS, job: str, need: Need, now: float, last: Usage | None, swap: bool
     ) -> Usage:
         busy_at = last.busy_at if last is not None else now
+        stat = None
         if need.busy_cpus is not None:
-            usec = usage_usec(fs.read(need.rel, "cpu.stat"))
+            stat = fs.read(need.rel, "cpu.stat")
+            usec = usage_usec(stat)
             previous = self._cpu.get(job)
             self._cpu[job] = (now, usec)
             if previous is not None and now > previous[0]:
@@ -110,7 +112,10 @@ class Sampler:
         if need.metrics_interval is not None and (
             live_at is None or now - live_at >= need.metrics_interval
         ):
-            live, live_at = live_usage(fs, need.rel, detail=True), now
+            # What this sample read already is not read again.
+            pressure = self._pressure.get(job)
+            totals = pressure[1] if pressure is not None and pressure[0] == now else None
+            live, live_at = live_usage(fs, need.rel, True, stat, totals), now
         return Usage(
             sampled_at=now,
             memory_bytes=memory,
