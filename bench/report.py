@@ -99,6 +99,14 @@ def rows(s: Sizes) -> list[Row]:
         Row("  (wrapper Pss)", "MiB", None, "job_pss", "JVM Pss", "jvm_pss"),
         Row(f"idle daemon CPU, {m} jobs", "% core", 0.5, "idle", "supervisord", "idle_sup"),
         Row(
+            "  idle, metrics on, not scraped",
+            "% core",
+            0.5,
+            "idle_metrics_quiet",
+            "metrics off",
+            "idle",
+        ),
+        Row(
             "  idle, metrics on, scraped every 15 s",
             "% core",
             0.5,

@@ -173,10 +173,11 @@ class Bench:
 
     def idle_metrics(self, daemon: WnrDaemon) -> None:
         """The same daemon restarted with `--metrics-address` (it adopts the fleet), idle
-        over the same length of window while scraped every SCRAPE_SECONDS."""
+        over windows as long as the first: not scraped, then scraped every SCRAPE_SECONDS."""
         daemon.stop()
         daemon.start(extra=("--metrics-address", "127.0.0.1:0"))
         address = daemon.metrics_address()
+        self.put("idle_metrics_quiet", steady.idle_cpu(daemon, None, self.s.idle_window)[0])
         self.put("idle_metrics", steady.idle_cpu_scraped(daemon, address, self.s.idle_window))
 
     def churned(self, run: int) -> None:

@@ -10,7 +10,8 @@
 - idle CPU: CPU time of every thread of the daemon (schedstat) over a
   window with nothing to do, as a percentage of one core; supervisord's over
   the very same window. Then the daemon restarted with `--metrics-address`
-  (it adopts the same jobs), over a window as long, scraped every 15 s.
+  (it adopts the same jobs), over windows as long: not scraped (it samples
+  nothing for metrics then), and scraped every 15 s.
 """
 
 from __future__ import annotations

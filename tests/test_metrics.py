@@ -56,8 +56,12 @@ class Node:
         self.daemon = DaemonProcess(self.specs, root, state, base / "daemon.log")
         self.daemon.args += ["--metrics-address", "127.0.0.1:0"]
         self.daemon.args += ["--metrics-textfile", str(self.textfile)]
+        self.address = ""
+
+    def start(self) -> None:
+        """Start the daemon and learn the port it serves on."""
         self.daemon.start()
-        self.address = daemon_address(base / "daemon.log")
+        self.address = daemon_address(self.base / "daemon.log")
 
     def phase(self, text: str, job: str, phase: str) -> float | None:
         """wnr_job_phase of one job and phase in a scrape."""
@@ -71,6 +75,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     try:
         running = Node(tmp_path_factory.mktemp("metrics"), root)
         try:
+            running.start()
 
             def settled() -> bool:
                 """sleeper runs, done succeeded, hog failed OOMKilled (in one scrape)."""
@@ -267,3 +272,22 @@ def test_a_malformed_metrics_address_is_refused_before_anything_starts(tmp_path:
         assert not root.exists()
     finally:
         remove_tree(root)
+
+
+def test_a_scraped_endpoint_without_a_textfile_brings_usage_samples(daemon: DaemonProcess) -> None:
+    """With --metrics-address alone, usage is sampled once scrapes come: the sleeper's working set appears in a later scrape."""
+    specs = Path(daemon.args[daemon.args.index("--specs") + 1])
+    (specs / "jobs.yaml").write_text(
+        USER_SPACE_NODE + job_document("sleeper", ["sleep", "600"], "")
+    )
+    daemon.args += ["--metrics-address", "127.0.0.1:0"]
+    daemon.start()
+    address = daemon_address(daemon.log)
+
+    def sampled() -> bool:
+        """The sleeper runs and has a working set."""
+        text = scrape(address)
+        return value(text, "wnr_job_memory_working_set_bytes", job_name="sleeper") is not None
+
+    wait_for(sampled, timeout=30, interval=0.2)
+    assert 0 == daemon.terminate()

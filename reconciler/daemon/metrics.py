@@ -1,13 +1,16 @@
 """The daemon's metrics: its own counters, the HTTP endpoint and the node_exporter textfile.
 
-Daemon layer, beside the loop (reconciler.daemon.loop), which calls `DaemonMetrics.timed`
-around each pass: that one hook counts the pass, its duration, its actions by op and
-outcome and its failures by reason, and hands the pass to the collector that renders
-jobs and slots at scrape time (reconciler.render.metrics). `--metrics-address` serves
-the registry over HTTP from a thread that blocks in accept(2) (prometheus_client's
-own server wakes every 0.5 s: that would be the idle daemon's largest cost);
-`--metrics-textfile` writes the exposition atomically (write, rename) after a pass
-that acted, and otherwise at most every TEXTFILE_SECONDS, only when it changed.
+Daemon layer, beside the loop (reconciler.daemon.loop), whose one hook (`Daemon.one_pass`)
+`Metrics` wraps with `DaemonMetrics.timed`: it counts the pass, its duration, its
+actions by op and outcome and its failures by reason, and hands the pass to the
+collector that renders jobs and slots at scrape time (reconciler.render.metrics).
+`--metrics-address` serves the exposition over HTTP from a thread that blocks in
+accept(2) (prometheus_client's own server wakes every 0.5 s, which would be the idle
+daemon's largest cost); `--metrics-textfile` writes the exposition atomically (write,
+rename) after a pass that acted, and otherwise at most every TEXTFILE_SECONDS, only when
+it changed. Running jobs' usage is sampled for metrics (every SAMPLE_SECONDS, on the
+sampler's own wake-ups) only while a textfile is written or a scrape came in the last
+DEMAND_SECONDS: an endpoint nobody scrapes leaves the idle daemon's CPU as it was.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ log = logging.getLogger("wnr.daemon")
 # The text format's own content type (Prometheus 2 and 3 read it).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-DEFAULT_ADDRESS = "127.0.0.1:9731"
 # How often the running jobs' live usage is sampled for metrics (on a sample due anyway).
 SAMPLE_SECONDS = 15.0
+# Samples are taken only while someone reads them: a scrape in this many seconds, or a
+# textfile. An endpoint nobody scrapes costs the idle daemon nothing.
+DEMAND_SECONDS = 120.0
 # The longest the textfile goes without being rewritten while passes only resample.
 TEXTFILE_SECONDS = 15.0
 # A pass that raised: its failure reason.
@@ -96,6 +101,12 @@ class DaemonMetrics:
         self.info.info({"version": version})
         self.acted = False
         self.textfile: Textfile | None = None
+        self._read_at = -DEMAND_SECONDS  # monotonic time of the last scrape
+
+    @property
+    def wanted(self) -> bool:
+        """Whether usage is to be sampled: a textfile is written, or a scrape came lately."""
+        return self.textfile is not None or time.monotonic() - self._read_at < DEMAND_SECONDS
 
     def timed(self, one_pass: Callable[[], PassResult]) -> Callable[[], PassResult]:
         """`one_pass` counted: what the loop hands its pass guard."""
@@ -139,6 +150,11 @@ class DaemonMetrics:
         daemon's own series."""
         return exposition(self.collector.families()).encode() + generate_latest(self.registry)
 
+    def scraped(self) -> bytes:
+        """The exposition for a scrape, which keeps the samples coming."""
+        self._read_at = time.monotonic()
+        return self.exposition()
+
 
 def metrics_app(metrics: DaemonMetrics) -> WSGIApp:
     """The WSGI application: /metrics (and /) in the text format, 404 elsewhere."""
@@ -147,7 +163,7 @@ def metrics_app(metrics: DaemonMetrics) -> WSGIApp:
         if environ.get("PATH_INFO", "/") not in ("/", "/metrics"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"only /metrics here\n"]
-        body = metrics.exposition()
+        body = metrics.scraped()
         headers = [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))]
         start_response("200 OK", headers)
         return [body] if environ.get("REQUEST_METHOD") != "HEAD" else []
@@ -234,8 +250,13 @@ class Metrics:
         if textfile is not None:
             self.metrics.textfile = Textfile(self.metrics, textfile)
         self.server = MetricsServer(self.metrics, address) if address is not None else None
-        daemon.reconciler.metrics_interval = SAMPLE_SECONDS
-        daemon.one_pass = self.metrics.timed(daemon.reconciler.run_pass)
+        reconciler = daemon.reconciler
+
+        def sampled_pass() -> PassResult:
+            reconciler.metrics_interval = SAMPLE_SECONDS if self.metrics.wanted else None
+            return reconciler.run_pass()
+
+        daemon.one_pass = self.metrics.timed(sampled_pass)
         if self.server is not None:
             log.info("serving metrics on http://%s/metrics", self.server.address)
 

@@ -109,9 +109,9 @@ class Sampler:
         if need.tasks:
             tasks = len((fs.read(need.rel, "cgroup.threads") or "").split())
         live, live_at = (last.live, last.live_at) if last is not None else (None, None)
-        if need.metrics_interval is not None and (
-            live_at is None or now - live_at >= need.metrics_interval
-        ):
+        if need.metrics_interval is None:
+            live, live_at = None, None  # not kept while nobody reads them: they would go stale
+        elif live_at is None or now - live_at >= need.metrics_interval:
             # What this sample read already is not read again.
             pressure = self._pressure.get(job)
             totals = pressure[1] if pressure is not None and pressure[0] == now else None
