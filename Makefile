@@ -12,11 +12,22 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard reconciler/host/wrapper/*
 .PHONY: install run test lint deps bench spank
 install: $(VENV)/.installed
 
-# Debian packages the tests use for real: bubblewrap (container runtime tests) and
-# busybox-static (the image they run in). The VM tier installs its own (tests/vm/setup).
+# Debian packages the tests use for real: bubblewrap (container runtime tests),
+# busybox-static (the image they run in) and prometheus (with promtool: the metrics tests
+# scrape a real daemon with it). The VM tier installs its own (tests/vm/setup).
+# prometheus's postinst would start its service: a policy-rc.d that says 101 ("action
+# forbidden") keeps invoke-rc.d from starting anything during the install (the tests start
+# their own on loopback); it is put in place only where none exists, and removed after.
+DEPS_PACKAGES := bubblewrap busybox-static prometheus
+POLICY_RC := /usr/sbin/policy-rc.d
 deps:
-	@command -v bwrap >/dev/null && command -v busybox >/dev/null || \
-	  (apt-get update -q && apt-get install -y -q --no-install-recommends bubblewrap busybox-static)
+	@command -v bwrap >/dev/null && command -v busybox >/dev/null && \
+	  command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  added=; if [ ! -e $(POLICY_RC) ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC) && chmod 755 $(POLICY_RC) && added=1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $(DEPS_PACKAGES); rc=$$?; \
+	  [ -z "$$added" ] || rm -f $(POLICY_RC); exit $$rc; }
 
 run: install
 	$(VENV)/bin/wnr run --specs $(SPECS)

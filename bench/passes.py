@@ -10,6 +10,9 @@ nothing else acts on the tree meanwhile.
   every job's usage sample (PSS+swap for memory limits the kernel lacks,
   `cpu.stat` for idleness), as the daemon does every `intervalSeconds`.
 - peer: reading `cgroup.procs` and `cpu.stat` of every job cgroup.
+- metrics scrape: what one scrape of `wnr run --metrics-address` costs with every job
+  running (the collector rendering the latest pass, and generate_latest), after passes
+  that took the metrics samples; against the no-op pass of the same run.
 - reload: one of the spec files is edited (a label changes: no action
   follows), then one pass: its wall time (the spec loader re-parses only the
   changed file). Peer: parsing every spec file with ruamel's round-trip
@@ -27,6 +30,7 @@ from ruamel.yaml import YAML
 
 from bench.common import BenchError, median
 from bench.wnr import WnrDaemon, job_yaml
+from reconciler.daemon.metrics import SAMPLE_SECONDS, DaemonMetrics
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
 from reconciler.observe.usage import Sampler
@@ -85,6 +89,28 @@ def measure(daemon: WnrDaemon, names: list[str], repeats: int) -> PassTimes:
         reconciler.sampler = Sampler()
         sampling.append(_timed(reconciler)[0])
     return PassTimes(median(noop), median(sampling), median(reload_wall), median(reload_cpu))
+
+
+def scrape_cpu(daemon: WnrDaemon, running: int, repeats: int) -> float:
+    """Median CPU seconds of one metrics scrape (collect and text exposition) of the fleet,
+    from a pass that sampled every job for metrics."""
+    reconciler = reconciler_for(daemon)
+    reconciler.metrics_interval = SAMPLE_SECONDS
+    metrics = DaemonMetrics()
+    for _ in range(2):
+        metrics.passed(reconciler.run_pass(), 0.0)
+    latest = metrics.collector.latest
+    sampled = (
+        0 if latest is None else sum(u.live is not None for u in latest[0].observed.usage.values())
+    )
+    if sampled < running:
+        raise BenchError(f"only {sampled} of {running} jobs have a metrics sample")
+    times = []
+    for _ in range(repeats):
+        cpu = time.process_time()
+        metrics.exposition()
+        times.append(time.process_time() - cpu)
+    return median(times)
 
 
 def read_cgroups(root: Path, repeats: int) -> float:

@@ -139,6 +139,7 @@ class Bench:
         try:
             self.step(run, "memory", lambda: self.memory(run, daemon, sups))
             self.step(run, f"idle CPU over {s.idle_window:g} s", lambda: self.idle(daemon, sups))
+            self.step(run, "idle CPU with metrics on", lambda: self.idle_metrics(daemon))
         finally:
             for sup in sups:
                 sup.stop()
@@ -170,6 +171,15 @@ class Bench:
         if sups:
             self.put("idle_sup", theirs)
 
+    def idle_metrics(self, daemon: WnrDaemon) -> None:
+        """The same daemon restarted with `--metrics-address` (it adopts the fleet), idle
+        over windows as long as the first: not scraped, then scraped every SCRAPE_SECONDS."""
+        daemon.stop()
+        daemon.start(extra=("--metrics-address", "127.0.0.1:0"))
+        address = daemon.metrics_address()
+        self.put("idle_metrics_quiet", steady.idle_cpu(daemon, None, self.s.idle_window)[0])
+        self.put("idle_metrics", steady.idle_cpu_scraped(daemon, address, self.s.idle_window))
+
     def churned(self, run: int) -> None:
         """N short jobs through one daemon: rate, flatness, memory, fds, leftovers, losses."""
         result = churn.wnr_churn(self.box, self.s.churn_jobs, self.s.churn_in_flight, f"c{run}")
@@ -188,6 +198,9 @@ class Bench:
         self.put("reload", times.reload_wall, 1e3)
         self.put("reload_cpu", times.reload_cpu, 1e3)
         self.put("noop_peer", passes.read_cgroups(daemon.root, repeats), 1e3)
+        scrape = passes.scrape_cpu(daemon, self.s.cold_large, repeats)
+        self.put("scrape", scrape, 1e3)
+        self.put("scrape_ratio", scrape / times.noop_cpu)
         self.put("rt", passes.round_trip_parse(daemon.specs, 3), 1e3)
 
 

@@ -9,7 +9,9 @@
   sleeps (compiled with javac at run time), and `sh` waiting for a `sleep`.
 - idle CPU: CPU time of every thread of the daemon (schedstat) over a
   window with nothing to do, as a percentage of one core; supervisord's over
-  the very same window.
+  the very same window. Then the daemon restarted with `--metrics-address`
+  (it adopts the same jobs), over windows as long: not scraped (it samples
+  nothing for metrics then), and scraped every 15 s.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,8 @@ from bench.common import BenchError, Sandbox, cpu_seconds, median, pss_kib, stat
 from bench.supervisor import Supervisor
 from bench.wnr import WnrDaemon
 
+# Prometheus' default scrape interval.
+SCRAPE_SECONDS = 15.0
 JVM_FLAGS = ("-client", "-Xms50M", "-Xmx50M", "-XX:+UseSerialGC")
 IDLE_CLASS = """\
 public class Idle {
@@ -114,6 +119,22 @@ def sh_memory(box: Sandbox, tag: str) -> Memory:
         return Memory(_mib(status_kib(proc.pid)), _mib(pss_kib(proc.pid)))
     finally:
         box.remove(cgroup)
+
+
+def idle_cpu_scraped(
+    daemon: WnrDaemon, address: str, window: float, every: float = SCRAPE_SECONDS
+) -> float:
+    """Percent of one core the daemon used over `window` while scraped every `every` seconds
+    (Prometheus' default interval), once it had two seconds to settle."""
+    time.sleep(2.0)
+    began, before = time.perf_counter(), cpu_seconds(daemon.pid)
+    end = began + window
+    while time.perf_counter() < end:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+            response.read()
+        time.sleep(min(every, max(0.0, end - time.perf_counter())))
+    elapsed = time.perf_counter() - began
+    return 100 * (cpu_seconds(daemon.pid) - before) / elapsed
 
 
 def idle_cpu(daemon: WnrDaemon, sup: Supervisor | None, window: float) -> tuple[float, float]:

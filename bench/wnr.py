@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,7 @@ class WnrDaemon:
         self.root = box.root / f"wnr.{tag}"
         self.cgroup = box.cgroup(f"daemon.{tag}")
         self.proc: subprocess.Popen[bytes] | None = None
+        self._logged = 0
 
     @property
     def pid(self) -> int:
@@ -92,15 +94,32 @@ class WnrDaemon:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, settle: bool = True) -> None:
-        """Start the daemon; with `settle`, wait until it has logged start-up and done a pass."""
+    def start(self, settle: bool = True, extra: Sequence[str] = ()) -> None:
+        """Start the daemon (with `extra` flags); with `settle`, wait until it has logged
+        start-up and done a pass."""
         argv = [sys.executable, "-m", "reconciler", "run", "--specs", str(self.specs)]
-        argv += ["--root", str(self.root), "--state-dir", str(self.state)]
+        argv += ["--root", str(self.root), "--state-dir", str(self.state), *extra]
+        self._logged = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = self.box.popen(argv, self.cgroup, cwd=REPO, stdout=out, stderr=out)
         if settle:
-            wait_until("the daemon to start", lambda: b"wnr run:" in self.log.read_bytes(), 20)
+            wait_until("the daemon to start", lambda: b"wnr run:" in self._new_log(), 20)
             time.sleep(0.5)  # its first pass (empty spec dir) and the watcher's start
+
+    def _new_log(self) -> bytes:
+        """What this start of the daemon logged."""
+        return self.log.read_bytes()[self._logged :]
+
+    def metrics_address(self) -> str:
+        """HOST:PORT this start serves metrics on (it logs it before its first pass)."""
+        found: list[bytes] = []
+
+        def logged() -> bool:
+            found[:] = re.findall(rb"serving metrics on http://([0-9.]+:[0-9]+)/", self._new_log())
+            return bool(found)
+
+        wait_until("the daemon to serve metrics", logged, 20)
+        return found[0].decode()
 
     def alive(self) -> bool:
         """Whether the daemon still runs."""

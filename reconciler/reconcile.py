@@ -86,6 +86,8 @@ class Reconciler:
         self.sampler = Sampler()
         self.membership = Membership()
         self.accounts = Accounts()
+        # Set while the daemon serves metrics: how often running jobs' live usage is sampled.
+        self.metrics_interval: float | None = None
         self.events = events if events is not None else EventLog(state.root)
         # The phase last reported per object ("Job/a" -> "Failed/OOMKilled/1"); loaded from
         # the state dir on the first real pass, so changes while no wnr ran are reported once;
@@ -120,7 +122,7 @@ class Reconciler:
             observed = self.keeper.before_plan(observed, now)
         registration = self.registry.register(desired, observed, now, dry_run)
         desired = without_held(desired, registration.held)
-        wanted = needs(desired, observed, self.state)
+        wanted = needs(desired, observed, self.state, self.metrics_interval)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
         observed = self.membership.check(self.fs, desired, observed, now)
         accounts = self.accounts.look_up(users_named(desired), now)

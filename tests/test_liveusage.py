@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.model.observed import Need
 from reconciler.model.usage import KERNEL, SAMPLED, LiveUsage, cores_between
 from reconciler.observe.liveusage import (
     kernel_pids,
@@ -18,6 +19,7 @@ from reconciler.observe.liveusage import (
     live_usages,
     parse_counter,
 )
+from reconciler.observe.usage import Sampler
 from reconciler.observe.workingset import kernel_working_set
 from reconciler.top import by_usage
 from tests.conftest import make_cgroup_root, remove_tree
@@ -167,6 +169,45 @@ def test_kernel_counters_parse_what_the_kernel_writes(node: Node) -> None:
         assert working is not None
         assert abs(expected - working) < 8 * MiB  # it moves between the two reads
     assert (None, None, 42) == (parse_counter(None), parse_counter("max"), parse_counter("42"))
+
+
+def test_detail_reads_swap_throttling_and_pressure_where_the_kernel_has_them(node: Node) -> None:
+    """With detail (the metrics sample), swap, throttled time and PSI totals match the burner's files, and are None where a file is missing (no memory or cpu controller here)."""
+    job = node.root / "slot.s" / "job.burner"
+    usage = live_usage(node.fs, "slot.s/job.burner", detail=True)
+    assert usage is not None
+    swap = job / "memory.swap.current"
+    assert (int(swap.read_text()) if swap.exists() else None) == usage.swap_bytes
+    stat = dict(line.split() for line in (job / "cpu.stat").read_text().splitlines())
+    throttled = int(stat["throttled_usec"]) / 1e6 if "throttled_usec" in stat else None
+    assert throttled == usage.throttled_seconds
+    if not (job / "cpu.pressure").exists():
+        assert usage.stall_seconds is None
+    else:
+        assert usage.stall_seconds is not None
+        cpu_stall = usage.stall_seconds[0]
+        line = (job / "cpu.pressure").read_text().splitlines()[0]
+        later = int(line.rpartition("total=")[2]) / 1e6
+        assert 0 <= cpu_stall <= later
+    plain = live_usage(node.fs, "slot.s/job.burner")
+    assert plain is not None
+    assert (None, None, None) == (plain.swap_bytes, plain.throttled_seconds, plain.stall_seconds)
+
+
+def test_the_metrics_sample_is_taken_at_most_every_metrics_interval(node: Node) -> None:
+    """The sampler takes a job's live usage on its first sample and again only once metrics_interval passed (samples due between keep it); without metrics_interval it takes none."""
+    sampler = Sampler()
+    need = Need(rel="slot.s/job.burner", busy_cpus=0.1, interval=5.0, metrics_interval=15.0)
+    taken = [
+        sampler.sample(node.fs, {"burner": need}, at)["burner"] for at in (100.0, 105.0, 115.0)
+    ]
+    assert [100.0, 100.0, 115.0] == [u.live_at for u in taken]
+    assert taken[0].live is taken[1].live
+    assert taken[2].live is not None
+    psi = (node.root / "slot.s" / "job.burner" / "cpu.pressure").exists()
+    assert psi == (taken[2].live.stall_seconds is not None)  # read with detail
+    plain = Sampler().sample(node.fs, {"burner": Need(rel="slot.s/job.burner")}, 100.0)["burner"]
+    assert (None, None) == (plain.live, plain.live_at)
 
 
 def test_the_rate_in_cores_is_the_cpu_seconds_over_the_clock_between_reads(node: Node) -> None:

@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the daemon: watch and reconcile until SIGTERM")
     _common(run)
     run.add_argument("--resync", type=float, default=30.0, help="full pass at least every SECONDS")
+    run.add_argument(
+        "--metrics-address",
+        nargs="?",
+        const="127.0.0.1:9731",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (alone: 127.0.0.1:9731)",
+    )
+    run.add_argument(
+        "--metrics-textfile",
+        metavar="PATH",
+        help="also write them to PATH (node_exporter's textfile collector), atomically",
+    )
     get = sub.add_parser("get", help="list slots or jobs with their status, like kubectl get")
     _common(get)
     get.add_argument("resource", choices=sorted(RESOURCES), help="slots or jobs")

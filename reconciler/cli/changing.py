@@ -123,6 +123,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
     from reconciler.daemon.loop import Daemon  # noqa: PLC0415 - watchfiles is only needed here
 
+    metrics_on = args.metrics_address is not None or args.metrics_textfile is not None
+    if metrics_on:
+        from reconciler.daemon.metrics import Metrics, split_address  # noqa: PLC0415
+
+        try:  # before anything is taken over: a typo is an error, not a daemon without metrics
+            if args.metrics_address is not None:
+                split_address(args.metrics_address)
+        except ValueError as exc:
+            print(f"wnr: {exc}", file=sys.stderr)
+            return 1
     reconciler = reconciler_of(args)
     lock = take_over(args, reconciler)
     specs = [path.absolute() for path in reconciler.loader.paths]
@@ -133,7 +143,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         reconciler.fs.root,
         reconciler.state.root,
     )
-    return Daemon(reconciler, specs, resync=args.resync, lock=lock).run()
+    daemon = Daemon(reconciler, specs, resync=args.resync, lock=lock)
+    if not metrics_on:
+        return daemon.run()
+    try:
+        metrics = Metrics(daemon, args.metrics_address, args.metrics_textfile)
+    except (ValueError, OSError) as exc:
+        print(f"wnr: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return daemon.run()
+    finally:
+        metrics.close()
 
 
 def cmd_crds(_args: argparse.Namespace) -> int:

@@ -93,6 +93,8 @@ class Daemon:
         self.spec_errors = ErrorLog()
         self.started_at = reconciler.clock()
         self._heartbeat = 0.0
+        # What runs each pass; reconciler.daemon.metrics wraps it to count passes.
+        self.one_pass: Callable[[], PassResult] = reconciler.run_pass
         try:
             self.version = metadata.version("wnr")
         except metadata.PackageNotFoundError:
@@ -180,7 +182,7 @@ class Daemon:
             # Before the pass, so that a change during it wakes the next one.
             if dirs is not None and dirs.ensure(self.watch):
                 self._start_polling("inotify refused a watch")
-            result = self.guard.run(self.reconciler.run_pass)
+            result = self.guard.run(self.one_pass)
             if result is None:
                 # The pass raised: logged and recorded by the guard; look again after a pause.
                 self.waker.wait(self.guard.backoff)

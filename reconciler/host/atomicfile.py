@@ -29,9 +29,14 @@ def write_json(
     was and the temporary file is removed: a half-written record must never be renamed in,
     since a torn record reads as absent and an absent attempt would be started again.
     """
+    write_bytes(path, json.dumps(data, sort_keys=True).encode(), durable, replace)
+
+
+def write_bytes(path: str, data: bytes, durable: bool = False, replace: bool = True) -> None:
+    """Replace `path` with `data` as `write_json` does (a temporary file renamed over it)."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    payload = memoryview(json.dumps(data, sort_keys=True).encode())
+    payload = memoryview(data)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         try:

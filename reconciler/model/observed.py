@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from reconciler.model.accounts import Account
 from reconciler.model.records import AgentRecords, JobRecords, SlotRecord
+from reconciler.model.usage import LiveUsage
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Need:
     busy_cpus: float | None = None
     stall_fraction: float | None = None
     interval: float = 5.0
+    # The daemon serves metrics: also take the job's whole live usage (LiveUsage), at most
+    # every `metrics_interval` seconds, on a sample that is due anyway (no extra wake-up).
+    metrics_interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,9 @@ class Usage:
     # and when the job last stalled on memory or I/O: a stalled job is not idle.
     stall: Stall | None = None
     stalled_at: float | None = None
+    # For metrics only (Need.metrics_interval): the job's live usage, and when it was read.
+    live: LiveUsage | None = None
+    live_at: float | None = None
 
 
 @dataclass(frozen=True)

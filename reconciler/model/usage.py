@@ -30,6 +30,12 @@ class LiveUsage:
     # (or, for the peak, before Linux 5.19).
     current_bytes: int | None = None
     peak_bytes: int | None = None
+    # Read only for metrics (`live_usage(..., detail=True)`), each None where the kernel lacks
+    # it: memory.swap.current, cpu.stat `throttled_usec` (the cpu controller), and the PSI
+    # `some` totals of cpu, memory and io.pressure in seconds.
+    swap_bytes: int | None = None
+    throttled_seconds: float | None = None
+    stall_seconds: tuple[float, float, float] | None = None
 
 
 def cores_between(cpu_before: float, at_before: float, cpu_after: float, at_after: float) -> float:

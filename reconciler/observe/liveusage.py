@@ -1,13 +1,15 @@
 """Live usage of a job's or slot's cgroup, read on demand for `wnr top`, `get -o wide` and
 `describe`.
 
-Part of observe, beside the enforcement sampler (observe.usage, whose readers it
-reuses): CPU seconds from `cpu.stat usage_usec` (in every cgroup2 cgroup, controller
+Part of observe, below the enforcement sampler (observe.usage, which reuses its
+readers): CPU seconds from `cpu.stat usage_usec` (in every cgroup2 cgroup, controller
 or not); memory as the working set (reconciler.observe.workingset) from `memory.stat`
 where the memory controller is enabled, beside `memory.current` and `memory.peak`, else
 sampled from the processes below the cgroup; tasks
 from `pids.current`, else counted in `cgroup.threads`. Everything goes through
 CgroupFS. A cgroup that vanishes while it is read (its job just ended) reads as None.
+With `detail` (the metrics sample the enforcement sampler takes, reconciler.observe.usage)
+also swap, CPU throttling and the PSI totals (reconciler.observe.pressure).
 """
 
 from __future__ import annotations
@@ -17,28 +19,47 @@ import errno
 import time
 from collections.abc import Callable, Mapping
 
-from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.cgroupfs import CgroupFS, flat_keyed
 from reconciler.model.errors import CgroupError
 from reconciler.model.usage import KERNEL, SAMPLED, LiveUsage, cores_between
-from reconciler.observe.usage import usage_usec
+from reconciler.observe.pressure import stall_totals
 from reconciler.observe.workingset import kernel_working_set, sampled_working_set
 
 # What reading a cgroup that rmdir removed under us fails with.
 _VANISHED = frozenset({errno.ENOENT, errno.ENODEV})
 
 
-def live_usage(fs: CgroupFS, rel: str) -> LiveUsage | None:
-    """What the cgroup `rel` (and everything nested in it) uses now; None once it is gone."""
+def live_usage(
+    fs: CgroupFS,
+    rel: str,
+    detail: bool = False,
+    cpu_stat: str | None = None,
+    pressure: tuple[int, int, int] | None = None,
+) -> LiveUsage | None:
+    """What the cgroup `rel` (and everything nested in it) uses now; None once it is gone.
+    With `detail`, also swap, throttling and pressure (for metrics). The sampler passes the
+    `cpu.stat` text and PSI totals (microseconds) it has just read itself."""
     try:
-        cpu = cpu_seconds(fs, rel)
-        if cpu is None:
+        stat = cpu_stat if cpu_stat is not None else fs.read(rel, "cpu.stat")
+        if stat is None:
             return None
+        cpu = usage_usec(stat) / 1e6
         memory, source = kernel_working_set(fs, rel), KERNEL
         if memory is None:
             memory, source = sampled_working_set(fs.procs_tree(rel)), SAMPLED
         pids = kernel_pids(fs, rel)
         if pids is None:
             pids = fs.threads_tree(rel)
+        usage = LiveUsage(
+            cpu_seconds=cpu,
+            memory_bytes=memory,
+            source=source,
+            pids=pids,
+            current_bytes=parse_counter(fs.read(rel, "memory.current")),
+            peak_bytes=parse_counter(fs.read(rel, "memory.peak")),
+        )
+        if detail:
+            usage = _detailed(fs, rel, stat, usage, pressure)
         # Removed between the reads, the sampled figures would be zeros that mean nothing.
         if not fs.exists(rel):
             return None
@@ -46,14 +67,37 @@ def live_usage(fs: CgroupFS, rel: str) -> LiveUsage | None:
         if exc.errno in _VANISHED:
             return None
         raise
-    return LiveUsage(
-        cpu_seconds=cpu,
-        memory_bytes=memory,
-        source=source,
-        pids=pids,
-        current_bytes=parse_counter(fs.read(rel, "memory.current")),
-        peak_bytes=parse_counter(fs.read(rel, "memory.peak")),
+    return usage
+
+
+def _detailed(
+    fs: CgroupFS, rel: str, stat: str, usage: LiveUsage, pressure: tuple[int, int, int] | None
+) -> LiveUsage:
+    """`usage` with swap, throttled time (from the cpu.stat already read) and PSI totals."""
+    throttled = flat_keyed(stat).get("throttled_usec")
+    totals = pressure if pressure is not None else stall_totals(fs, rel)
+    return dataclasses.replace(
+        usage,
+        swap_bytes=parse_counter(fs.read(rel, "memory.swap.current")),
+        throttled_seconds=None if throttled is None else throttled / 1e6,
+        stall_seconds=None
+        if totals is None
+        else (totals[0] / 1e6, totals[1] / 1e6, totals[2] / 1e6),
     )
+
+
+def _seconds(usec: tuple[int, int, int] | None) -> tuple[float, float, float] | None:
+    return None if usec is None else (usec[0] / 1e6, usec[1] / 1e6, usec[2] / 1e6)
+
+
+def usage_usec(cpu_stat: str | None) -> int:
+    """`usage_usec` of a cpu.stat (its first line; present with or without the cpu controller)."""
+    if cpu_stat is None:
+        return 0
+    key, _, rest = cpu_stat.partition(" ")
+    if key == "usage_usec":
+        return int(rest.partition("\n")[0])
+    return flat_keyed(cpu_stat).get("usage_usec", 0)
 
 
 def cpu_seconds(fs: CgroupFS, rel: str) -> float | None:

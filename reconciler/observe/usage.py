@@ -18,17 +18,21 @@ import contextlib
 import os
 from collections.abc import Mapping
 
-from reconciler.host.cgroupfs import CgroupFS, flat_keyed
+from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
 from reconciler.model.desired import Desired
 from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.observed import Need, Observed, Stall, Usage
+from reconciler.observe.liveusage import live_usage, usage_usec
 from reconciler.observe.pressure import stall_between, stall_totals
 from reconciler.observe.workingset import sampled_working_set
 
 
-def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Need]:
-    """What to sample for each running job: the limits the kernel cannot enforce, and idleness."""
+def needs(
+    desired: Desired, observed: Observed, state: StateDir, metrics_interval: float | None = None
+) -> dict[str, Need]:
+    """What to sample for each running job: the limits the kernel cannot enforce, idleness,
+    and (with `metrics_interval`, while the daemon serves metrics) its whole live usage."""
     node = desired.node_spec
     policy = node.policies
     kernel = observed.available & {str(c) for c in node.controllers}
@@ -55,6 +59,7 @@ def needs(desired: Desired, observed: Observed, state: StateDir) -> dict[str, Ne
             busy_cpus=idle.min_cpu_fraction * cores,
             stall_fraction=idle.min_stall_fraction,
             interval=min(policy.user_space.interval_seconds, idle.window_seconds / 10),
+            metrics_interval=metrics_interval,
         )
     return result
 
@@ -86,8 +91,10 @@ class Sampler:
         self, fs: CgroupFS, job: str, need: Need, now: float, last: Usage | None, swap: bool
     ) -> Usage:
         busy_at = last.busy_at if last is not None else now
+        stat = None
         if need.busy_cpus is not None:
-            usec = usage_usec(fs.read(need.rel, "cpu.stat"))
+            stat = fs.read(need.rel, "cpu.stat")
+            usec = usage_usec(stat)
             previous = self._cpu.get(job)
             self._cpu[job] = (now, usec)
             if previous is not None and now > previous[0]:
@@ -101,6 +108,14 @@ class Sampler:
         tasks = None
         if need.tasks:
             tasks = len((fs.read(need.rel, "cgroup.threads") or "").split())
+        live, live_at = (last.live, last.live_at) if last is not None else (None, None)
+        if need.metrics_interval is None:
+            live, live_at = None, None  # not kept while nobody reads them: they would go stale
+        elif live_at is None or now - live_at >= need.metrics_interval:
+            # What this sample read already is not read again.
+            pressure = self._pressure.get(job)
+            totals = pressure[1] if pressure is not None and pressure[0] == now else None
+            live, live_at = live_usage(fs, need.rel, True, stat, totals), now
         return Usage(
             sampled_at=now,
             memory_bytes=memory,
@@ -109,6 +124,8 @@ class Sampler:
             busy_at=busy_at,
             stall=stall,
             stalled_at=stalled_at,
+            live=live,
+            live_at=live_at,
         )
 
     def _stall(
@@ -128,16 +145,6 @@ class Sampler:
         if stall is not None and stall.worst >= need.stall_fraction:
             stalled_at = now
         return stall, stalled_at
-
-
-def usage_usec(cpu_stat: str | None) -> int:
-    """`usage_usec` of a cpu.stat (its first line; present with or without the cpu controller)."""
-    if cpu_stat is None:
-        return 0
-    key, _, rest = cpu_stat.partition(" ")
-    if key == "usage_usec":
-        return int(rest.partition("\n")[0])
-    return flat_keyed(cpu_stat).get("usage_usec", 0)
 
 
 def swap_configured() -> bool:
