@@ -64,11 +64,18 @@ def on_tmpfs(statefs: Path, cgroup_root: Path, tmp_path: Path) -> Iterator[Daemo
         process.kill()
 
 
-def write_jobs(
-    specs: Path, batch: str, names: list[str], runs: Path, hold: Path | None = None
+def write_jobs(  # noqa: PLR0917 - one batch's settings
+    specs: Path,
+    batch: str,
+    names: list[str],
+    runs: Path,
+    hold: Path | None = None,
+    workdir: Path | None = None,
 ) -> None:
-    """Jobs that append their name to `runs` (after `hold` exists, if given), in one file."""
+    """Jobs that append their name to `runs` (after `hold` exists, if given), in one file;
+    they run in `workdir` when given, else in their own work dir inside the state dir."""
     wait = f"while [ ! -e {hold} ]; do sleep 0.05; done; " if hold is not None else ""
+    where = f"  workingDir: {workdir}\n" if workdir is not None else ""
     docs = [
         textwrap.dedent(
             f"""\
@@ -80,6 +87,7 @@ def write_jobs(
               command: ["sh", "-c", {json.dumps(wait + f"echo $WNR_JOB >> {runs}")}]
             """
         )
+        + where
         for name in names
     ]
     tmp = specs / f".{batch}.tmp"
@@ -279,12 +287,15 @@ def test_a_state_dir_deleted_right_after_the_pass_that_started_jobs_starts_none_
 ) -> None:
     """The attempts a pass began are known before any pass reads them back: deleted at once,
     they are restored, never started a second time."""
-    specs, runs, go = tmp_path / "specs", tmp_path / "runs", tmp_path / "go"
+    specs, runs, go, work = tmp_path / "specs", tmp_path / "runs", tmp_path / "go", tmp_path / "w"
     specs.mkdir()
+    work.mkdir()
     write_slot(specs, "s")
     quick, held = ["q0", "q1"], ["h0"]
-    write_jobs(specs, "q", quick, runs)
-    write_jobs(specs, "h", held, runs, hold=go)
+    # Outside the state dir: a wrapper that has not yet entered its own work dir when the
+    # state dir goes fails to start (and is retried, rightly: its payload never ran).
+    write_jobs(specs, "q", quick, runs, workdir=work)
+    write_jobs(specs, "h", held, runs, hold=go, workdir=work)
     reconciler = Reconciler(SpecLoader([specs]), CgroupFS(cgroup_root), StateDir(state_dir))
     started = [a.job for a in reconciler.run_pass().plan.actions if isinstance(a, StartJob)]
     assert sorted([*quick, *held]) == sorted(started)
