@@ -110,8 +110,10 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     if analyze is None:
         pytest.fail("systemd-analyze is missing: install the systemd package")
     unit = (REPO / "manifests" / "wnr.service").read_text()
-    assert "Delegate=yes" in unit
-    assert "KillMode=process" in unit
+    for line in ("Delegate=yes", "KillMode=process", "Type=notify", "NotifyAccess=main"):
+        assert line in unit.splitlines()
+    assert "WatchdogSec=60s" in unit.splitlines()
+    assert "LimitNOFILE=1024:524288" in unit.splitlines()
     wnr = Path(sys.executable).with_name("wnr")
     local = unit.replace("/usr/local/bin/wnr", str(wnr))
     tmp_unit = tmp_path / "wnr.service"
