@@ -202,26 +202,31 @@ def test_jobs_run_in_the_units_cgroup_with_the_usual_open_files_limit(fresh: Non
 
 
 def test_the_journal_holds_wnrs_lines_at_their_priorities(fresh: None) -> None:
-    """`journalctl -o json`: info lines PRIORITY 6, a Warning event's line 4, a spec error's 3.
+    """`journalctl -o json`: an info line (an event) has PRIORITY 6, a warning (a job whose image
+    is missing, logged by apply) 4, an error (a spec file that does not parse) 3.
     Expected to fail until journald priority prefixes (`--log-format`) are merged."""
     started()
-    write_job("bad", ["sh", "-c", "exit 3"])
+    text = "apiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {name: noimage}\nspec:\n"
+    text += '  slot: s\n  command: ["true"]\n  image: /nonexistent/image\n'
+    (SPECS / "job-noimage.yaml").write_text(text)
     (SPECS / "job-broken.yaml").write_text("apiVersion: wnr.dev/v1alpha1\nkind: Job\nspec: [\n")
-    lines: list[dict[str, str]] = []
+    warning = "Job/noimage: image /nonexistent/image does not exist"
+    priorities: dict[str, str] = {}
 
     def logged() -> bool:
-        lines[:] = [json.loads(line) for line in journal("-o", "json").splitlines() if line]
-        text = [str(line.get("MESSAGE", "")) for line in lines]
-        return any("Job/bad Warning" in t for t in text) and any(
-            "job-broken.yaml" in t for t in text
+        entries = [json.loads(line) for line in journal("-o", "json").splitlines() if line]
+        priorities.update({str(e.get("MESSAGE", "")): str(e.get("PRIORITY")) for e in entries})
+        return any(warning in t for t in priorities) and any(
+            "job-broken.yaml" in t for t in priorities
         )
 
-    wait_for("the Warning event and the spec error in the journal", logged, timeout=120)
-    by_text = {str(line.get("MESSAGE", "")): line.get("PRIORITY") for line in lines}
-    started_line = next(t for t in by_text if "Job/long Normal Started" in t)
-    warning = next(t for t in by_text if "Job/bad Warning" in t)
-    error = next(t for t in by_text if "job-broken.yaml" in t)
-    assert ("6", "4", "3") == (by_text[started_line], by_text[warning], by_text[error]), by_text
+    wait_for("the warning and the spec error in the journal", logged, timeout=120)
+
+    def priority(part: str) -> str:
+        return next(p for t, p in priorities.items() if part in t)
+
+    found = (priority("Job/long Normal Started"), priority(warning), priority("job-broken.yaml"))
+    assert ("6", "4", "3") == found, priorities
 
 
 def test_stop_leaves_the_jobs_running_and_a_later_start_adopts_them(fresh: None) -> None:
