@@ -186,7 +186,17 @@ class Reconciler:
         else:
             self._failing.clear()
         for event in events:
-            log.info("%s %s %s: %s", event.obj, event.type, event.reason, event.message)
+            level = logging.WARNING if event.type == "Warning" else logging.INFO
+            fields = {"object": event.obj, "type": event.type, "reason": event.reason}
+            log.log(
+                level,
+                "%s %s %s: %s",
+                event.obj,
+                event.type,
+                event.reason,
+                event.message,
+                extra=fields,
+            )
         self._unsent = (self._unsent + events)[-MAX_UNSENT:]
         changed = bool(events) or phases != self._reported
         if phases != self._reported:

@@ -122,6 +122,7 @@ class DaemonProcess:
     """A `wnr run` child process with the flags of one test."""
 
     def __init__(self, specs: Path, root: Path, state: Path, log: Path) -> None:
+        self.specs = specs
         self.args = [
             sys.executable,
             "-m",

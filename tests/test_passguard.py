@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.daemon.passguard import BACKOFF_MIN, QUARANTINE_AFTER, ErrorLog, PassGuard
 from reconciler.host.eventlog import EventLog
+from reconciler.model.desired import SpecError
 from reconciler.model.errors import ObjectError, attributed
 from reconciler.plan import plan
 from reconciler.plan.jobphase import JobView, Phase
@@ -113,9 +114,10 @@ def test_error_log_logs_each_error_once_while_it_lasts(caplog: pytest.LogCapture
     """The same errors on every pass are logged once; a resolved one is said once; a new one is logged."""
     caplog.set_level(logging.INFO, "wnr.daemon")
     errors = ErrorLog()
+    a, b, c = (SpecError("f", line, 1, message) for line, message in ((1, "a"), (2, "b"), (3, "c")))
     for _ in range(5):
-        errors.log(["f:1:1: a", "f:2:1: b"])
-    errors.log(["f:2:1: b", "f:3:1: c"])
+        errors.log([a, b])
+    errors.log([b, c])
     expected = ["f:1:1: a", "f:2:1: b", "f:3:1: c", "resolved: f:1:1: a"]
     assert expected == [r.getMessage() for r in caplog.records]
 

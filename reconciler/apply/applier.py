@@ -92,7 +92,8 @@ class Applier:
                 failures.append(Failure(index, action, _message(exc), self._kind(action, exc)))
                 failed_paths.append(action.path)
         for failure in failures:
-            log.warning("%s", failure)
+            fields = self.log_fields(failure.action) | {"reason": failure.kind.value}
+            log.warning("%s", failure, extra=fields | {"error": failure.error})
         return failures
 
     def _kind(self, action: Action, exc: Exception) -> FailureKind:
@@ -141,7 +142,11 @@ class Applier:
                 self._record(action)
             case _:  # pragma: no cover - every action type is listed above
                 raise WnrError(f"unknown action {action!r}")
-        log.info("%s", action.describe())
+        log.info("%s", action.describe(), extra=self.log_fields(action))
+
+    def log_fields(self, action: Action) -> dict[str, str]:
+        """What a log line about `action` carries as fields (reconciler.render.logrecords)."""
+        return {"action": action.op, "object": action.obj, "cgroup": str(self.fs.path(action.path))}
 
     def _remove(self, rel: str) -> None:
         """rmdir; a job's or agent's payload may have nested cgroups of its own inside."""

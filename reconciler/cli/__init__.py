@@ -12,7 +12,9 @@ or the spec loader (validate); exit codes follow DESIGN §4.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +22,7 @@ from reconciler.cli import changing, viewing
 from reconciler.cli.arguments import build_parser
 from reconciler.cli.wiring import leave_root
 from reconciler.model.errors import ObjectError, WnrError
+from reconciler.render.logrecords import LogFormat, formatter_for, writes_to_journal
 
 COMMANDS = {
     "validate": changing.cmd_validate,
@@ -37,6 +40,19 @@ COMMANDS = {
 }
 
 
+def set_up_logging(args: argparse.Namespace) -> None:
+    """Log to stderr as `--log-format` says; with journald's priorities when stderr is the
+    journal stream systemd connected."""
+    verbose = getattr(args, "verbose", False)
+    handler = logging.StreamHandler(sys.stderr)
+    log_format = getattr(args, "log_format", LogFormat.TEXT)
+    handler.setFormatter(formatter_for(log_format, writes_to_journal(sys.stderr, os.environ)))
+    logging.basicConfig(
+        level=logging.INFO if verbose or args.command == "run" else logging.WARNING,
+        handlers=[handler],
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `wnr` and `python -m reconciler`."""
     parser = build_parser()
@@ -46,12 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.name, extra = extra[0], []
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    verbose = getattr(args, "verbose", False)
-    logging.basicConfig(
-        level=logging.INFO if verbose or args.command == "run" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    set_up_logging(args)
     try:
         return COMMANDS[args.command](args)
     except WnrError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.client import DEFAULT_SPECS
+from reconciler.render.logrecords import LogFormat
 from reconciler.top import SORT_KEYS
 
 # Commands that only look: a dry pass, and not even a directory is created.
@@ -33,6 +34,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--state-dir", default=None, help="state directory (default /var/lib/wnr for root)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every action")
+    parser.add_argument(
+        "--log-format",
+        type=LogFormat,
+        choices=list(LogFormat),
+        default=LogFormat.TEXT,
+        help="text (default) or json: one JSON object per line, with the event's fields",
+    )
     parser.add_argument(
         "--allow-untrusted-specs",
         action="store_true",

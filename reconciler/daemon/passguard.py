@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reconciler.host.eventlog import EventLog
+from reconciler.model.desired import SpecError
 from reconciler.model.errors import ObjectError
 from reconciler.model.event import WARNING, Event
 
@@ -93,12 +94,17 @@ class PassGuard:
             )
         else:
             self.last, self.repeats, self.backoff = failure, 1, BACKOFF_MIN
-            log.error("the pass failed on %s", failure.obj, exc_info=exc)
+            log.error(
+                "the pass failed on %s", failure.obj, exc_info=exc, extra={"object": failure.obj}
+            )
             self._event(failure.obj, "PassFailed", f"{failure.error} (at {failure.where})")
         kind, _, name = failure.obj.partition("/")
         if kind == "Job" and self.repeats >= QUARANTINE_AFTER and name not in self.quarantined:
             self.quarantined[name] = failure.error
-            log.error("quarantining %s after %d failed passes", failure.obj, self.repeats)
+            fields = {"object": failure.obj, "reason": "Quarantined"}
+            log.error(
+                "quarantining %s after %d failed passes", failure.obj, self.repeats, extra=fields
+            )
             message = f"left alone after {self.repeats} failed passes: {failure.error}"
             self._event(failure.obj, "Quarantined", message)
             # The next pass plans without it; try again at once.
@@ -127,13 +133,23 @@ class ErrorLog:
     def __init__(self) -> None:
         self.shown: frozenset[str] = frozenset()
 
-    def log(self, errors: Iterable[object]) -> None:
+    def log(self, errors: Iterable[SpecError]) -> None:
         """Log the errors not logged since they last appeared."""
-        current = [str(e) for e in errors]
-        for error in current:
-            if error not in self.shown:
-                log.error("%s", error)
+        current = {str(e): e for e in errors}
+        for text, error in current.items():
+            if text not in self.shown:
+                log.error("%s", text, extra=spec_error_fields(error))
         still = frozenset(current)
         for gone in sorted(self.shown - still):
             log.info("resolved: %s", gone)
         self.shown = still
+
+
+def spec_error_fields(error: SpecError) -> dict[str, object]:
+    """What a spec error's log line carries as fields (reconciler.render.logrecords)."""
+    fields: dict[str, object] = {"file": error.path, "line": error.line, "column": error.column}
+    if error.kind or error.name:
+        fields["object"] = f"{error.kind or '?'}/{error.name or '?'}"
+    if error.field:
+        fields["field"] = error.field
+    return fields

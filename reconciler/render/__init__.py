@@ -8,6 +8,7 @@ Reads only the pass results, statuses and events it is given; prints nothing its
     tables    the tables of `wnr get jobs|slots`
     describe  the text of `wnr describe job|slot`
     top       the tables of `wnr top` and the live usage cells `get -o wide` and `describe` share
+    logrecords  log lines as text or JSON, with journald's priority prefix (`--log-format`)
 """
 
 from reconciler.render.describe import describe_job, describe_slot
