@@ -203,8 +203,8 @@ def test_jobs_run_in_the_units_cgroup_with_the_usual_open_files_limit(fresh: Non
 
 def test_the_journal_holds_wnrs_lines_at_their_priorities(fresh: None) -> None:
     """`journalctl -o json`: an info line (an event) has PRIORITY 6, a warning (a job whose image
-    is missing, logged by apply) 4, an error (a spec file that does not parse) 3.
-    Expected to fail until journald priority prefixes (`--log-format`) are merged."""
+    is missing, logged by apply) 4, an error (a spec file that does not parse) 3: the daemon's
+    sd-daemon prefixes under systemd (reconciler.render.logrecords)."""
     started()
     text = "apiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {name: noimage}\nspec:\n"
     text += '  slot: s\n  command: ["true"]\n  image: /nonexistent/image\n'
