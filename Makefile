@@ -53,6 +53,12 @@ vm: install
 	tests/vm/setup
 	VM_TIMES=1 VM_MEMORY=2G VM_TIMEOUT=1500 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest
 
+# The same VM with the host's systemd as PID 1, driving manifests/wnr.service (~2 minutes).
+.PHONY: vm-systemd
+vm-systemd: install
+	tests/vm/setup
+	VM_INIT=systemd VM_TIMES=1 VM_MEMORY=2G VM_TIMEOUT=1500 tests/vm/run $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vm/guest/test_systemd.py
+
 # The long fuzz of the loader, planner, status and rendering (tests/test_fuzz.py):
 # 100,000 cases of each generator; prints cases/s and every case over 1 s.
 .PHONY: fuzz

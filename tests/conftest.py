@@ -157,14 +157,15 @@ def run_wrapper(
     max_files: int = 2,
     wrapper: str = WRAPPER,
     credentials: str = "-",
+    nofile: str = "-",
 ) -> subprocess.Popen[bytes]:
     """The wrapper as apply spawns it from the daemon: its own session, the signal
     dispositions of a Python process (SIGPIPE and SIGXFSZ ignored), /dev/null for its own
     output, and its log beside the record unless told otherwise."""
     log = log if log is not None else record.with_suffix(".log")
     limits = [str(log), str(max_size), str(max_files)]
-    args = [wrapper, str(record), str(procs), str(workdir), base, *limits, credentials, "--"]
-    args += argv
+    args = [wrapper, str(record), str(procs), str(workdir), base, *limits, credentials, nofile]
+    args += ["--", *argv]
     return subprocess.Popen(
         args,
         start_new_session=True,

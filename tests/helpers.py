@@ -7,10 +7,12 @@ plain-data builders are in tests/builders.py.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,10 +138,17 @@ class DaemonProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        """Start the daemon, logging to a file the test can show on failure."""
+    def start(self, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()) -> None:
+        """Start the daemon, logging to a file the test can show on failure; `env` is added to
+        the environment, `prefix` runs before it (`prlimit --nofile=... --`)."""
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [*prefix, *self.args],
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
 
     def terminate(self) -> int:
         """SIGTERM the daemon and return its exit code."""

@@ -104,20 +104,30 @@ def test_untrusted_spec_file_is_refused_and_keeps_running_work(tmp_path: Path) -
     ]
 
 
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    """manifests/wnr.service passes `systemd-analyze verify` (ExecStart pointed at this checkout's wnr)."""
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    """manifests/wnr.service and wnr-slots.service pass `systemd-analyze verify` (ExecStart
+    pointed at this checkout's wnr): the daemon notifies and is watched, its root is the
+    other unit's delegated cgroup."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.fail("systemd-analyze is missing: install the systemd package")
     unit = (REPO / "manifests" / "wnr.service").read_text()
-    assert "Delegate=yes" in unit
-    assert "KillMode=process" in unit
+    slots = (REPO / "manifests" / "wnr-slots.service").read_text()
+    lines = unit.splitlines()
+    for line in ("KillMode=process", "Type=notify", "NotifyAccess=main", "WatchdogSec=60s"):
+        assert line in lines
+    assert "LimitNOFILE=1024:524288" in lines
+    assert "Requires=wnr-slots.service" in lines
+    assert "--root /sys/fs/cgroup/system.slice/wnr-slots.service " in unit
+    assert {"Delegate=yes", "RemainAfterExit=yes"} <= set(slots.splitlines())
     wnr = Path(sys.executable).with_name("wnr")
-    local = unit.replace("/usr/local/bin/wnr", str(wnr))
-    tmp_unit = tmp_path / "wnr.service"
-    tmp_unit.write_text(local)
+    (tmp_path / "wnr.service").write_text(unit.replace("/usr/local/bin/wnr", str(wnr)))
+    (tmp_path / "wnr-slots.service").write_text(slots)
     result = subprocess.run(
-        [analyze, "verify", str(tmp_unit)], capture_output=True, text=True, check=False
+        [analyze, "verify", str(tmp_path / "wnr.service"), str(tmp_path / "wnr-slots.service")],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert "" == result.stderr.strip()
     assert 0 == result.returncode

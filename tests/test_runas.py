@@ -110,7 +110,7 @@ def test_a_wrapper_without_the_privilege_to_switch_fails_the_start_and_says_why(
     drop = [limited, "--bounding-set=-setuid,-setgid", "--inh-caps=-setuid,-setgid", "--"]
     limits = [str(record.with_suffix(".log")), str(10 * 2**20), "2"]
     args = [*drop, WRAPPER, str(record), str(job / "cgroup.procs"), str(tmp_path), WRAPPER_BASE]
-    args += [*limits, "65534:65534:65534", "--", "true"]
+    args += [*limits, "65534:65534:65534", "-", "--", "true"]
     assert 0 != subprocess.run(args, check=False, timeout=30).returncode
     data = json.loads(record.read_text())
     assert "failed-start" == data["phase"]

@@ -56,7 +56,7 @@ def boot(capsys: pytest.CaptureFixture[str], label: str, command: list[str], **e
     )
     with capsys.disabled():  # the tier's run time is reported in every CI log, pass or fail
         print(f"\n{label}: {time.monotonic() - started:.1f}s wall (boot, guest tests, shutdown)")
-        timed = ("[slurm]", " call ")
+        timed = ("[slurm]", " call ", "wnr-vm: ")
         print(
             "".join(line for line in run.stdout.splitlines(True) if any(t in line for t in timed))
         )
@@ -81,3 +81,15 @@ OLD_KERNEL_PYTEST = [*GUEST_PYTEST, "-m", "oldkernel"]
 def test_fallback_suite_passes_inside_a_5_10_kernel_vm(capsys: pytest.CaptureFixture[str]) -> None:
     """Booted with Debian bullseye's 5.10 kernel (no cgroup.kill), the guest tests marked oldkernel pass inside the VM."""
     boot(capsys, "VM tier, 5.10", OLD_KERNEL_PYTEST, VM_KERNEL="5.10")
+
+
+# The third boot: the host's systemd 252 as the guest's PID 1 (tests/vm/init's boot_systemd),
+# manifests/wnr.service installed and driven with systemctl (tests/vm/guest/test_systemd.py).
+SYSTEMD_PYTEST = [*GUEST_PYTEST[:-1], "tests/vm/guest/test_systemd.py"]
+
+
+def test_the_unit_behaves_under_real_systemd_inside_a_vm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Booted with systemd as PID 1, manifests/wnr.service starts, notifies, runs jobs, stops and is watched as tests/vm/guest/test_systemd.py says."""
+    boot(capsys, "VM tier, systemd", SYSTEMD_PYTEST, VM_INIT="systemd", VM_MEMORY="2G")

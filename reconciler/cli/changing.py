@@ -15,6 +15,7 @@ import time
 from reconciler.cli.wiring import client_of, print_errors, reconciler_of, take_over
 from reconciler.client import MAX_INPUT
 from reconciler.doctor import Verdict, check_users, run_checks
+from reconciler.host.process import raise_descriptor_limit
 from reconciler.model.errors import WnrError
 from reconciler.render import dump, plan_data, plan_text
 from reconciler.specs.loader import SpecLoader
@@ -133,9 +134,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"wnr: {exc}", file=sys.stderr)
             return 1
+    # Before the waker sizes its pidfd budget; payloads get the starting soft limit back.
+    soft, hard = raise_descriptor_limit()
     reconciler = reconciler_of(args)
     lock = take_over(args, reconciler)
     specs = [path.absolute() for path in reconciler.loader.paths]
+    logging.getLogger("wnr").debug("open files: soft limit %d raised to %d for wnr", soft, hard)
     logging.getLogger("wnr").info(
         "wnr %s: specs %s, root %s, state %s",
         "run",

@@ -8,6 +8,8 @@ says when one has emptied). Where inotify is unavailable a watchfiles thread
 polls the spec directory instead. The state dir is not watched: wnr writes it
 itself, and the one wrapper record that needs a prompt pass comes with an exit.
 SIGTERM stops the daemon between passes and leaves every job running.
+Under systemd (`Type=notify`) it tells the service manager through
+reconciler.daemon.notify: ready after the first pass, a status line, watchdog pings.
 While the state dir cannot record (reconciler.apply.statekeeper), the loop looks
 again every STATE_RECHECK_SECONDS, so it resumes by itself once it can.
 """
@@ -28,6 +30,7 @@ from types import FrameType
 import watchfiles
 
 from reconciler.daemon.inotify import DirWatch
+from reconciler.daemon.notify import Notifier
 from reconciler.daemon.passguard import BACKOFF_MAX, BACKOFF_MIN, ErrorLog, PassGuard
 from reconciler.daemon.waker import Waker
 from reconciler.host.nodelock import NodeLock
@@ -37,6 +40,7 @@ from reconciler.model.layout import agent_cgroup, job_cgroup
 from reconciler.model.records import LIVE_PHASES
 from reconciler.reconcile import Reconciler
 from reconciler.status.passresult import PassResult
+from reconciler.status.summary import pass_summary
 
 log = logging.getLogger("wnr.daemon")
 
@@ -95,6 +99,7 @@ class Daemon:
         self._heartbeat = 0.0
         # What runs each pass; reconciler.daemon.metrics wraps it to count passes.
         self.one_pass: Callable[[], PassResult] = reconciler.run_pass
+        self.notifier = Notifier.from_environ()
         try:
             self.version = metadata.version("wnr")
         except metadata.PackageNotFoundError:
@@ -103,6 +108,7 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping the daemon; jobs keep running", signal.Signals(signum).name)
         self.stop.set()
+        self.notifier.stopping()
         self.waker.wake()
 
     def _poll_specs(self) -> None:
@@ -185,10 +191,13 @@ class Daemon:
             result = self.guard.run(self.one_pass)
             if result is None:
                 # The pass raised: logged and recorded by the guard; look again after a pause.
-                self.waker.wait(self.guard.backoff)
+                self.notifier.passed("a pass failed; retrying")
+                self._sleep(self.guard.backoff)
                 continue
             self.spec_errors.log(result.desired.errors)
             self._publish_self(result)
+            # After daemon.json: once systemd says started, `wnr get` finds this daemon.
+            self.notifier.passed(pass_summary(result))
             self.guard.track(result.desired.jobs)
             delay = self.resync
             if result.plan.requeue_after is not None:
@@ -211,11 +220,26 @@ class Daemon:
             log.debug("pass: %d actions, next in %.2fs", len(result.plan.actions), delay)
             self._watch(result)
             if not self.stop.is_set():
-                self.waker.wait(delay)
+                self._sleep(delay)
         if dirs is not None:
             dirs.close()
         self.waker.close()
+        self.notifier.close()
         return 0
+
+    def _sleep(self, delay: float) -> None:
+        """Wait up to `delay` for an event, pinging systemd's watchdog at least every half
+        interval meanwhile (only between passes: a hung pass misses its pings)."""
+        cap = self.notifier.poll_cap
+        deadline = time.monotonic() + delay
+        while True:
+            self.notifier.alive()
+            left = deadline - time.monotonic()
+            if cap is None or left <= cap:
+                self.waker.wait(max(0.0, left))
+                return
+            if self.waker.wait(cap) or self.stop.is_set():
+                return
 
 
 def recorded_wrappers(result: PassResult) -> Iterator[int]:

@@ -31,8 +31,9 @@ _RESERVED_FDS = 256
 
 
 def _fd_budget() -> int:
-    """How many descriptors the waker may hold: the soft limit less the reserve. The limit
-    is not raised: wrappers and payloads would inherit it."""
+    """How many descriptors the waker may hold: the soft limit less the reserve. `wnr run`
+    raised it to the hard limit first (reconciler.host.process.raise_descriptor_limit); the
+    wrappers give their payloads the soft limit it started with back."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1 << 20

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,35 @@ class LogFiles:
     max_files: int
 
 
+@dataclass
+class _Descriptors:
+    """The soft RLIMIT_NOFILE this process started with, once it raised its own (None: not
+    raised, payloads keep what they inherit). A fact of the process, as its limits are."""
+
+    payload_soft: int | None = None
+
+
+_DESCRIPTORS = _Descriptors()
+
+
+def raise_descriptor_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (the daemon's waker holds a
+    pidfd per wrapper; systemd's unit gives 1024:524288) and remember the soft limit it had,
+    which every wrapper spawned from now on gives its payload back. Returns (old, new)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if _DESCRIPTORS.payload_soft is None:
+        _DESCRIPTORS.payload_soft = soft
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return soft, hard
+
+
+def nofile_argument() -> str:
+    """The wrapper's NOFILE argument: the payload's soft RLIMIT_NOFILE, or `-` to keep it."""
+    soft = _DESCRIPTORS.payload_soft
+    return "-" if soft is None or soft == resource.RLIM_INFINITY else str(soft)
+
+
 def credentials_argument(credentials: Account | None) -> str:
     """The wrapper's CREDENTIALS argument: `UID:GID:G1,G2,...`, or `-` to keep its own."""
     if credentials is None:
@@ -102,6 +132,7 @@ def spawn_wrapper(
         str(log.max_size),
         str(log.max_files),
         credentials_argument(credentials),
+        nofile_argument(),
         "--",
         *argv,
     ]

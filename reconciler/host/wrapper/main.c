@@ -5,18 +5,20 @@
  *
  * Started by the process layer as
  *
- *     wnr-wrapper RECORD CGROUP_PROCS WORKDIR BASE LOG MAX_SIZE MAX_FILES CREDENTIALS -- ARGV...
+ *     wnr-wrapper RECORD CGROUP_PROCS WORKDIR BASE LOG MAX_SIZE MAX_FILES CREDENTIALS NOFILE \
+ *         -- ARGV...
  *
  * in a session of its own, so it outlives the daemon. It moves itself into the
  * job cgroup before anything else, so the payload and everything it forks are in
  * the cgroup from their first instruction; then it forks the payload, held at a
  * gate until the attempt is recorded `running` (so a payload never runs unrecorded,
  * and a daemon never runs it twice) and switched to the user CREDENTIALS names
- * (identity.c), copies the payload's stdout and stderr from a pipe into LOG, waits for
- * it, and records how it ended (exit code or signal, CPU seconds, peak RSS, OOM kills,
- * core files), each record replacing the last atomically (write, rename). BASE holds the
- * JSON members the daemon recorded before the spawn ("spawnedAt", "gpus", "restarts");
- * every record keeps them.
+ * (identity.c) with the soft RLIMIT_NOFILE that NOFILE names (`-`: the wrapper's own; the
+ * daemon raised its own for its pidfds and gives its starting one back), copies the
+ * payload's stdout and stderr from a pipe into LOG, waits for it, and records how it
+ * ended (exit code or signal, CPU seconds, peak RSS, OOM kills, core files), each record
+ * replacing the last atomically (write, rename). BASE holds the JSON members the daemon
+ * recorded before the spawn ("spawnedAt", "gpus", "restarts"); every record keeps them.
  *
  * The log is bounded like the kubelet's container logs (containerLogMaxSize,
  * containerLogMaxFiles): LOG never grows past MAX_SIZE bytes; it is rotated to
@@ -46,8 +48,8 @@ static void note_signal(int signum) {
 }
 
 static int parse_args(int argc, char **argv, struct args *a) {
-    if (argc < 11 || strcmp(argv[9], "--") != 0) return -1;
-    char *end_size, *end_files;
+    if (argc < 12 || strcmp(argv[10], "--") != 0) return -1;
+    char *end_size, *end_files, *end_nofile;
     a->max_size = strtoll(argv[6], &end_size, 10);
     long files = strtol(argv[7], &end_files, 10);
     if (*end_size != '\0' || *end_files != '\0' || a->max_size <= 0 || files < 1 ||
@@ -61,7 +63,13 @@ static int parse_args(int argc, char **argv, struct args *a) {
     a->workdir = argv[3];
     a->base = argv[4];
     a->log = argv[5];
-    a->command = argv + 10;
+    a->nofile = -1;
+    if (strcmp(argv[9], "-") != 0) {
+        errno = 0;
+        a->nofile = strtoll(argv[9], &end_nofile, 10);
+        if (errno != 0 || *end_nofile != '\0' || argv[9][0] < '0' || argv[9][0] > '9') return -1;
+    }
+    a->command = argv + 11;
     return parse_credentials(argv[8], &a->user);
 }
 
@@ -81,7 +89,7 @@ int main(int argc, char **argv) {
     struct args a;
     if (parse_args(argc, argv, &a) != 0) {
         fputs("usage: wnr-wrapper RECORD CGROUP_PROCS WORKDIR BASE LOG MAX_SIZE MAX_FILES "
-              "CREDENTIALS -- ARGV...\n",
+              "CREDENTIALS NOFILE -- ARGV...\n",
               stderr);
         return EXIT_USAGE;
     }

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,6 +64,20 @@ int enter_cgroup(const char *procs) {
     return w == n ? 0 : -1;
 }
 
+/* The payload gets the soft RLIMIT_NOFILE the daemon started with back (the daemon raised
+ * its own to the hard limit for the pidfds it holds), so it sees what it would elsewhere;
+ * never above the hard limit, which stays as inherited. Lowering it needs no privilege. */
+static int restore_nofile(long long soft) {
+    struct rlimit lim;
+    if (soft < 0) return 0;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return -1;
+    if (lim.rlim_max == RLIM_INFINITY || (rlim_t)soft < lim.rlim_max)
+        lim.rlim_cur = (rlim_t)soft;
+    else
+        lim.rlim_cur = lim.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &lim);
+}
+
 /* What the child reports on the exec-error pipe when it cannot run the payload. */
 enum { FAILED_EXEC, FAILED_SWITCH };
 struct child_error {
@@ -93,6 +108,7 @@ static void run_child(const struct args *a, int out, int gate, int exec_errors) 
      * by the OOM killer, which would then kill the wrapper's neighbours instead. */
     if (inherited_oom_score[0] != '\0' && write_oom_score(inherited_oom_score) != 0)
         _exit(EXIT_SPAWN);
+    if (restore_nofile(a->nofile) != 0) _exit(EXIT_SPAWN);
     if (switch_credentials(&a->user) != 0) child_failed(exec_errors, FAILED_SWITCH);
     if (dup2(out, STDOUT_FILENO) >= 0 && dup2(out, STDERR_FILENO) >= 0)
         execvp(a->command[0], a->command);

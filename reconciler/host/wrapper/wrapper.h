@@ -130,6 +130,7 @@ struct args {
     long long max_size;
     int max_files;
     struct credentials user;
+    long long nofile; /* the payload's soft RLIMIT_NOFILE; -1: the wrapper's own */
     char **command;
 };
 
