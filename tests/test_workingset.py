@@ -8,6 +8,8 @@ and not the first; the kernel path is proven in the VM tier's memory.stat.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.observe.workingset import sampled_working_set
+from reconciler.observe.workingset import ProportionalCache, sampled_working_set
 from tests.conftest import wait_for
 
 MiB = 1 << 20
@@ -81,3 +83,39 @@ def test_anonymous_and_shared_memory_are_in_the_working_set(
     pid = holders[kind].pid
     assert 64 * MiB <= sampled_working_set((pid,)) < 96 * MiB
     assert sampled_working_set((pid,), over=1 << 40) >= sampled_working_set((pid,))
+
+
+FORKER = (
+    "import os, sys, time; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); "
+    "print(1, flush=True); sys.stdin.readline(); pid = os.fork(); "
+    "time.sleep(600) if pid == 0 else (print(pid, flush=True), time.sleep(600))"
+)
+
+
+def test_a_walked_figure_is_reused_while_the_counters_hold_and_until_it_is_old() -> None:
+    """A process whose COW pages a fork starts sharing keeps its RSS but halves its PSS: the
+    cache reuses the first figure until max_age, then walks again."""
+    argv = [sys.executable, "-c", FORKER]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as parent:
+        child = 0
+        try:
+            assert parent.stdin is not None
+            assert parent.stdout is not None
+            assert b"1\n" == parent.stdout.readline()
+            cache = ProportionalCache(max_age=60.0)
+            cache.start(1000.0)
+            alone = cache.proportional(parent.pid, swap=True)
+            assert alone > 64 * MiB
+            parent.stdin.write(b"go\n")
+            parent.stdin.flush()
+            child = int(parent.stdout.readline())
+            shared = sampled_working_set((parent.pid,))
+            assert shared < alone - 24 * MiB  # the 64 MiB now count half in each
+            cache.start(1059.0)
+            assert alone == cache.proportional(parent.pid, swap=True)
+            cache.start(1060.0)
+            assert shared - MiB <= cache.proportional(parent.pid, swap=True) <= shared + MiB
+        finally:
+            if child:
+                os.kill(child, signal.SIGKILL)
+            parent.kill()

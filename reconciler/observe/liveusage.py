@@ -23,7 +23,11 @@ from reconciler.host.cgroupfs import CgroupFS, flat_keyed
 from reconciler.model.errors import CgroupError
 from reconciler.model.usage import KERNEL, SAMPLED, LiveUsage, cores_between
 from reconciler.observe.pressure import stall_totals
-from reconciler.observe.workingset import kernel_working_set, sampled_working_set
+from reconciler.observe.workingset import (
+    ProportionalCache,
+    kernel_working_set,
+    sampled_working_set,
+)
 
 # What reading a cgroup that rmdir removed under us fails with.
 _VANISHED = frozenset({errno.ENOENT, errno.ENODEV})
@@ -33,12 +37,15 @@ def live_usage(
     fs: CgroupFS,
     rel: str,
     detail: bool = False,
+    *,
     cpu_stat: str | None = None,
     pressure: tuple[int, int, int] | None = None,
+    reuse: ProportionalCache | None = None,
 ) -> LiveUsage | None:
     """What the cgroup `rel` (and everything nested in it) uses now; None once it is gone.
     With `detail`, also swap, throttling and pressure (for metrics). The sampler passes the
-    `cpu.stat` text and PSI totals (microseconds) it has just read itself."""
+    `cpu.stat` text and PSI totals (microseconds) it has just read itself, and the
+    figures of processes whose memory did not move (`reuse`)."""
     try:
         stat = cpu_stat if cpu_stat is not None else fs.read(rel, "cpu.stat")
         if stat is None:
@@ -46,7 +53,7 @@ def live_usage(
         cpu = usage_usec(stat) / 1e6
         memory, source = kernel_working_set(fs, rel), KERNEL
         if memory is None:
-            memory, source = sampled_working_set(fs.procs_tree(rel)), SAMPLED
+            memory, source = sampled_working_set(fs.procs_tree(rel), reuse=reuse), SAMPLED
         pids = kernel_pids(fs, rel)
         if pids is None:
             pids = fs.threads_tree(rel)
@@ -80,9 +87,7 @@ def _detailed(
         usage,
         swap_bytes=parse_counter(fs.read(rel, "memory.swap.current")),
         throttled_seconds=None if throttled is None else throttled / 1e6,
-        stall_seconds=None
-        if totals is None
-        else (totals[0] / 1e6, totals[1] / 1e6, totals[2] / 1e6),
+        stall_seconds=_seconds(totals),
     )
 
 

@@ -25,7 +25,7 @@ from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.observed import Need, Observed, Stall, Usage
 from reconciler.observe.liveusage import live_usage, usage_usec
 from reconciler.observe.pressure import stall_between, stall_totals
-from reconciler.observe.workingset import sampled_working_set
+from reconciler.observe.workingset import ProportionalCache, sampled_working_set
 
 
 def needs(
@@ -71,6 +71,8 @@ class Sampler:
         self._usage: dict[str, Usage] = {}
         self._cpu: dict[str, tuple[float, int]] = {}
         self._pressure: dict[str, tuple[float, tuple[int, int, int]]] = {}
+        # The metrics samples' smaps_rollup figures, reused while a process's memory holds.
+        self._walked = ProportionalCache()
 
     def sample(self, fs: CgroupFS, needs: Mapping[str, Need], now: float) -> dict[str, Usage]:
         """Fresh samples for jobs whose interval has passed; the previous ones for the rest."""
@@ -79,6 +81,7 @@ class Sampler:
             self._cpu.pop(gone, None)
             self._pressure.pop(gone, None)
         swap: bool | None = None
+        self._walked.start(now)
         for job, need in needs.items():
             last = self._usage.get(job)
             if last is None or now - last.sampled_at >= need.interval:
@@ -115,7 +118,10 @@ class Sampler:
             # What this sample read already is not read again.
             pressure = self._pressure.get(job)
             totals = pressure[1] if pressure is not None and pressure[0] == now else None
-            live, live_at = live_usage(fs, need.rel, True, stat, totals), now
+            live, live_at = (
+                live_usage(fs, need.rel, True, cpu_stat=stat, pressure=totals, reuse=self._walked),
+                now,
+            )
         return Usage(
             sampled_at=now,
             memory_bytes=memory,

@@ -36,18 +36,63 @@ def kernel_working_set(fs: CgroupFS, rel: str) -> int | None:
     return sum(counters.get(key, 0) for key in KERNEL_KEYS) + swapped
 
 
-def sampled_working_set(pids: tuple[int, ...], over: int | None = None, swap: bool = True) -> int:
+def sampled_working_set(
+    pids: tuple[int, ...],
+    over: int | None = None,
+    swap: bool = True,
+    reuse: ProportionalCache | None = None,
+) -> int:
     """The working set of the given processes, in bytes (processes that vanished count 0).
 
     smaps_rollup walks every page table (~40 us a process); `status` is counters (~5 us)
     and never less. While that bound stays at or below `over`, so does the working set,
     and the bound is returned instead. Without swap areas there is no swap to count.
+    With `reuse`, a process whose bound has not moved since its last walk is not walked
+    again (see ProportionalCache).
     """
     if over is not None:
         bound = sum(_resident_bound(pid, swap) for pid in pids)
         if bound <= over:
             return bound
+    if reuse is not None:
+        return sum(reuse.proportional(pid, swap) for pid in pids)
     return sum(_proportional(pid, swap) for pid in pids)
+
+
+class ProportionalCache:
+    """The last smaps_rollup figure of each process, reused while its `status` counters
+    (RssAnon, RssShmem, VmSwap) stay the same and the figure is under `max_age` seconds old.
+
+    For the metrics samples (reconciler.observe.usage), which would otherwise walk the
+    page tables of every process of every job every 15 s although an idle job's memory
+    does not move. Unchanged counters can hide one change: pages shared with a process
+    that exited count more in PSS; `max_age` bounds how long that goes unseen. Time is
+    the caller's (`start`), never read here.
+    """
+
+    def __init__(self, max_age: float = 60.0) -> None:
+        self.max_age = max_age
+        self._now = 0.0
+        # pid -> (its status counters, the figure, when its page tables were walked)
+        self._figures: dict[int, tuple[int, int, float]] = {}
+
+    def start(self, now: float) -> None:
+        """Begin the samples of a pass at `now`: figures as old as `max_age` go (they would be
+        walked again anyway), and with them those of processes that exited."""
+        self._now = now
+        old = [pid for pid, (_, _, at) in self._figures.items() if now - at >= self.max_age]
+        for pid in old:
+            del self._figures[pid]
+
+    def proportional(self, pid: int, swap: bool) -> int:
+        """The process's working set from smaps_rollup, or its last one if still good."""
+        counters = _resident_bound(pid, swap)
+        last = self._figures.get(pid)
+        if last is not None and last[0] == counters:
+            return last[1]
+        figure = _proportional(pid, swap)
+        self._figures[pid] = (counters, figure, self._now)
+        return figure
 
 
 def _read(path: str) -> bytes:
