@@ -67,6 +67,8 @@ class Need:
     # The daemon serves metrics: also take the job's whole live usage (LiveUsage), at most
     # every `metrics_interval` seconds, on a sample that is due anyway (no extra wake-up).
     metrics_interval: float | None = None
+    # The controllers the kernel has for the job's cgroup: files of others are not tried.
+    controllers: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

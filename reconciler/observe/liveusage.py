@@ -41,32 +41,32 @@ def live_usage(
     cpu_stat: str | None = None,
     pressure: tuple[int, int, int] | None = None,
     reuse: ProportionalCache | None = None,
+    controllers: frozenset[str] | None = None,
 ) -> LiveUsage | None:
     """What the cgroup `rel` (and everything nested in it) uses now; None once it is gone.
     With `detail`, also swap, throttling and pressure (for metrics). The sampler passes the
-    `cpu.stat` text and PSI totals (microseconds) it has just read itself, and the
-    figures of processes whose memory did not move (`reuse`)."""
+    `cpu.stat` text and PSI totals (microseconds) it has just read itself, the figures of
+    processes whose memory did not move (`reuse`), and the controllers the cgroup has
+    (`controllers`; None: unknown), whose missing files it then does not try."""
+    memory_files = controllers is None or "memory" in controllers
     try:
         stat = cpu_stat if cpu_stat is not None else fs.read(rel, "cpu.stat")
         if stat is None:
             return None
-        cpu = usage_usec(stat) / 1e6
-        memory, source = kernel_working_set(fs, rel), KERNEL
+        memory, source = (kernel_working_set(fs, rel) if memory_files else None), KERNEL
         if memory is None:
             memory, source = sampled_working_set(fs.procs_tree(rel), reuse=reuse), SAMPLED
-        pids = kernel_pids(fs, rel)
-        if pids is None:
-            pids = fs.threads_tree(rel)
+        pids = kernel_pids(fs, rel) if controllers is None or "pids" in controllers else None
         usage = LiveUsage(
-            cpu_seconds=cpu,
+            cpu_seconds=usage_usec(stat) / 1e6,
             memory_bytes=memory,
             source=source,
-            pids=pids,
-            current_bytes=parse_counter(fs.read(rel, "memory.current")),
-            peak_bytes=parse_counter(fs.read(rel, "memory.peak")),
+            pids=fs.threads_tree(rel) if pids is None else pids,
+            current_bytes=parse_counter(fs.read(rel, "memory.current")) if memory_files else None,
+            peak_bytes=parse_counter(fs.read(rel, "memory.peak")) if memory_files else None,
         )
         if detail:
-            usage = _detailed(fs, rel, stat, usage, pressure)
+            usage = _detailed(fs, rel, stat, usage, pressure, memory_files)
         # Removed between the reads, the sampled figures would be zeros that mean nothing.
         if not fs.exists(rel):
             return None
@@ -77,15 +77,21 @@ def live_usage(
     return usage
 
 
-def _detailed(
-    fs: CgroupFS, rel: str, stat: str, usage: LiveUsage, pressure: tuple[int, int, int] | None
+def _detailed(  # noqa: PLR0917 - live_usage's own step
+    fs: CgroupFS,
+    rel: str,
+    stat: str,
+    usage: LiveUsage,
+    pressure: tuple[int, int, int] | None,
+    memory_files: bool,
 ) -> LiveUsage:
     """`usage` with swap, throttled time (from the cpu.stat already read) and PSI totals."""
     throttled = flat_keyed(stat).get("throttled_usec")
     totals = pressure if pressure is not None else stall_totals(fs, rel)
+    swap = parse_counter(fs.read(rel, "memory.swap.current")) if memory_files else None
     return dataclasses.replace(
         usage,
-        swap_bytes=parse_counter(fs.read(rel, "memory.swap.current")),
+        swap_bytes=swap,
         throttled_seconds=None if throttled is None else throttled / 1e6,
         stall_seconds=_seconds(totals),
     )

@@ -60,6 +60,7 @@ def needs(
             stall_fraction=idle.min_stall_fraction,
             interval=min(policy.user_space.interval_seconds, idle.window_seconds / 10),
             metrics_interval=metrics_interval,
+            controllers=kernel,
         )
     return result
 
@@ -119,7 +120,15 @@ class Sampler:
             pressure = self._pressure.get(job)
             totals = pressure[1] if pressure is not None and pressure[0] == now else None
             live, live_at = (
-                live_usage(fs, need.rel, True, cpu_stat=stat, pressure=totals, reuse=self._walked),
+                live_usage(
+                    fs,
+                    need.rel,
+                    True,
+                    cpu_stat=stat,
+                    pressure=totals,
+                    reuse=self._walked,
+                    controllers=need.controllers,
+                ),
                 now,
             )
         return Usage(
