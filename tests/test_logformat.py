@@ -42,18 +42,26 @@ def finished(state: Path) -> bool:
     return {("Job/ok", "Completed"), ("Job/bad", "Error")} <= reasons
 
 
+def run_until_both_ended(
+    daemon: DaemonProcess, state: Path, *flags: str, env: dict[str, str] | None = None
+) -> None:
+    """A slot with a job that succeeds and one that fails, under a daemon with `flags`,
+    SIGTERMed once both have ended."""
+    write_slot(daemon.specs, "s")
+    write_job(daemon.specs, "ok", "s", ["true"])
+    write_job(daemon.specs, "bad", "s", ["sh", "-c", "exit 3"])
+    run_daemon(daemon, *flags, env=env)
+    wait_for(lambda: finished(state), timeout=20)
+    assert 0 == daemon.terminate()
+
+
 def test_json_lines_parse_one_per_event_with_their_fields(
     daemon: DaemonProcess, state_dir: Path
 ) -> None:
     """Every line is one JSON object; each event, action and spec error has its fields."""
-    write_slot(daemon.specs, "s")
-    write_job(daemon.specs, "ok", "s", ["true"])
-    write_job(daemon.specs, "bad", "s", ["sh", "-c", "exit 3"])
     broken = job_text("x", "s", ["true"]) + "  restartPolicy: Sometimes\n"
     (daemon.specs / "broken.yaml").write_text(broken)
-    run_daemon(daemon, "--log-format", "json")
-    wait_for(lambda: finished(state_dir), timeout=20)
-    assert 0 == daemon.terminate()
+    run_until_both_ended(daemon, state_dir, "--log-format", "json")
     lines = [json.loads(line) for line in daemon.log.read_text().splitlines()]
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     logged = [
@@ -80,15 +88,11 @@ def test_journal_stream_lines_carry_syslog_priorities(
     daemon: DaemonProcess, state_dir: Path
 ) -> None:
     """With JOURNAL_STREAM naming its stderr, each line starts with the record's priority."""
-    write_slot(daemon.specs, "s")
-    write_job(daemon.specs, "ok", "s", ["true"])
-    write_job(daemon.specs, "bad", "s", ["sh", "-c", "exit 3"])
     daemon.log.touch()
     st = os.stat(daemon.log)
-    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
-    run_daemon(daemon, env=env)
-    wait_for(lambda: finished(state_dir), timeout=20)
-    assert 0 == daemon.terminate()
+    run_until_both_ended(
+        daemon, state_dir, env=dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    )
     lines = daemon.log.read_text().splitlines()
     assert all(line[:3] in ("<6>", "<4>", "<3>") for line in lines), lines
     failed = next(line for line in lines if "Job/bad Warning Error" in line)
