@@ -81,7 +81,8 @@ def test_json_lines_parse_one_per_event_with_their_fields(
     error = next(line for line in lines if line.get("file", "").endswith("broken.yaml"))
     where = (error["level"], error["line"], error["object"], error["field"])
     assert ("error", 7, "Job/x", "spec.restartPolicy") == where
-    assert "stopping the daemon" in lines[-1]["message"]
+    # Not always the last line: a pass that SIGTERM interrupted still logs what it did.
+    assert any("stopping the daemon" in line["message"] for line in lines)
 
 
 def test_journal_stream_lines_carry_syslog_priorities(
