@@ -366,3 +366,28 @@ def test_top_before_anything_runs_says_so_and_creates_nothing(tmp_path: Path) ->
     assert "wnr: no daemon runs on this state dir: showing a dry pass" == lines[0]
     assert ["No slots found.", "No running jobs found."] == lines[-2:]
     assert (False, False) == created
+
+
+def test_the_metrics_sample_reuses_what_enforcement_read_and_matches_a_fresh_read(
+    node: Node,
+) -> None:
+    """A sample that enforces memory and pids and takes metrics gives the forker's and the
+    hog's live usage as a fresh read does (the same tasks; memory within what moves)."""
+    sampler = Sampler()
+    needs = {
+        name: Need(
+            rel=f"slot.s/job.{name}",
+            memory_over=1 << 40,
+            tasks=True,
+            metrics_interval=15.0,
+            controllers=frozenset(),
+        )
+        for name in ("forker", "hog")
+    }
+    sampled = sampler.sample(node.fs, needs, 100.0)
+    for name in needs:
+        live, fresh = sampled[name].live, live_usage(node.fs, f"slot.s/job.{name}")
+        assert live is not None
+        assert fresh is not None
+        assert (fresh.pids, SAMPLED) == (live.pids, live.source)
+        assert abs(fresh.memory_bytes - live.memory_bytes) < 8 * MiB

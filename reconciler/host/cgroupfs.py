@@ -136,10 +136,15 @@ class CgroupFS:
         and listing one (some 40 interface files) costs more than reading two of them, so
         `cgroup.stat`'s `nr_descendants` is asked first."""
         target = self.directory(rel)
-        stat = _read_interface(f"{target}/cgroup.stat")
-        if stat is not None and flat_keyed(stat).get("nr_descendants") == 0:
+        if not self.nested(rel):
             return [target]
         return [directory for directory, _, _ in os.walk(target)]
+
+    def nested(self, rel: str) -> bool:
+        """Whether cgroups are nested below this one (`cgroup.stat` nr_descendants; True
+        when that cannot be read, so that callers look)."""
+        stat = _read_interface(f"{self.directory(rel)}/cgroup.stat")
+        return stat is None or flat_keyed(stat).get("nr_descendants") != 0
 
     def read(self, rel: str, name: str) -> str | None:
         """Read an interface file, stripped; None when it does not exist (controller off)."""

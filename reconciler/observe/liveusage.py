@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from reconciler.host.cgroupfs import CgroupFS, flat_keyed
 from reconciler.model.errors import CgroupError
@@ -28,6 +29,17 @@ from reconciler.observe.workingset import (
     kernel_working_set,
     sampled_working_set,
 )
+
+
+@dataclass(frozen=True)
+class KnownProcesses:
+    """What the enforcement sampler has just read of a job cgroup with nothing nested in
+    it, so that its metrics sample does not read it again."""
+
+    pids: tuple[int, ...]
+    bounds: tuple[int, ...] | None = None  # each process's status counters, if read
+    tasks: int | None = None  # cgroup.threads counted, if read
+
 
 # What reading a cgroup that rmdir removed under us fails with.
 _VANISHED = frozenset({errno.ENOENT, errno.ENODEV})
@@ -42,12 +54,14 @@ def live_usage(
     pressure: tuple[int, int, int] | None = None,
     reuse: ProportionalCache | None = None,
     controllers: frozenset[str] | None = None,
+    known: KnownProcesses | None = None,
 ) -> LiveUsage | None:
     """What the cgroup `rel` (and everything nested in it) uses now; None once it is gone.
     With `detail`, also swap, throttling and pressure (for metrics). The sampler passes the
     `cpu.stat` text and PSI totals (microseconds) it has just read itself, the figures of
     processes whose memory did not move (`reuse`), and the controllers the cgroup has
-    (`controllers`; None: unknown), whose missing files it then does not try."""
+    (`controllers`; None: unknown), whose missing files it then does not try, and what it
+    read of the cgroup's processes (`known`)."""
     memory_files = controllers is None or "memory" in controllers
     try:
         stat = cpu_stat if cpu_stat is not None else fs.read(rel, "cpu.stat")
@@ -55,8 +69,14 @@ def live_usage(
             return None
         memory, source = (kernel_working_set(fs, rel) if memory_files else None), KERNEL
         if memory is None:
-            memory, source = sampled_working_set(fs.procs_tree(rel), reuse=reuse), SAMPLED
+            if known is not None:
+                memory = sampled_working_set(known.pids, reuse=reuse, bounds=known.bounds)
+            else:
+                memory = sampled_working_set(fs.procs_tree(rel), reuse=reuse)
+            source = SAMPLED
         pids = kernel_pids(fs, rel) if controllers is None or "pids" in controllers else None
+        if pids is None and known is not None:
+            pids = known.tasks
         usage = LiveUsage(
             cpu_seconds=usage_usec(stat) / 1e6,
             memory_bytes=memory,

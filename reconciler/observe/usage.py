@@ -23,9 +23,10 @@ from reconciler.host.statedir import StateDir
 from reconciler.model.desired import Desired
 from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.observed import Need, Observed, Stall, Usage
-from reconciler.observe.liveusage import live_usage, usage_usec
+from reconciler.model.usage import LiveUsage
+from reconciler.observe.liveusage import KnownProcesses, live_usage, usage_usec
 from reconciler.observe.pressure import stall_between, stall_totals
-from reconciler.observe.workingset import ProportionalCache, sampled_working_set
+from reconciler.observe.workingset import ProportionalCache, resident_bounds, sampled_working_set
 
 
 def needs(
@@ -106,9 +107,11 @@ class Sampler:
                 if used >= need.busy_cpus:
                     busy_at = now
         stall, stalled_at = self._stall(fs, job, need, now, last)
-        memory = None
+        memory, bounds, pids = None, None, None
         if need.memory_over is not None:
-            memory = sampled_working_set(fs.procs(need.rel), need.memory_over, swap)
+            pids = fs.procs(need.rel)
+            bounds = resident_bounds(pids, swap)
+            memory = sampled_working_set(pids, need.memory_over, swap, bounds=bounds)
         tasks = None
         if need.tasks:
             tasks = len((fs.read(need.rel, "cgroup.threads") or "").split())
@@ -116,21 +119,10 @@ class Sampler:
         if need.metrics_interval is None:
             live, live_at = None, None  # not kept while nobody reads them: they would go stale
         elif live_at is None or now - live_at >= need.metrics_interval:
-            # What this sample read already is not read again.
-            pressure = self._pressure.get(job)
-            totals = pressure[1] if pressure is not None and pressure[0] == now else None
-            live, live_at = (
-                live_usage(
-                    fs,
-                    need.rel,
-                    True,
-                    cpu_stat=stat,
-                    pressure=totals,
-                    reuse=self._walked,
-                    controllers=need.controllers,
-                ),
-                now,
-            )
+            known = None
+            if pids is not None and not fs.nested(need.rel):
+                known = KnownProcesses(pids, bounds, tasks)
+            live, live_at = self._live(fs, job, need, now, stat, known), now
         return Usage(
             sampled_at=now,
             memory_bytes=memory,
@@ -141,6 +133,30 @@ class Sampler:
             stalled_at=stalled_at,
             live=live,
             live_at=live_at,
+        )
+
+    def _live(  # noqa: PLR0917 - what this sample read already
+        self,
+        fs: CgroupFS,
+        job: str,
+        need: Need,
+        now: float,
+        stat: str | None,
+        known: KnownProcesses | None,
+    ) -> LiveUsage | None:
+        """The job's whole live usage for metrics, reading again nothing this sample read:
+        cpu.stat, the PSI totals, and (nothing nested below it) its processes and tasks."""
+        pressure = self._pressure.get(job)
+        totals = pressure[1] if pressure is not None and pressure[0] == now else None
+        return live_usage(
+            fs,
+            need.rel,
+            True,
+            cpu_stat=stat,
+            pressure=totals,
+            reuse=self._walked,
+            controllers=need.controllers,
+            known=known,
         )
 
     def _stall(

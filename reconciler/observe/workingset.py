@@ -41,6 +41,7 @@ def sampled_working_set(
     over: int | None = None,
     swap: bool = True,
     reuse: ProportionalCache | None = None,
+    bounds: tuple[int, ...] | None = None,
 ) -> int:
     """The working set of the given processes, in bytes (processes that vanished count 0).
 
@@ -48,15 +49,20 @@ def sampled_working_set(
     and never less. While that bound stays at or below `over`, so does the working set,
     and the bound is returned instead. Without swap areas there is no swap to count.
     With `reuse`, a process whose bound has not moved since its last walk is not walked
-    again (see ProportionalCache).
+    again (see ProportionalCache). `bounds`: each process's bound, already read.
     """
-    if over is not None:
-        bound = sum(_resident_bound(pid, swap) for pid in pids)
-        if bound <= over:
-            return bound
-    if reuse is not None:
-        return sum(reuse.proportional(pid, swap) for pid in pids)
+    if bounds is None and (over is not None or reuse is not None):
+        bounds = resident_bounds(pids, swap)
+    if over is not None and bounds is not None and sum(bounds) <= over:
+        return sum(bounds)
+    if reuse is not None and bounds is not None:
+        return sum(reuse.proportional(pid, swap, b) for pid, b in zip(pids, bounds, strict=True))
     return sum(_proportional(pid, swap) for pid in pids)
+
+
+def resident_bounds(pids: tuple[int, ...], swap: bool) -> tuple[int, ...]:
+    """RssAnon + RssShmem (+ VmSwap) of each process, from its `status`."""
+    return tuple(_resident_bound(pid, swap) for pid in pids)
 
 
 class ProportionalCache:
@@ -84,9 +90,11 @@ class ProportionalCache:
         for pid in old:
             del self._figures[pid]
 
-    def proportional(self, pid: int, swap: bool) -> int:
-        """The process's working set from smaps_rollup, or its last one if still good."""
-        counters = _resident_bound(pid, swap)
+    def proportional(self, pid: int, swap: bool, counters: int | None = None) -> int:
+        """The process's working set from smaps_rollup, or its last one if still good;
+        `counters`: its status counters, when already read."""
+        if counters is None:
+            counters = _resident_bound(pid, swap)
         last = self._figures.get(pid)
         if last is not None and last[0] == counters:
             return last[1]
