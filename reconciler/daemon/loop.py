@@ -56,6 +56,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MALLOC_THRESHOLD = 128 * 1024
 
 
+def installed_version() -> str:
+    """The version of the installed wnr package (daemon.json, wnr_build_info)."""
+    try:
+        return metadata.version("wnr")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def pin_malloc_thresholds() -> None:
     """Fix glibc's mmap and trim thresholds at their defaults, unless the admin set them.
 
@@ -100,10 +108,7 @@ class Daemon:
         # What runs each pass; reconciler.daemon.metrics wraps it to count passes.
         self.one_pass: Callable[[], PassResult] = reconciler.run_pass
         self.notifier = Notifier.from_environ()
-        try:
-            self.version = metadata.version("wnr")
-        except metadata.PackageNotFoundError:
-            self.version = "unknown"
+        self.version = installed_version()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping the daemon; jobs keep running", signal.Signals(signum).name)

@@ -21,7 +21,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from importlib import metadata
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -36,7 +35,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from reconciler.daemon.loop import Daemon
+from reconciler.daemon.loop import Daemon, installed_version
 from reconciler.host.atomicfile import write_bytes
 from reconciler.render.exposition import exposition
 from reconciler.render.metrics import PassCollector
@@ -94,11 +93,7 @@ class DaemonMetrics:
             registry=r,
         )
         self.info = Info("wnr_build", "The running wnr.", registry=r)
-        try:
-            version = metadata.version("wnr")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        self.info.info({"version": version})
+        self.info.info({"version": installed_version()})
         self.acted = False
         self.textfile: Textfile | None = None
         self._read_at = -DEMAND_SECONDS  # monotonic time of the last scrape
