@@ -37,6 +37,7 @@ from reconciler.observe.snapshot import observe
 from reconciler.observe.usage import Sampler, needs
 from reconciler.plan import plan
 from reconciler.plan.identity import without_held
+from reconciler.plan.memo import PlanMemo
 from reconciler.specs.loader import SpecLoader
 from reconciler.status.events import (
     action_events,
@@ -85,6 +86,8 @@ class Reconciler:
         self.applier = Applier(fs, state, clock)
         self.sampler = Sampler()
         self.membership = Membership()
+        # Running jobs' plans, kept for passes where their inputs are unchanged.
+        self.memo = PlanMemo()
         self.accounts = Accounts()
         # Set while the daemon serves metrics: how often running jobs' live usage is sampled.
         self.metrics_interval: float | None = None
@@ -127,7 +130,7 @@ class Reconciler:
         observed = self.membership.check(self.fs, desired, observed, now)
         accounts = self.accounts.look_up(users_named(desired), now)
         observed = replace(observed, accounts=accounts)
-        planned = plan(desired, observed, now, self.quarantined)
+        planned = plan(desired, observed, now, self.quarantined, self.memo)
         resample = min((n.interval for n in wanted.values()), default=None)
         stored = registration.objects
         if dry_run:

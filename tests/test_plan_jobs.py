@@ -11,10 +11,18 @@ from dataclasses import replace
 import pytest
 
 from reconciler.host.statedir import JobRecords
-from reconciler.model.actions import Action, CreateCgroup, KillCgroup, RecordEnd, RemoveCgroup
-from reconciler.model.observed import OomEvents, Placement
+from reconciler.model.actions import (
+    Action,
+    CreateCgroup,
+    KillCgroup,
+    RecordEnd,
+    RemoveCgroup,
+    Signal,
+)
+from reconciler.model.observed import OomEvents, Placement, Usage
 from reconciler.plan import Note, plan
 from reconciler.plan.jobphase import JobView, Phase
+from reconciler.plan.memo import PlanMemo
 from tests.builders import (
     RUNNING,
     attempt,
@@ -301,3 +309,20 @@ def test_a_running_job_whose_cgroup_emptied_without_oom_kills_is_an_error() -> N
     p = plan(desired(slot("a"), job("x", "a")), o, 50.0)
     assert (Phase.Failed, "Error") == (p.jobs["x"].phase, p.jobs["x"].reason)
     assert [RemoveCgroup("Job/x", "slot.a/job.x")] == list(p.actions)
+
+
+# --- plans kept between passes (reconciler.plan.memo) -----------------------------------------
+
+
+def test_a_kept_plan_of_a_running_job_is_recalled_until_its_idle_window_ends() -> None:
+    """A quiet running job's plan is recalled while its inputs stay the same, and planned afresh (IdleTimeout) once the idle window its last busy moment opened has passed."""
+    d = desired(slot("a"), job("x", "a", idle={"windowSeconds": 60, "minCpuFraction": 0.1}))
+    usage = Usage(sampled_at=100.0, busy_at=100.0)
+    o = replace(tree({"a": {}}, {"x": ("a", True)}, records={"x": RUNNING}), usage={"x": usage})
+    memo = PlanMemo()
+    first = plan(d, o, 101.0, memo=memo)
+    assert ((), None) == (first.actions, first.requeue_after)
+    assert (first, 1) == (plan(d, o, 159.0, memo=memo), memo.hits)
+    late = plan(d, o, 160.0, memo=memo)
+    assert 0 == memo.hits
+    assert ["IdleTimeout"] == [a.reason for a in late.actions if isinstance(a, Signal)]

@@ -37,6 +37,7 @@ from reconciler.model.desired import Desired, Source
 from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS
 from reconciler.model.observed import CgroupState, Observed, Placement
 from reconciler.plan import Plan, plan
+from reconciler.plan.memo import PlanMemo
 from tests.builders import DESTRUCTIVE, empty, job, node, slot
 
 CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
@@ -436,6 +437,36 @@ def test_plans_converge_after_the_specs_change(
         assert name in after.jobs
         assert slot_name in after.slots
         assert state.populated
+
+
+@SETTINGS
+@given(
+    before=desireds(),
+    after=desireds(),
+    observed=EMPTY_TREES,
+    sigterm_ends=st.booleans(),
+)
+def test_a_memo_of_earlier_passes_never_changes_a_plan(
+    before: Desired, after: Desired, observed: Observed, sigterm_ends: bool
+) -> None:
+    """Planning with the memo of earlier passes gives the very plan planning afresh gives, pass after pass, through a spec change and past every requeue time."""
+    memo, now, recalled = PlanMemo(), 1000.0, 0
+    for desired in (before, after):
+        for _ in range(MAX_PASSES):
+            # Twice on the same tree: the second pass recalls what the first kept.
+            for later in (0.0, 0.25):
+                expected = plan(desired, observed, now + later)
+                assert expected == plan(desired, observed, now + later, memo=memo)
+                recalled += memo.hits
+            if expected.actions:
+                observed = simulate(observed, expected.actions, now, sigterm_ends=sigterm_ends)
+                now += 1.0
+            elif expected.requeue_after is None:
+                break
+            else:
+                now += expected.requeue_after + 0.5
+    running = [n for n, v in expected.jobs.items() if v.phase.value == "Running"]
+    assert not running or recalled > 0
 
 
 @SETTINGS

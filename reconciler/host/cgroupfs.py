@@ -224,16 +224,25 @@ def _read_interface(target: str) -> str | None:
     except OSError as exc:
         raise CgroupError("read", target, exc.errno or errno.EIO) from exc
     try:
-        # Interface files are seq_files, which hand out about a page per read(2): read
-        # to the end (a cgroup.procs of hundreds of PIDs is longer than a page).
-        chunks = [os.read(fd, _READ_SIZE)]
-        while chunks[-1]:
-            chunks.append(os.read(fd, _READ_SIZE))
+        chunk = os.read(fd, _READ_SIZE)
+        # Interface files are seq_files. Most print their whole text in one show(), and a
+        # read(2) hands out all of it that fits the buffer: a shorter read is the end. The
+        # PID lists (cgroup.procs, cgroup.threads) print a record per PID, about a page per
+        # read(2): read those to the end.
+        if len(chunk) == _READ_SIZE or target.endswith(_ITERATED):
+            chunks = [chunk]
+            while chunks[-1]:
+                chunks.append(os.read(fd, _READ_SIZE))
+            chunk = b"".join(chunks)
     except OSError as exc:
         raise CgroupError("read", target, exc.errno or errno.EIO) from exc
     finally:
         os.close(fd)
-    return b"".join(chunks).decode().strip()
+    return chunk.decode().strip()
+
+
+# The interface files whose seq_file iterates, a record per task.
+_ITERATED = ("/cgroup.procs", "/cgroup.threads")
 
 
 def _interface(name: str) -> str:

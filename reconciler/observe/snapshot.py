@@ -38,7 +38,9 @@ def _limits(fs: CgroupFS, rel: str, controllers: frozenset[str]) -> dict[str, st
 
 
 def _populated(fs: CgroupFS, rel: str) -> bool:
-    return bool(flat_keyed(fs.read(rel, "cgroup.events")).get("populated", 0))
+    # "populated 1\nfrozen 0": read on every pass for every job, so not parsed as a whole.
+    text = fs.read(rel, "cgroup.events")
+    return text is not None and text.startswith("populated 1")
 
 
 def read_cgroup(fs: CgroupFS, rel: str, with_limits: bool = True) -> CgroupState:

@@ -75,6 +75,8 @@ class Builder:
         self.drain_starts: dict[str, float | None] = {}
         self.run_as: dict[str, RunAs] = {}
         self.wake: list[float] = []
+        # Times at which the plan would come out otherwise though no pass is due then.
+        self.turns: list[float] = []
 
     def add(self, action: Action) -> None:
         """Append an action."""
@@ -87,6 +89,12 @@ class Builder:
     def requeue_at(self, when: float) -> None:
         """Ask for another pass at `when` (the earliest such time wins)."""
         self.wake.append(when)
+
+    def turns_at(self, when: float) -> None:
+        """Say that planning at `when` would come out otherwise, without asking for a pass then
+        (a check that a fresh sample decides first): plans kept between passes
+        (reconciler.plan.memo) expire at it."""
+        self.turns.append(when)
 
     def build(self) -> Plan:
         """The finished plan."""

@@ -11,6 +11,7 @@ from reconciler.model.observed import Observed
 from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder, Plan
 from reconciler.plan.jobs import plan_slot_jobs
+from reconciler.plan.memo import PlanMemo
 from reconciler.plan.removals import plan_removals
 from reconciler.plan.runas import run_as
 from reconciler.plan.strays import plan_strays
@@ -23,10 +24,14 @@ def plan(
     observed: Observed,
     now: float,
     quarantined: Mapping[str, str] | None = None,
+    memo: PlanMemo | None = None,
 ) -> Plan:
     """Compute the actions that make the observed tree match the desired state; the jobs in
-    `quarantined` (name -> error) are reported Failed and left alone."""
+    `quarantined` (name -> error) are reported Failed and left alone. With a `memo`, running
+    jobs whose inputs did not change since the last pass it saw keep that pass's plan."""
     out = Builder(desired, observed, now, quarantined)
+    if memo is not None:
+        memo.begin()
     for obj, fields in unenforced_fields(_objects(desired)):
         for path in fields:
             out.note(f"{obj.kind}/{obj.metadata.name}", "not-enforced-yet", path)
@@ -46,7 +51,7 @@ def plan(
             if now < drain_start:
                 out.requeue_at(drain_start)
         out.drain_starts[name] = drain_start
-        plan_slot_jobs(out, slot, drain_start)
+        plan_slot_jobs(out, slot, drain_start, memo)
         draining = drain_start is not None and now >= drain_start
         running = slot.spec.state != SlotState.Draining and not draining
         grace = float(slot.spec.termination_grace_period_seconds)

@@ -28,6 +28,7 @@ from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobphase import JobView, Phase, ended_with_its_wrapper, view_under_policy
 from reconciler.plan.launch import launch, placement_refusal
+from reconciler.plan.memo import JobInputs, JobPlan, PlanMemo
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import plan_limits
 
@@ -50,12 +51,15 @@ class SlotPass:
     drain_start: float | None
 
 
-def plan_slot_jobs(out: Builder, slot: Slot, drain_start: float | None) -> None:
-    """Plan every job that names this slot."""
+def plan_slot_jobs(
+    out: Builder, slot: Slot, drain_start: float | None, memo: PlanMemo | None = None
+) -> None:
+    """Plan every job that names this slot; a running job whose inputs are unchanged gets
+    the plan `memo` kept of it last pass."""
     draining = drain_start is not None and out.now >= drain_start
     accepting = slot.spec.state == SlotState.Active and not draining
     here = SlotPass(slot, accepting, SlotQueue.of(slot), drain_start)
-    jobs = []
+    jobs: list[tuple[Job, JobInputs, JobPlan | None]] = []
     views: dict[str, JobView] = {}
     for job in spec_order(out, slot.metadata.name):
         name = job.metadata.name
@@ -64,15 +68,60 @@ def plan_slot_jobs(out: Builder, slot: Slot, drain_start: float | None) -> None:
             message = f"wnr cannot reconcile this job: {out.quarantined[name]}"
             out.jobs[name] = JobView(Phase.Failed, "ReconcileError", message)
             continue
-        with attributed(f"Job/{name}"):
-            views[name] = _view(out, job)
-        jobs.append(job)
+        inputs = _inputs(out, here, job)
+        kept = memo.recall(name, inputs, out.now) if memo is not None else None
+        if kept is not None:
+            views[name] = out.jobs[name] = kept.view
+        else:
+            with attributed(f"Job/{name}"):
+                views[name] = _view(out, job)
+        jobs.append((job, inputs, kept))
         if views[name].phase in (Phase.Starting, Phase.Running):
-            last = out.observed.records.get(name, JobRecords()).last
+            last = inputs.records.last if inputs.records is not None else None
             here.queue.take(job, last.gpus if last is not None else ())
-    for job in jobs:
-        with attributed(f"Job/{job.metadata.name}"):
-            _plan_job(out, here, job, views[job.metadata.name])
+    for job, inputs, kept in jobs:
+        if kept is not None:
+            out.notes.extend(kept.notes)
+            out.wake.extend(kept.wake)
+        else:
+            _plan_and_keep(out, here, job, views[job.metadata.name], inputs, memo)
+
+
+def _plan_and_keep(  # noqa: PLR0917 - one job's planning and what it keeps of it
+    out: Builder, here: SlotPass, job: Job, view: JobView, inputs: JobInputs, memo: PlanMemo | None
+) -> None:
+    marks = len(out.actions), len(out.notes), len(out.wake), len(out.turns)
+    with attributed(f"Job/{job.metadata.name}"):
+        _plan_job(out, here, job, view)
+    # Kept: only a running job's quiet plan. One that acts is about to change its inputs (and
+    # asks for a pass relative to now); one still in another slot depends on which slots exist.
+    moved = inputs.observed_slot not in (None, here.slot.metadata.name)
+    quiet = len(out.actions) == marks[0]
+    if memo is not None and view.phase is Phase.Running and quiet and not moved:
+        planned = JobPlan(
+            inputs,
+            view,
+            tuple(out.notes[marks[1] :]),
+            tuple(out.wake[marks[2] :]),
+            tuple(out.turns[marks[3] :]),
+        )
+        memo.keep(job.metadata.name, planned)
+
+
+def _inputs(out: Builder, here: SlotPass, job: Job) -> JobInputs:
+    name = job.metadata.name
+    where = out.observed.jobs.get(name)
+    return JobInputs(
+        job,
+        here.slot,
+        out.observed.records.get(name),
+        out.observed.usage.get(name),
+        where.cgroup if where is not None else None,
+        where.slot if where is not None else None,
+        here.drain_start,
+        out.node,
+        out.enabled,
+    )
 
 
 def _view(out: Builder, job: Job) -> JobView:
@@ -252,7 +301,10 @@ def _stop_reason(
         return "DiskLimitExceeded", f"working directory holds {used}, over disk {limit}", grace
     idle = job.spec.idle or out.node.policies.idle
     active = active_at(usage)
-    if active is not None and out.now >= active + idle.window_seconds:
+    if active is not None and out.now < active + idle.window_seconds:
+        # The sampler wakes the loop with the samples that decide it; no pass is due here.
+        out.turns_at(active + idle.window_seconds)
+    elif active is not None:
         share = f"{idle.min_cpu_fraction:.0%}"
         message = f"below {share} of its CPUs for {idle.window_seconds}s"
         if usage.stall is not None:

@@ -1,0 +1,103 @@
+"""Planner memory between passes: a running job whose inputs are what they were last pass gets
+last pass's plan of it back instead of being planned again.
+
+kubelet's PLEG relists every container cheaply and syncs only the pods that changed; here the
+relist is observe (every pass still reads every job's cgroup) and the sync is the planner. A
+running job's plan is a function of its inputs (`JobInputs`: its Job and Slot objects, its
+records, its usage sample, its cgroup as observed, its slot's drain, the Node, the root's
+controllers) and of the time. Every comparison with the time in a running job's plan asks
+for a pass at the moment it would turn out otherwise (`Builder.requeue_at`), or, where a
+fresh sample decides first, marks that moment (`Builder.turns_at`), so a kept plan holds until
+the earliest of those moments. Only running jobs whose plan asks for no action are kept: a
+pending job depends on its slot's room and on who runs it, a starting one changes by itself,
+a finished one leaves, and an action changes the job's inputs. Spec objects, records and
+usage samples are compared by identity: the spec loader, the state dir cache and the sampler
+hand out the same objects while nothing changed, and a new object only costs one planning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from reconciler.model.api import Job, NodeSpec, Slot
+from reconciler.model.observed import CgroupState, Usage
+from reconciler.model.records import JobRecords
+from reconciler.plan.builder import Note
+from reconciler.plan.jobphase import JobView
+
+
+@dataclass(frozen=True, slots=True)
+class JobInputs:
+    """Everything a running job's plan reads, but the time."""
+
+    job: Job
+    slot: Slot
+    records: JobRecords | None
+    usage: Usage | None
+    cgroup: CgroupState | None
+    observed_slot: str | None
+    drain_start: float | None
+    node: NodeSpec
+    enabled: frozenset[str]
+
+    def same(self, other: JobInputs) -> bool:
+        """Whether a plan made from `other` is this one's (the time aside)."""
+        return (
+            self.job is other.job
+            and self.slot is other.slot
+            and self.records is other.records
+            and self.usage is other.usage
+            and self.node is other.node
+            and self.drain_start == other.drain_start
+            and self.observed_slot == other.observed_slot
+            and self.enabled == other.enabled
+            and (self.cgroup is other.cgroup or self.cgroup == other.cgroup)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """A running job's part of a pass's plan that asked for no action, and until when it
+    holds."""
+
+    inputs: JobInputs
+    view: JobView
+    notes: tuple[Note, ...]
+    wake: tuple[float, ...]
+    turns: tuple[float, ...] = ()
+
+    @property
+    def until(self) -> float:
+        """The earliest time at which planning again could come out otherwise."""
+        return min((*self.wake, *self.turns), default=math.inf)
+
+
+class PlanMemo:
+    """Last pass's plans of running jobs, by job name; forgets the jobs a pass did not plan."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, JobPlan] = {}
+        self._this: dict[str, JobPlan] = {}
+        self.hits = 0  # plans handed back in the last pass (for profiles and tests)
+
+    def begin(self) -> None:
+        """A pass begins: what the previous one kept is what can be recalled."""
+        self._last, self._this = self._this, {}
+        self.hits = 0
+
+    def recall(self, name: str, inputs: JobInputs, now: float) -> JobPlan | None:
+        """Last pass's plan of this job if its inputs are the same and it still holds."""
+        kept = self._last.get(name)
+        if kept is None or now >= kept.until or not inputs.same(kept.inputs):
+            return None
+        self._this[name] = kept
+        self.hits += 1
+        return kept
+
+    def keep(self, name: str, planned: JobPlan) -> None:
+        """Remember a running job's plan for the next pass."""
+        self._this[name] = planned
+
+    def __len__(self) -> int:
+        return len(self._this)
