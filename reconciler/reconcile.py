@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from reconciler.apply.applier import Applier
@@ -26,13 +26,17 @@ from reconciler.apply.registry import Registry
 from reconciler.apply.statekeeper import StateKeeper
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.eventlog import EventLog
+from reconciler.host.exits import ExitWatch
 from reconciler.host.objectstore import ObjectStore, StatusBoard
-from reconciler.host.process import reap
+from reconciler.host.process import is_wrapper, reap
 from reconciler.host.statedir import StateDir
+from reconciler.model.actions import Action
 from reconciler.model.desired import Desired
 from reconciler.model.event import Event, stray_events
+from reconciler.model.observed import Observed
 from reconciler.observe.accounts import Accounts, users_named
 from reconciler.observe.membership import Membership
+from reconciler.observe.quiet import QuietJobs, running_wrappers
 from reconciler.observe.snapshot import observe
 from reconciler.observe.usage import Sampler, needs
 from reconciler.plan import plan
@@ -88,6 +92,10 @@ class Reconciler:
         self.membership = Membership()
         # Running jobs' plans, kept for passes where their inputs are unchanged.
         self.memo = PlanMemo()
+        # The wrappers' pidfds (the daemon's waker sleeps on them too), and the running jobs
+        # whose cgroup and records the next pass need not read again.
+        self.exits = ExitWatch()
+        self.quiet = QuietJobs()
         self.accounts = Accounts()
         # Set while the daemon serves metrics: how often running jobs' live usage is sampled.
         self.metrics_interval: float | None = None
@@ -106,11 +114,13 @@ class Reconciler:
         self._phases_dirty = False
 
     def run_pass(self, dry_run: bool = False) -> PassResult:
-        """Read everything, plan, and apply the plan unless this is a dry run."""
+        """Read everything (but the quiet jobs: reconciler.observe.quiet), plan, and apply the
+        plan unless this is a dry run."""
+        recreated = False
         if not dry_run:
             reap()
-            # The remembered phases went with a deleted state dir: write them again.
-            if self.keeper.recreate(self.clock()):
+            recreated = self.keeper.recreate(self.clock())
+            if recreated:
                 # What the deleted state dir held is written again from memory: the phases
                 # reported, each object's identity and its published status.
                 self._phases_dirty = True
@@ -119,8 +129,9 @@ class Reconciler:
                 self._published = (None, 0.0)
         desired = self.loader.load()
         site = desired.node.spec.site_overrides if desired.node is not None else None
-        observed = observe(self.fs, self.state, site)
         now = self.clock()
+        quiet = self.quiet.for_pass(self.exits.take_exited(), now, full=recreated)
+        observed = read = observe(self.fs, self.state, site, quiet)
         if not dry_run:
             observed = self.keeper.before_plan(observed, now)
         registration = self.registry.register(desired, observed, now, dry_run)
@@ -140,10 +151,20 @@ class Reconciler:
         fault = self.applier.fault if planned.actions else None
         self.keeper.after_apply(planned.actions, fault, now)
         observed = replace(observed, state_fault=self.keeper.fault)
+        self._keep_quiet(read, observed, planned.actions)
         result = PassResult(desired, observed, planned, tuple(failures), resample, spawned, stored)
         reported = self._report(result, now)
         self._publish(result, now, reported)
         return result
+
+    def _keep_quiet(self, read: Observed, planned: Observed, actions: Sequence[Action]) -> None:
+        """Watch the running jobs' wrappers and keep, for the next pass, the jobs whose
+        reading it may reuse (reconciler.observe.quiet)."""
+        for pid in running_wrappers(planned).values():
+            if not self.exits.watching(pid) and is_wrapper(pid):
+                self.exits.watch(pid)
+        touched = {action.obj for action in actions}
+        self.quiet.keep(read, planned, touched, self.exits.watching)
 
     def _publish(self, result: PassResult, now: float, reported: bool) -> None:
         """Publish every object's status; never fails the pass (logged once per error).

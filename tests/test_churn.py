@@ -10,6 +10,7 @@ write is put in place between the two reads.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.daemon.loop import pin_malloc_thresholds
@@ -33,8 +34,8 @@ class EndsMeanwhile(StateDir):
         # A live PID that is no wrapper: what a wrapper that has exited looks like to is_wrapper.
         write_json(str(self.attempt_path(job, 1).with_suffix(".pid")), {"wrapperPid": os.getpid()})
 
-    def read_all(self) -> dict[str, JobRecords]:
-        records = super().read_all()
+    def read_all(self, known: Mapping[str, JobRecords] | None = None) -> dict[str, JobRecords]:
+        records = super().read_all(known)
         write_json(str(self.attempt_path(self.job, 1)), ENDED)
         return records
 

@@ -24,6 +24,23 @@ def test_a_watched_process_exit_ends_the_wait() -> None:
         waker.close()
 
 
+def test_exits_seen_in_one_wait_are_all_taken_by_the_next_pass() -> None:
+    """Several watched processes ending before one wait wake it once, and the exit watch the pass reads names every one of them."""
+    waker = Waker()
+    children = [subprocess.Popen(["true"]) for _ in range(3)]
+    try:
+        for child in children:
+            waker.watch_exit(child.pid)
+        for child in children:
+            child.wait()
+        assert waker.wait(30.0)
+        assert {c.pid for c in children} == waker.exits.take_exited()
+        assert 0 == len(waker.exits)
+        assert not waker.wait(0.05)
+    finally:
+        waker.close()
+
+
 def test_nothing_watched_times_out() -> None:
     """With no event the wait ends at its timeout and says it was not woken."""
     waker = Waker()

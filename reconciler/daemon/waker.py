@@ -17,44 +17,33 @@ import contextlib
 import errno
 import logging
 import os
-import resource
 import select
 import time
 from collections.abc import Callable, Iterable
+
+from reconciler.host.exits import ExitWatch, Watched
 
 log = logging.getLogger("wnr.daemon")
 
 # PIDs found gone on registration: each wakes the loop once, not on every pass.
 _GONE_MEMORY = 4096
-# Descriptors left for everything else the daemon opens (cgroup files, records, specs).
-_RESERVED_FDS = 256
-
-
-def _fd_budget() -> int:
-    """How many descriptors the waker may hold: the soft limit less the reserve. `wnr run`
-    raised it to the hard limit first (reconciler.host.process.raise_descriptor_limit); the
-    wrappers give their payloads the soft limit it started with back."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 20
-    return max(0, soft - _RESERVED_FDS)
 
 
 class Waker:
     """A poll set the loop waits on; `wake` may be called from any thread or a signal handler."""
 
-    def __init__(self) -> None:
+    def __init__(self, exits: ExitWatch | None = None) -> None:
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._poll = select.poll()
         self._poll.register(self._read, select.POLLIN)
-        self._pidfds: dict[int, int] = {}  # fd -> pid
-        self._pids: set[int] = set()
+        # The wrappers' pidfds, shared with the reconciler (which learns from them which
+        # running jobs changed); this poll set mirrors them.
+        self.exits = exits if exits is not None else ExitWatch()
         self._events: dict[str, int] = {}  # cgroup.events path -> fd
         self._gone: set[int] = set()
         self._readers: dict[int, Callable[[], bool]] = {}  # fd -> what drains it
         self._pending = False
         self._warned: set[int | None] = set()
-        self._budget = _fd_budget()
 
     def wake(self) -> None:
         """End the current or next wait at once."""
@@ -69,30 +58,29 @@ class Waker:
 
     def watching(self, pid: int) -> bool:
         """Whether this process's exit is watched already."""
-        return pid in self._pids
+        return self.exits.watching(pid)
 
     def watch_exit(self, pid: int) -> None:
         """Wake when this process exits; kept until it does."""
-        if pid in self._pids:
-            return
-        if not self._room():
-            return
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
+        watched = self.exits.watch(pid, others=len(self._events))
+        if watched is Watched.GONE and pid not in self._gone:
             # Gone (and reaped) since the pass read its record: look once more.
-            if pid not in self._gone:
-                if len(self._gone) > _GONE_MEMORY:
-                    self._gone.clear()
-                self._gone.add(pid)
-                self._pending = True
-            return
-        except OSError as exc:
-            self._cannot_watch(exc)
-            return
-        self._pids.add(pid)
-        self._pidfds[fd] = pid
-        self._poll.register(fd, select.POLLIN)
+            if len(self._gone) > _GONE_MEMORY:
+                self._gone.clear()
+            self._gone.add(pid)
+            self._pending = True
+        elif watched is Watched.REFUSED and self.exits.refusal is not None:
+            self._cannot_watch(self.exits.refusal)
+        self._mirror()
+
+    def _mirror(self) -> None:
+        """Poll the pidfds the exit watch holds now."""
+        for opened, fd in self.exits.changes():
+            if opened:
+                self._poll.register(fd, select.POLLIN)
+            else:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._poll.unregister(fd)
 
     def watch_emptying(self, events_files: Iterable[str]) -> None:
         """Wake when one of these `cgroup.events` files changes; replaces the previous set."""
@@ -127,6 +115,7 @@ class Waker:
         A reader whose drain finds nothing that matters (a spec file only just created, not
         yet written) does not end the sleep.
         """
+        self._mirror()  # the pass may have watched or taken exits itself
         if self._pending:
             self._pending = False
             timeout = 0.0
@@ -152,24 +141,26 @@ class Waker:
             return True
         if fd in self._readers:
             return self._readers[fd]()
-        if fd in self._pidfds:
-            self._pids.discard(self._pidfds.pop(fd))
-            self._close(fd)
+        if self.exits.owns(fd):
+            self.exits.collect()  # the pass takes the exits; the descriptors close now
+            self._mirror()
             return True
         # A changed cgroup.events: the next pass decides whether to watch it again.
         for path, known in list(self._events.items()):
             if known == fd:
                 del self._events[path]
-        self._close(fd)
+                self._close(fd)
+                return True
+        # Neither: a pidfd the same poll reported, closed by the collect of an earlier one.
         return True
 
     def close(self) -> None:
         """Release every descriptor."""
-        for fd in [*self._pidfds, *self._events.values()]:
+        for fd in self._events.values():
             self._close(fd)
-        self._pidfds.clear()
-        self._pids.clear()
         self._events.clear()
+        self.exits.close()
+        self._mirror()
         os.close(self._read)
         os.close(self._write)
 
@@ -180,9 +171,10 @@ class Waker:
 
     def _room(self) -> bool:
         """Whether one more descriptor fits the budget; past it, timers and resync notice."""
-        if len(self._pidfds) + len(self._events) < self._budget:
+        budget = self.exits.budget
+        if len(self.exits) + len(self._events) < budget:
             return True
-        self._cannot_watch(OSError(errno.EMFILE, f"{self._budget} descriptors in use for waking"))
+        self._cannot_watch(OSError(errno.EMFILE, f"{budget} descriptors in use for waking"))
         return False
 
     def _cannot_watch(self, exc: OSError) -> None:

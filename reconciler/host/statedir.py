@@ -91,9 +91,11 @@ class StateDir:
         """The default working directory of a job."""
         return Path(layout.work_dir(self.root, job))
 
-    def read_all(self) -> dict[str, JobRecords]:
+    def read_all(self, known: Mapping[str, JobRecords] | None = None) -> dict[str, JobRecords]:
         """The records of every job that has a directory; a directory unchanged since it was
-        last read (and settled) is not read again."""
+        last read (and settled) is not read again, nor are the `known` jobs' (the caller knows
+        their records cannot have changed), which keep the records given."""
+        known = known or {}
         try:
             with os.scandir(self.jobs) as listing:
                 entries = {e.name: e for e in listing if e.is_dir(follow_symlinks=False)}
@@ -104,6 +106,13 @@ class StateDir:
         found: dict[str, JobRecords] = {}
         settled: dict[str, tuple[tuple[int, int], JobRecords]] = {}
         for name in sorted(entries):
+            given = known.get(name)
+            if given is not None:
+                found[name] = given
+                kept = self._settled.get(name)
+                if kept is not None:
+                    settled[name] = kept
+                continue
             try:
                 st = entries[name].stat(follow_symlinks=False)
             except FileNotFoundError:

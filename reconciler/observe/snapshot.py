@@ -1,13 +1,15 @@
 """Observe: read the owned cgroup tree and the state dir into frozen dataclasses for the planner.
 
-One call per pass reads everything (level-based). PIDs come from each
-cgroup's `cgroup.procs`, never from walking every process on the host; limit
-files are read only for controllers the cgroup has.
+One call per pass reads everything (level-based) but what cannot have changed since the
+last pass read it: the quiet running jobs (reconciler.observe.quiet), whose earlier reading
+is reused. PIDs come from each cgroup's `cgroup.procs`, never from walking every process on
+the host; limit files are read only for controllers the cgroup has.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from reconciler.host.cgroupfs import CgroupFS, flat_keyed, is_owned_name
@@ -19,6 +21,7 @@ from reconciler.model.limits import CONTROLLER_OF
 from reconciler.model.observed import CgroupState, Observed, OomEvents, Placement
 from reconciler.model.records import LIVE_PHASES, AttemptPhase
 from reconciler.observe.nodefacts import cached
+from reconciler.observe.quiet import QuietJob
 
 
 def _split(text: str | None) -> frozenset[str]:
@@ -81,13 +84,21 @@ def read_leaf(fs: CgroupFS, rel: str, controllers: frozenset[str]) -> CgroupStat
     )
 
 
-def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) -> Observed:
-    """Read the owned tree below the root, every job's records, and the node's facts."""
+def observe(
+    fs: CgroupFS,
+    state: StateDir,
+    site_overrides: str | None = None,
+    quiet: Mapping[str, QuietJob] | None = None,
+) -> Observed:
+    """Read the owned tree below the root, every job's records, and the node's facts; for
+    the `quiet` jobs (reconciler.observe.quiet), what the last pass read is reused."""
+    quiet = quiet or {}
     try:
         parent_controllers = _split(fs.read_parent("cgroup.subtree_control"))
     except CgroupError:
         parent_controllers = frozenset()  # an unreadable parent delegates nothing wnr can use
-    records = {name: check_starting(state, name, r) for name, r in state.read_all().items()}
+    read = state.read_all({name: q.records for name, q in quiet.items()})
+    records = {name: check_starting(state, name, r) for name, r in read.items()}
     known = Observed(
         str(fs.root),
         None,
@@ -103,7 +114,7 @@ def observe(fs: CgroupFS, state: StateDir, site_overrides: str | None = None) ->
     if not fs.exists(""):
         return known
     root = read_cgroup(fs, "", with_limits=False)
-    tree = _read_tree(fs, root)
+    tree = _read_tree(fs, root, quiet)
     return replace(
         known,
         root=root,
@@ -125,7 +136,7 @@ class _Tree:
     foreign: list[str] = field(default_factory=list)
 
 
-def _read_tree(fs: CgroupFS, root: CgroupState) -> _Tree:
+def _read_tree(fs: CgroupFS, root: CgroupState, quiet: Mapping[str, QuietJob]) -> _Tree:
     tree = _Tree()
     for child in root.children:
         if not child.startswith("slot.") or not is_owned_name(child):
@@ -139,10 +150,17 @@ def _read_tree(fs: CgroupFS, root: CgroupState) -> _Tree:
         for grandchild in slot.children:
             rel = f"{child}/{grandchild}"
             if grandchild.startswith("job.") and is_owned_name(grandchild):
-                tree.jobs[grandchild.removeprefix("job.")] = Placement(
-                    slot_name,
-                    read_leaf(fs, rel, enabled),
-                )
+                name = grandchild.removeprefix("job.")
+                kept = quiet.get(name)
+                # Read again when its slot enabled other controllers: other limit files.
+                if (
+                    kept is not None
+                    and kept.placement.slot == slot_name
+                    and kept.placement.cgroup.controllers == enabled
+                ):
+                    tree.jobs[name] = kept.placement
+                else:
+                    tree.jobs[name] = Placement(slot_name, read_leaf(fs, rel, enabled))
             elif grandchild.startswith("agent.") and is_owned_name(grandchild):
                 index = int(grandchild.removeprefix("agent."))
                 tree.agents[(slot_name, index)] = read_leaf(fs, rel, enabled)
