@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report
+from bench import curve, report
 from bench.goals import QUICK, Row, Sizes, idle_bound, met, rows
 
 HYBRID = {
@@ -136,3 +136,73 @@ def test_the_goal_column_marks_ratio_bounds() -> None:
     """The table writes a ratio bound with an x, an absolute one without."""
     text = report.table(_result({}))
     assert ("| <= 1.5x |" in text, "| <= 4 |" in text) == (True, True)
+
+
+def _fleet(jobs: int, **figures: float) -> dict[str, list[float]]:
+    return {curve.key(jobs, name): [value] for name, value in figures.items()}
+
+
+def _point(points: list[dict[str, Any]], jobs: int, key: str) -> dict[str, Any]:
+    found = [p for p in points if p["jobs"] == jobs and p["key"] == key]
+    assert 1 == len(found)
+    return found[0]
+
+
+def test_the_curve_gives_the_ratio_and_the_cost_per_job_from_the_previous_size() -> None:
+    """From 1,000 to 2,000 jobs a cold start going from 2 s to 4 s costs 2 ms per added job."""
+    metrics = {**_fleet(1000, cold=2.0, floor=1.0), **_fleet(2000, cold=4.0, floor=2.0)}
+    points = curve.points(metrics, [2000, 1000], judged=False)
+    first, second = _point(points, 1000, "cold"), _point(points, 2000, "cold")
+    assert (None, 2.0, 2.0, 2.0) == (
+        first["per_job"],
+        first["ratio"],
+        second["per_job"],
+        second["ratio"],
+    )
+
+
+def test_the_curves_goals_are_judged_at_2000_jobs_in_full_mode_only() -> None:
+    """At 2,000 jobs the no-op pass at 2.5x its floor read misses 2x; at 1,000, or quick, nothing is judged."""
+    metrics = {**_fleet(1000, noop=25.0, read=10.0), **_fleet(2000, noop=25.0, read=10.0)}
+    full = curve.points(metrics, [1000, 2000], judged=True)
+    quick = curve.points(metrics, [1000, 2000], judged=False)
+    assert (None, False, "<= 2x", None) == (
+        _point(full, 1000, "noop")["met"],
+        _point(full, 2000, "noop")["met"],
+        _point(full, 2000, "noop")["goal"],
+        _point(quick, 2000, "noop")["met"],
+    )
+
+
+def test_every_running_wrapper_needs_its_pidfd() -> None:
+    """pidfds equal to the live wrappers meet the goal; one short misses it."""
+    met_ = curve.points(_fleet(2000, pidfds=2032, wrappers=2032), [2000], judged=True)
+    short = curve.points(_fleet(2000, pidfds=2031, wrappers=2032), [2000], judged=True)
+    assert (True, False, "== 1x") == (
+        _point(met_, 2000, "pidfds")["met"],
+        _point(short, 2000, "pidfds")["met"],
+        _point(met_, 2000, "pidfds")["goal"],
+    )
+
+
+def test_the_rss_added_per_job_from_256_to_2000_is_judged_in_kib() -> None:
+    """RSS from 40 MiB to 74 MiB over 1,744 added jobs is about 20 KiB per job: over 16."""
+    metrics = {**_fleet(256, rss=40.0), **_fleet(2000, rss=74.0)}
+    span = _point(curve.points(metrics, [256, 2000], judged=True), 2000, "rss_span")
+    assert (round(34 * 1024 / 1744, 4), False) == (span["per_job"], span["met"])
+
+
+def test_no_rss_span_without_both_sizes() -> None:
+    """Without a 256-job fleet there is no RSS-per-job goal to judge."""
+    points = curve.points(_fleet(2000, rss=74.0), [1000, 2000], judged=True)
+    assert [] == [p for p in points if p["key"] == "rss_span"]
+
+
+def test_check_exits_3_on_a_missed_curve_goal() -> None:
+    """A missed curve goal alone, in full mode, fails --check and is named."""
+    data = _result({})
+    data["curve"] = curve.points(_fleet(2000, exit=40.0, events=10.0), [2000], judged=True)
+    assert (3, ["2000 jobs: job exit -> recorded (4, goal <= 1.5x)"]) == (
+        report.exit_status(data, True),
+        report.misses(data),
+    )
