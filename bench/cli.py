@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import churn, curve, report
+from bench import churn, curve, plot, report
 from bench.common import BenchError, Sandbox
 from bench.goals import QUICK, Sizes
 from bench.run import Bench
@@ -54,7 +54,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=("table", "scale"), help="only the table's scenarios, or only the curve"
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--plot", type=Path, help="also draw the per-job curve as this PNG")
+    parser.add_argument(
+        "--from", dest="source", type=Path, help="with --plot: replot this JSON, measure nothing"
+    )
+    args = parser.parse_args(argv)
+    if args.source is not None and args.plot is None:
+        parser.error("--from replots a saved result: it needs --plot FILE.png")
+    return args
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -70,6 +77,8 @@ def _sizes(text: str) -> tuple[int, ...]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every scenario was measured (see the module for 1 and 3)."""
     args = parse_args(argv)
+    if args.source is not None:
+        return replot(args.source, args.plot)
     sizes = QUICK if args.quick else Sizes()
     if args.jobs is not None:
         sizes = replace(sizes, scale_jobs=args.jobs)
@@ -131,6 +140,19 @@ def show(result: dict[str, Any], bench: Bench, args: argparse.Namespace) -> None
         print(report.compare(result, report.load(args.compare)))
     if args.json is not None:
         report.save(result, args.json)
+    if args.plot is not None and "curve" in result:
+        plot.plot(result, args.plot)
+
+
+def replot(source: Path, target: Path) -> int:
+    """`--plot FILE.png --from RESULT.json`: the saved curve, printed and drawn; 1 without one."""
+    data = report.load(source)
+    if not data.get("curve"):
+        print(f"bench: {source} holds no per-job curve", file=sys.stderr)
+        return 1
+    print(curve.table(data["curve"]))
+    plot.plot(data, target)
+    return 0
 
 
 def _verdict(result: dict[str, Any], check: bool) -> int:

@@ -169,12 +169,12 @@ def misses(data: Mapping[str, Any]) -> list[str]:
     for row in data["rows"]:
         if row.get("goal_kind") == "ratio" and row["met"] is False:
             missed.append(
-                f"{row['scenario']} vs {row['peer']} ({row['ratio']:g}, goal {_goal(row)})"
+                f"{row['scenario']} vs {row['peer']} ({row['ratio']:.3g}, goal {_goal(row)})"
             )
     for point in data.get("curve", []):
         if point["met"] is False:
             figure = f"{point['jobs']} jobs: {point['metric']}"
-            missed.append(f"{figure} ({point['judged']:g}, goal {point['goal']})")
+            missed.append(f"{figure} ({point['judged']:.3g}, goal {point['goal']})")
     return missed
 
 

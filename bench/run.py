@@ -60,9 +60,13 @@ class Bench:
         for jobs in self.s.scale_jobs:
 
             def one(jobs: int = jobs) -> None:
-                figures = scale.measure(self.box, jobs, f"n{run}-{jobs}", self.s.samples, 5)
-                for name, value in figures.items():
-                    self.put(curve.key(jobs, name), value)
+                figures: dict[str, float] = {}
+                try:
+                    tag, samples = f"n{run}-{jobs}", self.s.samples
+                    scale.measure(self.box, jobs, tag, figures, samples=samples, repeats=5)
+                finally:  # what was measured before a failure still counts
+                    for name, value in figures.items():
+                        self.put(curve.key(jobs, name), value)
 
             slots = len(scale.slot_names(jobs))
             self.step(run, f"scale: {jobs} jobs in {slots} slots, each with an agent", one)

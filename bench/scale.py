@@ -104,10 +104,12 @@ def _watched(daemon: WnrDaemon, wanted: int) -> Callable[[], bool]:
     return lambda: live_wrappers(daemon) >= wanted and pidfds(daemon.pid) >= wanted
 
 
-def measure(box: Sandbox, jobs: int, tag: str, samples: int, repeats: int) -> dict[str, float]:
-    """One size's figures (keys as in bench.curve.METRICS, in their units), on a daemon of
-    its own, torn down at the end."""
-    out: dict[str, float] = {}
+def measure(
+    box: Sandbox, jobs: int, tag: str, out: dict[str, float], *, samples: int, repeats: int
+) -> None:
+    """One size's figures into `out` (keys as in bench.curve.METRICS, in their units) as they
+    are measured, so that a step failing keeps the ones before it; on a daemon of its own,
+    torn down at the end."""
     names = job_names(jobs)
     daemon = WnrDaemon(box, tag)
     try:
@@ -122,7 +124,8 @@ def measure(box: Sandbox, jobs: int, tag: str, samples: int, repeats: int) -> di
             wait_until("every wrapper watched", _watched(daemon, wanted), 10 + jobs / 200, 0.2)
         out["rss"] = status_kib(daemon.pid) / 1024
         out["pidfds"], out["wrappers"] = pidfds(daemon.pid), live_wrappers(daemon)
-        exits = latency.job_exit(daemon, [f"exit{tag}-{i}" for i in range(samples)])
+        ended = [f"exit{tag}-{i}" for i in range(samples)]
+        exits = latency.job_exit(daemon, ended, timeout=10 + jobs / 40)
         out["exit"] = 1e3 * median(exits)
         out["events"] = 1e3 * latency.cgroup_events_latency(box, samples, tag)
         daemon.stop()
@@ -131,4 +134,3 @@ def measure(box: Sandbox, jobs: int, tag: str, samples: int, repeats: int) -> di
     finally:
         daemon.teardown()
     out["floor"] = coldstart.floor(box, jobs, tag)
-    return out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from bench import curve, report
+import pytest
+
+from bench import curve, plot, report
 from bench.goals import QUICK, Row, Sizes, idle_bound, met, rows
 
 HYBRID = {
@@ -206,3 +209,16 @@ def test_check_exits_3_on_a_missed_curve_goal() -> None:
         report.exit_status(data, True),
         report.misses(data),
     )
+
+
+def test_the_curve_plots_to_a_png(tmp_path: Path) -> None:
+    """--plot writes a PNG of a saved curve (skipped where matplotlib is not installed)."""
+    pytest.importorskip("matplotlib")
+    metrics = {
+        **_fleet(256, cold=1.0, floor=0.5, rss=40.0),
+        **_fleet(2000, cold=8.0, floor=4.0, rss=70.0),
+    }
+    data = {**_result({}), "curve": curve.points(metrics, [256, 2000], judged=True)}
+    target = tmp_path / "curve.png"
+    plot.plot(data, target)
+    assert b"\x89PNG" == target.read_bytes()[:4]
