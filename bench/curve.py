@@ -139,6 +139,8 @@ def _rss_span(
 def _num(value: float | None) -> str:
     if value is None:
         return "-"
+    if value == int(value) and abs(value) >= 10:  # counts (pidfds), and round figures
+        return str(int(value))
     digits = 3 if abs(value) < 1 else 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
     return f"{value:.{digits}f}"
 

@@ -69,7 +69,7 @@ class Bench:
                         self.put(curve.key(jobs, name), value)
 
             slots = len(scale.slot_names(jobs))
-            self.step(run, f"scale: {jobs} jobs in {slots} slots, each with an agent", one)
+            self.step(run, f"scale: {jobs} jobs in {slots} slot(s), each with an agent", one)
 
     def run(self, run: int) -> None:
         """Every scenario of the table once."""
