@@ -29,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from bench import report
+from bench import goals, report
 from bench.common import BenchError, Sandbox, cpu_seconds, pss_kib, status_kib, wait_until
 from bench.wnr import SLOT, EventTail, WnrDaemon, job_yaml, slot_yaml
 
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the --quick size")
     parser.add_argument("--jobs", type=int, default=None, help="jobs in all (default: the size's)")
     args = parser.parse_args(argv)
-    sizes = report.QUICK if args.quick else report.Sizes()
+    sizes = goals.QUICK if args.quick else goals.Sizes()
     if args.jobs is not None:
         sizes = replace(sizes, churn_jobs=args.jobs)
     try:

@@ -53,8 +53,11 @@ def spec_change(daemon: WnrDaemon, names: list[str]) -> tuple[list[float], list[
     return applied, running
 
 
-def job_exit(daemon: WnrDaemon, names: list[str], gap: float = 0.4) -> list[float]:
-    """Per job: seconds from its payload's exit to the daemon's `Completed` event."""
+def job_exit(
+    daemon: WnrDaemon, names: list[str], gap: float = 0.4, timeout: float = 10.0
+) -> list[float]:
+    """Per job: seconds from its payload's exit to the daemon's `Completed` event; `timeout`
+    beyond the last exit (passes among thousands of jobs take longer)."""
     for i, name in enumerate(names):
         command = ("sleep", f"{1.0 + gap * i:.1f}")
         (daemon.specs / f"job-{name}.yaml").write_text(job_yaml(name, command))
@@ -86,7 +89,7 @@ def job_exit(daemon: WnrDaemon, names: list[str], gap: float = 0.4) -> list[floa
                 seen.setdefault(obj, now)
         return len(seen) == len(names)
 
-    wait_until("the jobs' Completed events", completed, 10 + gap * len(names), interval=POLL)
+    wait_until("the jobs' Completed events", completed, timeout + gap * len(names), interval=POLL)
     latencies = []
     for name in names:
         record = daemon.record(name) or {}

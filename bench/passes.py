@@ -91,6 +91,23 @@ def measure(daemon: WnrDaemon, names: list[str], repeats: int) -> PassTimes:
     return PassTimes(median(noop), median(sampling), median(reload_wall), median(reload_cpu))
 
 
+def noop_cpu(daemon: WnrDaemon, repeats: int) -> float:
+    """Median CPU seconds of a no-op pass, after two warm-up passes (any fleet: nothing is
+    edited, unlike `measure`)."""
+    if daemon.alive():
+        raise BenchError("stop the daemon before passes are run in-process")
+    reconciler = reconciler_for(daemon)
+    for _ in range(2):
+        reconciler.run_pass()
+    times = []
+    for _ in range(repeats):
+        cpu, _wall, actions = _timed(reconciler)
+        if actions:
+            raise BenchError(f"a no-op pass planned {actions} actions")
+        times.append(cpu)
+    return median(times)
+
+
 def scrape_cpu(daemon: WnrDaemon, running: int, repeats: int) -> float:
     """Median CPU seconds of one metrics scrape (collect and text exposition) of the fleet,
     from a pass that sampled every job for metrics."""

@@ -1,9 +1,10 @@
 """The benchmark's table, its JSON form, the machine description and comparison with a JSON file.
 
 A metric is a key with one value per run, already in its row's unit. A row
-pairs a wnr metric (median over the runs, spread = min-max) with a peer's
-metric measured in the same runs, and shows wnr / peer. Goals come from the
-issue; rows without one (in parentheses) are informational.
+(bench.goals) pairs a wnr metric (median over the runs, spread = min-max)
+with a peer's metric measured in the same runs, and shows wnr / peer. Goals
+come from the issue, most of them ratio bounds on wnr / peer; rows without
+one (in parentheses) are informational. `exit_status` is what `--check` asserts.
 """
 
 from __future__ import annotations
@@ -15,120 +16,15 @@ import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, median
+from bench.goals import Sizes, met, rows
 from reconciler.observe.mounts import cgroup2_mounts
 
-FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """How big each scenario is."""
-
-    cold_small: int = 100
-    cold_large: int = 256  # also the fleet the steady-state scenarios run among
-    samples: int = 5  # latency samples per run
-    drain_processes: int = 100
-    idle_window: float = 60.0
-    pass_repeats: int = 10
-    churn_jobs: int = 10_000  # run once per invocation, in the first run
-    churn_in_flight: int = 16
-
-
-QUICK = Sizes(
-    cold_small=20, cold_large=50, samples=2, drain_processes=20, idle_window=5.0, churn_jobs=300
-)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line: a wnr metric, its goal (None: informational), and a peer's metric."""
-
-    scenario: str
-    unit: str
-    goal: float | None
-    wnr: str
-    peer: str = ""
-    peer_key: str = ""
-    sized: bool = True  # its goal is for the full sizes only
-
-
-def rows(s: Sizes) -> list[Row]:
-    """The table, in the issue's order."""
-    n, m, p = s.cold_small, s.cold_large, s.drain_processes
-    c = f"churn: {s.churn_jobs} jobs, {s.churn_in_flight} in flight"
-    return [
-        Row(f"cold start: {n} jobs", "s", 0.5, "cold_small", "supervisord", "sup_small"),
-        Row(f"cold start: {n} jobs", "s", 0.5, "cold_small", "floor", "floor_small"),
-        Row(
-            f"  (daemon launched on {n} specs)", "s", None, "boot_small", "supervisord", "sup_small"
-        ),
-        Row(f"cold start: {m} jobs", "s", 1.2, "cold_large", "floor", "floor_large"),
-        Row(f"cold start: {m} jobs", "s", 1.2, "cold_large", "supervisord", "sup_large"),
-        Row(f"no-op pass, {m} jobs (CPU)", "ms", 20, "noop", "read procs+cpu.stat", "noop_peer"),
-        Row("  (pass taking usage samples, CPU)", "ms", None, "noop_sampling"),
-        Row(f"metrics scrape, {m} jobs (CPU)", "ms", None, "scrape", "no-op pass", "noop"),
-        Row("  metrics scrape / no-op pass (CPU)", "x", 1.0, "scrape_ratio", sized=False),
-        Row(f"spec change -> applied, {m} jobs", "ms", 100, "spec", "watchfiles default", "wf"),
-        Row(f"spec change -> applied, {m} jobs", "ms", 100, "spec", "inotify alone", "inotify"),
-        Row("  (-> payload running)", "ms", None, "spec_running", "inotify alone", "inotify"),
-        Row(
-            f"job exit -> status recorded, {m} jobs",
-            "ms",
-            100,
-            "exit",
-            "cgroup.events",
-            "exit_peer",
-        ),
-        Row(f"daemon memory, {m} jobs (RSS)", "MiB", 48, "mem", "supervisord", "mem_sup"),
-        Row("  (daemon Pss)", "MiB", None, "mem_pss", "supervisord Pss", "mem_sup_pss"),
-        Row(
-            "per-job overhead (wrapper RSS)",
-            "MiB",
-            4,
-            "job_rss",
-            "JVM, JobAgent flags",
-            "jvm",
-            False,
-        ),
-        Row("per-job overhead (wrapper RSS)", "MiB", 4, "job_rss", "sh", "sh", False),
-        Row("  (wrapper Pss)", "MiB", None, "job_pss", "JVM Pss", "jvm_pss"),
-        Row(f"idle daemon CPU, {m} jobs", "% core", 0.5, "idle", "supervisord", "idle_sup"),
-        Row(
-            "  idle, metrics on, not scraped",
-            "% core",
-            0.5,
-            "idle_metrics_quiet",
-            "metrics off",
-            "idle",
-        ),
-        Row(
-            "  idle, metrics on, scraped every 15 s",
-            "% core",
-            0.5,
-            "idle_metrics",
-            "metrics off",
-            "idle",
-        ),
-        Row(f"drain: {p} processes, grace 0", "ms", 50, "drain", "cgroup.kill alone", "kill"),
-        Row(f"reload: {m} files, one edited", "ms", 50, "reload", "ruamel round-trip", "rt"),
-        Row("  (reload pass CPU)", "ms", None, "reload_cpu"),
-        Row(f"({c})", "jobs/s", None, "churn_rate"),
-        Row(f"{c}: time per job, last / first window", "x", 1.2, "churn_flat"),
-        Row("  (time per job, first window)", "ms", None, "churn_first"),
-        Row("  (time per job, last window)", "ms", None, "churn_last"),
-        Row("  (daemon CPU per job, last / first window)", "x", None, "churn_cpu_flat"),
-        Row(f"{c}: RSS growth after 10 %", "MiB", 2, "churn_growth"),
-        Row("  (RSS at 10 %)", "MiB", None, "churn_rss_warm"),
-        Row("  (RSS at the end)", "MiB", None, "churn_rss_end"),
-        Row(f"{c}: open fds, end vs start (difference)", "fds", 0, "churn_fds", sized=False),
-        Row(f"{c}: left behind", "objects", 0, "churn_left", sized=False),
-        Row(f"{c}: lost jobs", "jobs", 0, "churn_lost", sized=False),
-    ]
+FORMAT_VERSION = 2  # 2: ratio goals (`goal_kind`), the per-job curve
 
 
 def machine() -> dict[str, Any]:
@@ -181,19 +77,20 @@ def result(
 ) -> dict[str, Any]:
     """Everything about one invocation, as JSON-ready data."""
     table = []
-    for row in rows(sizes):
+    for row in rows(sizes, host.get("controllers", ())):
         ours, theirs = metrics.get(row.wnr, []), metrics.get(row.peer_key, [])
-        mid, peer = median(ours), median(theirs)
+        mid, peer = _clean(median(ours)), _clean(median(theirs))
+        ratio = _clean(mid / peer) if mid is not None and peer else None
         judged = mode == "full" or not row.sized
         table.append(
             {
                 **asdict(row),
-                "median": _clean(mid),
+                "median": mid,
                 "min": _clean(min(ours)) if ours else None,
                 "max": _clean(max(ours)) if ours else None,
-                "peer_median": _clean(peer),
-                "ratio": _clean(mid / peer) if ours and theirs and peer else None,
-                "met": (mid <= row.goal) if judged and row.goal is not None and ours else None,
+                "peer_median": peer,
+                "ratio": ratio,
+                "met": met(row, mid, ratio, judged),
             }
         )
     return {
@@ -224,8 +121,8 @@ def table(data: Mapping[str, Any]) -> str:
     """The Markdown table of one result, with a line on the machine and the run."""
     host = data["machine"]
     quick = [
-        "goals are for the full sizes: quick mode judges only the per-job overhead "
-        "and what churn leaves behind"
+        "goals are for the full sizes: quick mode judges only the per-job overhead, "
+        "the metrics scrape and what churn leaves behind, and asserts nothing"
     ]
     if data["mode"] != "quick":
         quick = []
@@ -239,6 +136,8 @@ def table(data: Mapping[str, Any]) -> str:
         f"{host.get('loadavg_end', '?')} at the end: other work inflates absolute figures, "
         "peers are measured in the same runs",
         *quick,
+        "a goal `<= 1.5x` bounds wnr / peer (the peer measured in the same runs); "
+        "a goal without `x` bounds wnr's median",
         "",
         "| scenario | unit | goal | wnr median | spread (min-max) | peer | peer median "
         "| wnr / peer | goal met |",
@@ -246,7 +145,7 @@ def table(data: Mapping[str, Any]) -> str:
     ]
     for row in data["rows"]:
         spread = "-" if row["min"] is None else f"{_num(row['min'])}-{_num(row['max'])}"
-        goal = "-" if row["goal"] is None else f"<= {row['goal']:g}"
+        goal = _goal(row)
         met = {True: "yes", False: "NO", None: ""}[row["met"]]
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
         lines.append(
@@ -254,6 +153,37 @@ def table(data: Mapping[str, Any]) -> str:
             f"| {row['peer'] or '-'} | {_num(row['peer_median'])} | {ratio} | {met} |"
         )
     return "\n".join(lines)
+
+
+def _goal(row: Mapping[str, Any]) -> str:
+    """`<= 1.5x` for a bound on wnr / peer, `<= 0.5` for one on wnr's median."""
+    if row["goal"] is None:
+        return "-"
+    return f"<= {row['goal']:g}" + ("x" if row.get("goal_kind") == "ratio" else "")
+
+
+def misses(data: Mapping[str, Any]) -> list[str]:
+    """The judged ratio goals a result misses, as `scenario vs peer (wnr / peer, goal)`;
+    absolute goals are printed, not asserted (another machine, or load, moves them)."""
+    missed = []
+    for row in data["rows"]:
+        if row.get("goal_kind") == "ratio" and row["met"] is False:
+            missed.append(
+                f"{row['scenario']} vs {row['peer']} ({row['ratio']:.3g}, goal {_goal(row)})"
+            )
+    for point in data.get("curve", []):
+        if point["met"] is False:
+            figure = f"{point['jobs']} jobs: {point['metric']}"
+            missed.append(f"{figure} ({point['judged']:.3g}, goal {point['goal']})")
+    return missed
+
+
+def exit_status(data: Mapping[str, Any], check: bool) -> int:
+    """3 with `check` when a judged ratio misses its goal (full mode only: quick mode never
+    asserts), else 1 when something could not be measured, else 0."""
+    if check and data["mode"] == "full" and misses(data):
+        return 3
+    return 1 if data["errors"] else 0
 
 
 def compare(new: Mapping[str, Any], old: Mapping[str, Any]) -> str:

@@ -1,40 +1,27 @@
-"""`python -m bench`: run every scenario on this machine, print one table, optionally write JSON.
+"""The order of one benchmark run: every scenario of the table, then the per-job curve's sizes.
 
-Needs root and the cgroup2 mount; everything it creates lives below one
-uniquely named cgroup (`<mount>/wnr-bench-<random>`) and a temporary
-directory, both removed at the end, also after a failure, Ctrl-C or SIGTERM.
-
-    python -m bench                    # full sizes, 5 runs
-    python -m bench --quick            # every scenario once at small sizes (< 2 minutes)
-    python -m bench --runs 3 --json new.json --compare old.json
-
-Each run measures wnr and its peers side by side, in this order: floors and
+Below bench.cli (the command line, the printing and the exit status). Each
+run measures wnr and its peers side by side, in this order: floors and
 supervisord, cold starts, then among the running fleet the latencies, the
 drain, memory and idle CPU (supervisord running the same count alongside),
 with the daemon stopped, single passes in-process; and last, in the first run
 only (minutes at full size), the churn of N short jobs on a daemon of its own,
-whose samples are printed under the table. The numbers are
-printed, never asserted: the exit status is 1 only when something could not
-be measured.
+whose samples are printed under the table. Then, in every run, one daemon
+per `--jobs` size for the per-job curve (bench.scale). A step that fails is
+recorded as an error and the run goes on.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 
-from bench import churn, coldstart, drain, latency, passes, report, steady
+from bench import churn, coldstart, curve, drain, latency, passes, scale, steady
 from bench.common import BenchError, Sandbox, median
-from bench.report import QUICK, Sizes
+from bench.goals import Sizes
 from bench.supervisor import Supervisor
 from bench.wnr import WnrDaemon, job_names
 
@@ -68,8 +55,24 @@ class Bench:
             return False
         return True
 
+    def scaled(self, run: int) -> None:
+        """The per-job curve: each `--jobs` size on a daemon of its own (bench.scale)."""
+        for jobs in self.s.scale_jobs:
+
+            def one(jobs: int = jobs) -> None:
+                figures: dict[str, float] = {}
+                try:
+                    tag, samples = f"n{run}-{jobs}", self.s.samples
+                    scale.measure(self.box, jobs, tag, figures, samples=samples, repeats=5)
+                finally:  # what was measured before a failure still counts
+                    for name, value in figures.items():
+                        self.put(curve.key(jobs, name), value)
+
+            slots = len(scale.slot_names(jobs))
+            self.step(run, f"scale: {jobs} jobs in {slots} slot(s), each with an agent", one)
+
     def run(self, run: int) -> None:
-        """Every scenario once."""
+        """Every scenario of the table once."""
         s, box, put = self.s, self.box, self.put
 
         def floors() -> None:
@@ -200,67 +203,4 @@ class Bench:
         self.put("noop_peer", passes.read_cgroups(daemon.root, repeats), 1e3)
         scrape = passes.scrape_cpu(daemon, self.s.cold_large, repeats)
         self.put("scrape", scrape, 1e3)
-        self.put("scrape_ratio", scrape / times.noop_cpu)
         self.put("rt", passes.round_trip_parse(daemon.specs, 3), 1e3)
-
-
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="every scenario once, small sizes")
-    parser.add_argument("--runs", type=int, default=None, help="runs (default 5; 1 with --quick)")
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--compare", type=Path, help="a JSON file of an earlier run to compare")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; 0 when every scenario was measured."""
-    args = parse_args(argv)
-    sizes = QUICK if args.quick else Sizes()
-    runs = args.runs if args.runs is not None else (1 if args.quick else 5)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
-    began = time.monotonic()
-    try:
-        box = Sandbox()
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    machine = report.machine()
-    try:
-        bench = Bench(box, sizes)
-        for run in range(1, runs + 1):
-            bench.run(run)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        box.close()
-    mode = "quick" if args.quick else "full"
-    result = report.result(
-        machine, mode, runs=runs, sizes=sizes, metrics=bench.metrics, errors=bench.errors
-    )
-    result["seconds"] = round(time.monotonic() - began, 1)
-    result["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
-    if bench.churn is not None:
-        result["churn"] = [asdict(sample) for sample in bench.churn.samples]
-    print(report.table(result))
-    if bench.churn is not None:
-        print(f"\nchurn, every {max(1, sizes.churn_jobs // churn.SAMPLES)} jobs:\n")
-        print(churn.curve(bench.churn))
-    if args.compare is not None:
-        print(report.compare(result, report.load(args.compare)))
-    if args.json is not None:
-        report.save(result, args.json)
-    for error in bench.errors:
-        print(f"bench: {error}", file=sys.stderr)
-    return 1 if bench.errors else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
