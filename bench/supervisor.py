@@ -71,8 +71,9 @@ class Supervisor:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self) -> None:
-        """Launch supervisord and wait until every program has exec'd `sleep` (`.startup`)."""
+    def start(self, timeout: float = 60.0) -> None:
+        """Launch supervisord and wait until every program has exec'd `sleep` (`.startup`),
+        at most `timeout` seconds."""
         argv = [supervisord_binary(), "-c", str(self.conf)]
         running: set[int] = set()
 
@@ -94,7 +95,7 @@ class Supervisor:
         with open(self.dir / "stdout.log", "ab") as out:
             begin = time.perf_counter()
             self.proc = self.box.popen(argv, self.cgroup, stdout=out, stderr=out)
-            wait_until(f"supervisord's {self.count} programs", all_running, 60, interval=0.005)
+            wait_until(f"supervisord's {self.count} programs", all_running, timeout, interval=0.005)
             self.startup = time.perf_counter() - begin
 
     def rss_kib(self) -> int:
