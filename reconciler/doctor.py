@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import stat
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.exits import descriptor_budget
 from reconciler.host.process import WRAPPER, wrapper_missing
 from reconciler.host.statefault import MIN_FREE_BYTES, check
 from reconciler.model.accounts import RunAsReason
@@ -250,6 +252,29 @@ def check_runtimes(requested: str) -> Check:
     if requested not in ("auto", "none") and requested not in found:
         return Check("runtimes", Verdict.fail, detail, f"install {requested} or set runtime: auto")
     return Check("runtimes", Verdict.ok, detail)
+
+
+def check_descriptors(desired: Desired) -> Check:
+    """The descriptors `wnr run` may hold for waking (a pidfd per running wrapper, a
+    `cgroup.events` per cgroup being stopped), against the wrappers the specs ask for."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    budget = descriptor_budget(hard)  # `wnr run` raises its soft limit to the hard one
+    wrappers = len(desired.jobs) + sum(
+        s.spec.agents.replicas for s in desired.slots.values() if s.spec.agents is not None
+    )
+    shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    detail = (
+        f"RLIMIT_NOFILE {soft}:{shown} here; wnr run raises its soft limit to {shown} and "
+        f"watches up to {budget} wrappers' exits by pidfd (specs ask for {wrappers}); "
+        f"payloads get the soft limit it started with ({soft})"
+    )
+    if wrappers > budget:
+        hint = (
+            "raise the hard limit (LimitNOFILE= in wnr.service, `ulimit -Hn`): past the budget, "
+            "exits are noticed by timers and the resync, not at once"
+        )
+        return Check("descriptors", Verdict.warn, detail, hint)
+    return Check("descriptors", Verdict.ok, detail)
 
 
 def check_wrapper() -> Check:

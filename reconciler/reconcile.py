@@ -26,7 +26,7 @@ from reconciler.apply.registry import Registry
 from reconciler.apply.statekeeper import StateKeeper
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.eventlog import EventLog
-from reconciler.host.exits import ExitWatch
+from reconciler.host.exits import ExitWatch, Watched
 from reconciler.host.objectstore import ObjectStore, StatusBoard
 from reconciler.host.process import is_wrapper, reap
 from reconciler.host.statedir import StateDir
@@ -36,9 +36,9 @@ from reconciler.model.event import Event, stray_events
 from reconciler.model.observed import Observed
 from reconciler.observe.accounts import Accounts, users_named
 from reconciler.observe.membership import Membership
-from reconciler.observe.quiet import QuietJobs, running_wrappers
+from reconciler.observe.quiet import QuietJobs
 from reconciler.observe.snapshot import observe
-from reconciler.observe.usage import Sampler, needs
+from reconciler.observe.usage import Needs, Sampler
 from reconciler.plan import plan
 from reconciler.plan.identity import without_held
 from reconciler.plan.memo import PlanMemo
@@ -89,6 +89,7 @@ class Reconciler:
         self.clock = clock
         self.applier = Applier(fs, state, clock)
         self.sampler = Sampler()
+        self.needs = Needs()
         self.membership = Membership()
         # Running jobs' plans, kept for passes where their inputs are unchanged.
         self.memo = PlanMemo()
@@ -136,7 +137,7 @@ class Reconciler:
             observed = self.keeper.before_plan(observed, now)
         registration = self.registry.register(desired, observed, now, dry_run)
         desired = without_held(desired, registration.held)
-        wanted = needs(desired, observed, self.state, self.metrics_interval)
+        wanted = self.needs.of(desired, observed, self.state, self.metrics_interval)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
         observed = self.membership.check(self.fs, desired, observed, now)
         accounts = self.accounts.look_up(users_named(desired), now)
@@ -160,11 +161,14 @@ class Reconciler:
     def _keep_quiet(self, read: Observed, planned: Observed, actions: Sequence[Action]) -> None:
         """Watch the running jobs' wrappers and keep, for the next pass, the jobs whose
         reading it may reuse (reconciler.observe.quiet)."""
-        for pid in running_wrappers(planned).values():
-            if not self.exits.watching(pid) and is_wrapper(pid):
-                self.exits.watch(pid)
         touched = {action.obj for action in actions}
-        self.quiet.keep(read, planned, touched, self.exits.watching)
+        self.quiet.keep(read, planned, touched, self._watch_wrapper)
+
+    def _watch_wrapper(self, pid: int) -> bool:
+        """Watch a running job's wrapper's exit; whether it is watched."""
+        if self.exits.watching(pid):
+            return True
+        return is_wrapper(pid) and self.exits.watch(pid) is Watched.WATCHING
 
     def _publish(self, result: PassResult, now: float, reported: bool) -> None:
         """Publish every object's status; never fails the pass (logged once per error).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,43 @@ def test_controllers_check_fails_on_a_path_that_is_not_a_cgroup(tmp_path: Path) 
     check = check_controllers(tmp_path / "wnr", ("memory",))
     assert Verdict.fail == check.verdict
     assert f"{tmp_path} is not a cgroup" in check.detail
+
+
+def _doctor_under_limit(specs: Path, limit: tuple[int, int]) -> str:
+    """`wnr doctor` on `specs`, started with RLIMIT_NOFILE `limit` (as a unit's LimitNOFILE=)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "doctor", "--specs", str(specs)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit),
+    )
+    return result.stdout
+
+
+def test_doctor_reports_the_descriptor_budget_and_warns_below_the_wrappers(tmp_path: Path) -> None:
+    """doctor names the soft and hard RLIMIT_NOFILE and the pidfd budget; a hard limit leaving fewer descriptors than the specs' jobs and agents is a warning."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    docs = [
+        "apiVersion: wnr.dev/v1alpha1\nkind: Slot\nmetadata: {name: s}\n"
+        "spec: {agents: {replicas: 2, command: [sleep, '600']}}\n"
+    ]
+    docs += [
+        f"apiVersion: wnr.dev/v1alpha1\nkind: Job\nmetadata: {{name: j{i}}}\n"
+        "spec: {slot: s, command: [sleep, '600']}\n"
+        for i in range(100)
+    ]
+    (specs / "node.yaml").write_text("---\n".join(docs))
+    roomy = _doctor_under_limit(specs, (1024, 4096))
+    line = next(line for line in roomy.splitlines() if "descriptors:" in line)
+    assert (
+        "[  ok] descriptors: RLIMIT_NOFILE 1024:4096 here; wnr run raises its soft limit to 4096 "
+        "and watches up to 3840 wrappers' exits by pidfd (specs ask for 102); payloads get the "
+        "soft limit it started with (1024)"
+    ) == line
+    tight = _doctor_under_limit(specs, (300, 300))
+    assert "[warn] descriptors: RLIMIT_NOFILE 300:300 here" in tight
+    assert "watches up to 44 wrappers' exits by pidfd (specs ask for 102)" in tight
+    assert "hint: raise the hard limit (LimitNOFILE= in wnr.service" in tight

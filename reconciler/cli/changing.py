@@ -14,7 +14,7 @@ import time
 
 from reconciler.cli.wiring import client_of, print_errors, reconciler_of, take_over
 from reconciler.client import MAX_INPUT
-from reconciler.doctor import Verdict, check_users, run_checks
+from reconciler.doctor import Verdict, check_descriptors, check_users, run_checks
 from reconciler.host.process import raise_descriptor_limit
 from reconciler.model.errors import WnrError
 from reconciler.render import dump, plan_data, plan_text
@@ -178,6 +178,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     wanted = tuple(str(c) for c in node.controllers)
     runtime = str(node.runtime)
     checks = run_checks(requested, client.specs, wanted, runtime, client.state_dir)
+    checks.append(check_descriptors(desired))
     checks += check_users(desired, os.geteuid())
     for check in checks:
         print(check)

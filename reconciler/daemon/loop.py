@@ -97,8 +97,11 @@ class Daemon:
         # A spec file given by name is watched through its directory.
         self.watch = sorted({str(p if p.is_dir() or not p.exists() else p.parent) for p in watch})
         self.resync = resync
+        # A timer pass every `resync` at the latest reads everything again, quiet jobs too.
+        reconciler.quiet.relist_seconds = resync
         self.stop = threading.Event()
-        self.waker = Waker()
+        # It sleeps on the pidfds the reconciler holds of running jobs' wrappers.
+        self.waker = Waker(reconciler.exits)
         self.polling: threading.Thread | None = None
         self.guard = PassGuard(reconciler.events, reconciler.clock)
         reconciler.quarantined = self.guard.quarantined

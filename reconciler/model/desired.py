@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from reconciler.model.api import Job, Node, NodeSpec, Slot
 
@@ -64,8 +65,16 @@ class Desired:
         """A slot's jobs in spec order: file, then document, then name (a job whose source
         is unknown sorts first, by name). The planner admits them in this order and status
         lists them in it."""
-        jobs = [j for j in self.jobs.values() if j.spec.slot == slot]
-        return sorted(jobs, key=self._position)
+        return list(self._in_spec_order.get(slot, ()))
+
+    @cached_property
+    def _in_spec_order(self) -> dict[str, tuple[Job, ...]]:
+        # Grouped once per Desired: the loader hands out the same one while no spec changes,
+        # and every slot's planning and status asks for its jobs.
+        by_slot: dict[str, list[Job]] = {}
+        for job in sorted(self.jobs.values(), key=self._position):
+            by_slot.setdefault(job.spec.slot, []).append(job)
+        return {slot: tuple(jobs) for slot, jobs in by_slot.items()}
 
     def _position(self, job: Job) -> tuple[str, int, str]:
         source = self.sources.get(("Job", job.metadata.name))

@@ -8,10 +8,12 @@ cadence, so that a no-op pass costs nothing more:
   which hold no process of wnr's (the daemon sits in `wnr.daemon`): each is
   an escapee of the job whose session it shares (apply spawns each wrapper
   with setsid) or which was last seen holding it, else an unknown stray;
-- with each usage sample of a running job (every `intervalSeconds`), its
-  cgroup.procs: a new PID in neither the wrapper's session nor a child of
-  the job's own is an intruder (an admin's shell, another user's process);
-  a PID seen before that now lives elsewhere, outside the job, escaped;
+- with each usage sample of a running job (every `intervalSeconds`; where the
+  kernel enforces all of a job's limits, every tenth of its idle window:
+  reconciler.observe.usage), its cgroup.procs: a new PID in neither the
+  wrapper's session nor a child of the job's own is an intruder (an admin's
+  shell, another user's process); a PID seen before that now lives
+  elsewhere, outside the job, escaped;
 - once when a job ends (finished, stopping, deleted) and again once its
   cgroup is empty, one walk over /proc for the job's session and the
   children of its escapees, wherever they are (found only while the end is

@@ -16,7 +16,7 @@ RELIST_SECONDS, as a resync would.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from reconciler.model.observed import Observed, Placement
@@ -62,12 +62,13 @@ class QuietJobs:
         read: Observed,
         planned: Observed,
         touched: Collection[str],
-        watching: Callable[[int], bool],
+        watch: Callable[[int], bool],
     ) -> None:
         """After a real pass: keep the running jobs that stay quiet. `read` is what observe
         read, `planned` what the plan saw (records the state keeper put back differ),
-        `touched` the objects the pass acted on, `watching` whether a wrapper's exit is
-        watched."""
+        `touched` the objects the pass acted on; `watch` watches a running job's wrapper's
+        exit and says whether it is watched (a record left `running` by a wrapper killed
+        from outside may name a reused PID: it checks the process is a wrapper first)."""
         self._kept = {}
         if planned.state_fault is not None:
             return
@@ -83,25 +84,10 @@ class QuietJobs:
                 or not placement.cgroup.populated
                 or last.wrapper_pid is None
                 or f"Job/{name}" in touched
-                or not watching(last.wrapper_pid)
+                or not watch(last.wrapper_pid)
             ):
                 continue
             self._kept[name] = QuietJob(placement, records, last.wrapper_pid)
 
     def __len__(self) -> int:
         return len(self._kept)
-
-
-def running_wrappers(observed: Observed) -> Mapping[str, int]:
-    """The wrappers of running jobs in populated cgroups, by job: the ones whose exits make
-    the quiet (a record left `running` by a wrapper killed from outside may name a reused
-    PID: the caller checks the process is a wrapper before it watches one)."""
-    found = {}
-    for name, placement in observed.jobs.items():
-        records = observed.records.get(name)
-        last = records.last if records is not None else None
-        if last is None or last.phase != AttemptPhase.RUNNING or not last.wrapper_pid:
-            continue
-        if placement.cgroup.populated:
-            found[name] = last.wrapper_pid
-    return found

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
+from reconciler.model.api import Job, NodeSpec
 from reconciler.model.desired import Desired
 from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.observed import Need, Observed, Stall, Usage
@@ -34,36 +35,90 @@ def needs(
 ) -> dict[str, Need]:
     """What to sample for each running job: the limits the kernel cannot enforce, idleness,
     and (with `metrics_interval`, while the daemon serves metrics) its whole live usage."""
-    node = desired.node_spec
+    return Needs().of(desired, observed, state, metrics_interval)
+
+
+class Needs:
+    """`needs`, with each job's Need kept between passes while what it derives from is the
+    same (its Job and the Node as the same objects, its slot, the kernel's controllers, the
+    metrics interval): a pass among thousands of running jobs builds none anew."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[tuple[object, ...], Need]] = {}
+
+    def of(
+        self,
+        desired: Desired,
+        observed: Observed,
+        state: StateDir,
+        metrics_interval: float | None = None,
+    ) -> dict[str, Need]:
+        """What to sample for each running job (see `needs`)."""
+        node = desired.node_spec
+        kernel = observed.available & {str(c) for c in node.controllers}
+        result: dict[str, Need] = {}
+        kept: dict[str, tuple[tuple[object, ...], Need]] = {}
+        for name, (slot, cgroup) in observed.jobs.items():
+            job = desired.jobs.get(name)
+            if job is None or not cgroup.populated or job.spec.slot != slot:
+                continue
+            key = (job, node, kernel, metrics_interval, state.root)
+            last = self._kept.get(name)
+            if last is not None and _same(last[0], key):
+                need = last[1]
+            else:
+                need = _need(job, name, node, kernel, state, metrics_interval)
+            result[name] = need
+            kept[name] = (key, need)
+        self._kept = kept
+        return result
+
+
+def _same(kept: tuple[object, ...], key: tuple[object, ...]) -> bool:
+    # The Job and the Node by identity (the loader hands out the same objects while their
+    # files are unchanged), the rest by value.
+    return kept[0] is key[0] and kept[1] is key[1] and kept[2:] == key[2:]
+
+
+def _need(  # noqa: PLR0917 - one job's sampling, from what it derives from
+    job: Job,
+    name: str,
+    node: NodeSpec,
+    kernel: frozenset[str],
+    state: StateDir,
+    metrics_interval: float | None,
+) -> Need:
     policy = node.policies
-    kernel = observed.available & {str(c) for c in node.controllers}
-    result: dict[str, Need] = {}
-    for name, (slot, cgroup) in observed.jobs.items():
-        job = desired.jobs.get(name)
-        if job is None or not cgroup.populated or job.spec.slot != slot:
-            continue
-        r = job.spec.resources
-        idle = job.spec.idle or policy.idle
-        cores = (r.cpus or 1000) / 1000
-        disk_dir = None
-        if r.disk is not None:
-            disk_dir = job.spec.working_dir or str(work_dir(state.root, name))
-        result[name] = Need(
-            rel=job_cgroup(slot, name),
-            memory_over=(
-                int(r.memory * policy.user_space.memory_factor)
-                if r.memory is not None and "memory" not in kernel
-                else None
-            ),
-            tasks=r.pids is not None and "pids" not in kernel,
-            disk_dir=disk_dir,
-            busy_cpus=idle.min_cpu_fraction * cores,
-            stall_fraction=idle.min_stall_fraction,
-            interval=min(policy.user_space.interval_seconds, idle.window_seconds / 10),
-            metrics_interval=metrics_interval,
-            controllers=kernel,
-        )
-    return result
+    r = job.spec.resources
+    idle = job.spec.idle or policy.idle
+    cores = (r.cpus or 1000) / 1000
+    disk_dir = None
+    if r.disk is not None:
+        disk_dir = job.spec.working_dir or str(work_dir(state.root, name))
+    memory_over = None
+    if r.memory is not None and "memory" not in kernel:
+        memory_over = int(r.memory * policy.user_space.memory_factor)
+    tasks = r.pids is not None and "pids" not in kernel
+    # The idle timeout needs a sample every tenth of its window. The user-space interval
+    # applies where wnr enforces a limit itself, and on a node whose kernel lacks the memory
+    # or pids controller, where the samples are also what finds processes moved in or out
+    # of the job (reconciler.observe.membership). Where the kernel enforces every limit, an
+    # idle node is woken that much less.
+    interval = idle.window_seconds / 10
+    user_space = memory_over is not None or tasks or disk_dir is not None
+    if user_space or not {"memory", "pids"} <= kernel:
+        interval = min(policy.user_space.interval_seconds, interval)
+    return Need(
+        rel=job_cgroup(job.spec.slot, name),
+        memory_over=memory_over,
+        tasks=tasks,
+        disk_dir=disk_dir,
+        busy_cpus=idle.min_cpu_fraction * cores,
+        stall_fraction=idle.min_stall_fraction,
+        interval=interval,
+        metrics_interval=metrics_interval,
+        controllers=kernel,
+    )
 
 
 class Sampler:

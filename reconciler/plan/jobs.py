@@ -115,7 +115,7 @@ def _inputs(out: Builder, here: SlotPass, job: Job) -> JobInputs:
         job,
         here.slot,
         out.observed.records.get(name),
-        out.observed.usage.get(name),
+        usage_read(out.observed.usage.get(name)),
         where.cgroup if where is not None else None,
         where.slot if where is not None else None,
         here.drain_start,
@@ -311,6 +311,15 @@ def _stop_reason(
             message += f", and not stalled (PSI some: {usage.stall})"
         return "IdleTimeout", message, grace
     return None
+
+
+def usage_read(usage: Usage | None) -> tuple[object, ...] | None:
+    """What of a usage sample a running job's plan reads (`_stop_reason`): plans kept between
+    passes (reconciler.plan.memo) compare this, not the sample, which is new every interval
+    (an idle job's samples differ only in when they were taken)."""
+    if usage is None:
+        return None
+    return (usage.memory_bytes, usage.tasks, usage.disk_bytes, active_at(usage), usage.stall)
 
 
 def active_at(usage: Usage) -> float | None:

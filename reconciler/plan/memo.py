@@ -2,39 +2,41 @@
 last pass's plan of it back instead of being planned again.
 
 kubelet's PLEG relists every container cheaply and syncs only the pods that changed; here the
-relist is observe (every pass still reads every job's cgroup) and the sync is the planner. A
-running job's plan is a function of its inputs (`JobInputs`: its Job and Slot objects, its
-records, its usage sample, its cgroup as observed, its slot's drain, the Node, the root's
-controllers) and of the time. Every comparison with the time in a running job's plan asks
-for a pass at the moment it would turn out otherwise (`Builder.requeue_at`), or, where a
-fresh sample decides first, marks that moment (`Builder.turns_at`), so a kept plan holds until
-the earliest of those moments. Only running jobs whose plan asks for no action are kept: a
-pending job depends on its slot's room and on who runs it, a starting one changes by itself,
-a finished one leaves, and an action changes the job's inputs. Spec objects, records and
-usage samples are compared by identity: the spec loader, the state dir cache and the sampler
-hand out the same objects while nothing changed, and a new object only costs one planning.
+relist is observe (which reuses what it read of quiet jobs: reconciler.observe.quiet) and the
+sync is the planner. A running job's plan is a function of its inputs (`JobInputs`: its Job
+and Slot objects, its records, what it reads of its usage sample, its cgroup as observed, its
+slot's drain, the Node, the root's controllers) and of the time. Every comparison with the
+time in a running job's plan asks for a pass at the moment it would turn out otherwise
+(`Builder.requeue_at`), or, where a fresh sample decides first, marks that moment
+(`Builder.turns_at`), so a kept plan holds until the earliest of those moments. Only running
+jobs whose plan asks for no action are kept: a pending job depends on its slot's room and on
+who runs it, a starting one changes by itself, a finished one leaves, and an action changes
+the job's inputs. Spec objects and records are compared by identity: the spec loader and the
+state dir cache hand out the same objects while nothing changed, and a new object only costs
+one planning.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from reconciler.model.api import Job, NodeSpec, Slot
-from reconciler.model.observed import CgroupState, Usage
+from reconciler.model.observed import CgroupState
 from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Note
 from reconciler.plan.jobphase import JobView
 
 
-@dataclass(frozen=True, slots=True)
-class JobInputs:
-    """Everything a running job's plan reads, but the time."""
+class JobInputs(NamedTuple):
+    """Everything a running job's plan reads, but the time (a tuple: built for every job on
+    every pass)."""
 
     job: Job
     slot: Slot
     records: JobRecords | None
-    usage: Usage | None
+    usage: tuple[object, ...] | None  # what the plan reads of the sample (jobs.usage_read)
     cgroup: CgroupState | None
     observed_slot: str | None
     drain_start: float | None
@@ -47,7 +49,7 @@ class JobInputs:
             self.job is other.job
             and self.slot is other.slot
             and self.records is other.records
-            and self.usage is other.usage
+            and self.usage == other.usage
             and self.node is other.node
             and self.drain_start == other.drain_start
             and self.observed_slot == other.observed_slot
@@ -66,11 +68,11 @@ class JobPlan:
     notes: tuple[Note, ...]
     wake: tuple[float, ...]
     turns: tuple[float, ...] = ()
+    # The earliest time at which planning again could come out otherwise.
+    until: float = field(init=False)
 
-    @property
-    def until(self) -> float:
-        """The earliest time at which planning again could come out otherwise."""
-        return min((*self.wake, *self.turns), default=math.inf)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "until", min((*self.wake, *self.turns), default=math.inf))
 
 
 class PlanMemo:
