@@ -38,6 +38,7 @@ from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS
 from reconciler.model.observed import CgroupState, Observed, Placement
 from reconciler.plan import Plan, plan
 from reconciler.plan.memo import PlanMemo
+from reconciler.status.jobs import JobStatusMemo, job_statuses
 from tests.builders import DESTRUCTIVE, empty, job, node, slot
 
 CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
@@ -449,8 +450,8 @@ def test_plans_converge_after_the_specs_change(
 def test_a_memo_of_earlier_passes_never_changes_a_plan(
     before: Desired, after: Desired, observed: Observed, sigterm_ends: bool
 ) -> None:
-    """Planning with the memo of earlier passes gives the very plan planning afresh gives, pass after pass, through a spec change and past every requeue time."""
-    memo, now, recalled = PlanMemo(), 1000.0, 0
+    """Planning with the memo of earlier passes gives the very plan planning afresh gives, pass after pass, through a spec change and past every requeue time; so do the jobs' statuses with theirs."""
+    memo, statuses, now, recalled = PlanMemo(), JobStatusMemo(), 1000.0, 0
     for desired in (before, after):
         for _ in range(MAX_PASSES):
             # Twice on the same tree: the second pass recalls what the first kept.
@@ -458,6 +459,8 @@ def test_a_memo_of_earlier_passes_never_changes_a_plan(
                 expected = plan(desired, observed, now + later)
                 assert expected == plan(desired, observed, now + later, memo=memo)
                 recalled += memo.hits
+                fresh = job_statuses(desired, observed, expected, now + later)
+                assert fresh == job_statuses(desired, observed, expected, now + later, statuses)
             if expected.actions:
                 observed = simulate(observed, expected.actions, now, sigterm_ends=sigterm_ends)
                 now += 1.0

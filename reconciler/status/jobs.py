@@ -77,16 +77,81 @@ class JobStatus:
 
 
 def job_statuses(
-    desired: Desired, observed: Observed, plan: Plan, now: float
+    desired: Desired,
+    observed: Observed,
+    plan: Plan,
+    now: float,
+    memo: JobStatusMemo | None = None,
 ) -> dict[str, JobStatus]:
-    """Every job wnr knows: wanted (its spec exists) or still observed (cgroup or records)."""
+    """Every job wnr knows: wanted (its spec exists) or still observed (cgroup or records).
+    With a `memo`, a job whose status derives from what it derived from last time keeps
+    that status."""
     node = desired.node_spec
     names = set(desired.jobs) | set(observed.jobs) | set(observed.records)
     waiting = _waiting_notes(plan.notes)
-    return {
-        name: _job_status(name, desired, observed, plan, node, now, waiting)
-        for name in sorted(names)
-    }
+    if memo is None:
+        return {
+            name: _job_status(name, desired, observed, plan, node, now, waiting)
+            for name in sorted(names)
+        }
+    found: dict[str, JobStatus] = {}
+    kept: dict[str, tuple[tuple[object, ...], JobStatus]] = {}
+    for name in sorted(names):
+        view = plan.jobs.get(name)
+        key = _inputs(name, desired, observed, plan, view, waiting) if view is not None else None
+        last = memo.last.get(name)
+        if key is not None and last is not None and _same(last[0], key):
+            status = last[1]
+        else:
+            status = _job_status(name, desired, observed, plan, node, now, waiting)
+        if key is not None:
+            kept[name] = (key, status)
+        found[name] = status
+    memo.last = kept
+    return found
+
+
+class JobStatusMemo:
+    """Each job's status of the last pass, with what it derived from (`_inputs`)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[tuple[object, ...], JobStatus]] = {}
+
+
+def _inputs(  # noqa: PLR0917 - what one job's status reads
+    name: str,
+    desired: Desired,
+    observed: Observed,
+    plan: Plan,
+    view: JobView,
+    waiting: Mapping[str, str],
+) -> tuple[object, ...]:
+    """What `_job_status` reads of a job the planner viewed (the time only through the
+    view)."""
+    job = desired.jobs.get(name)
+    where = observed.jobs.get(name)
+    slot = where.slot if where is not None else (job.spec.slot if job is not None else "")
+    running = view.phase is Phase.Running
+    return (
+        job,
+        where,
+        observed.records.get(name),
+        view,
+        observed.usage.get(name) if running else None,
+        plan.run_as.get(slot),
+        waiting.get(f"Job/{name}", ""),
+        desired.node_spec,
+        desired.errors,
+        desired.sources.get(("Job", name)),
+        ("Job", name) in desired.held,
+        job is not None and job.spec.slot in desired.slots,
+        observed.state_fault if view.phase is Phase.Pending else None,
+        observed.root_path,
+    )
+
+
+def _same(last: tuple[object, ...], key: tuple[object, ...]) -> bool:
+    return all(a is b or a == b for a, b in zip(last, key, strict=True))
 
 
 def _job_status(  # noqa: PLR0917

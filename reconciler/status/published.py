@@ -19,7 +19,7 @@ from reconciler.model.api import Job, Slot
 from reconciler.model.quantity import parse_bytes, parse_millicpus
 from reconciler.model.stored import ObjectKey, StoredObject
 from reconciler.status.conditions import Condition
-from reconciler.status.jobs import JobStatus, job_statuses, timestamp
+from reconciler.status.jobs import JobStatus, JobStatusMemo, job_statuses, timestamp
 from reconciler.status.objects import api_object
 from reconciler.status.passresult import PassResult
 from reconciler.status.slots import Resources, SlotStatus, slot_statuses
@@ -28,11 +28,14 @@ ACTIVE_PHASES = ("Starting", "Running")
 
 
 def _pairs(
-    result: PassResult, now: float, failures: Mapping[str, str] | None
+    result: PassResult,
+    now: float,
+    failures: Mapping[str, str] | None,
+    memo: JobStatusMemo | None = None,
 ) -> Iterator[tuple[ObjectKey, Slot | Job | None, JobStatus | SlotStatus]]:
     """Each job and slot of the pass: its key, its spec object (if any) and its status."""
     desired, observed, plan = result.desired, result.observed, result.plan
-    for name, job in job_statuses(desired, observed, plan, now).items():
+    for name, job in job_statuses(desired, observed, plan, now, memo).items():
         yield ("Job", name), desired.jobs.get(name), job
     for name, slot in slot_statuses(desired, observed, plan, now, failures).items():
         yield ("Slot", name), desired.slots.get(name), slot
@@ -52,13 +55,16 @@ def published_objects(
 
 
 class Publication:
-    """`published_objects` pass after pass: an object whose status, spec object and store
-    entry are those of the previous pass is the very dict it was then (a daemon among
+    """`published_objects` pass after pass: a job whose status derives from what it derived
+    from last pass keeps that status (reconciler.status.jobs.JobStatusMemo), and an object
+    whose status, spec object and store entry are those of the previous pass is the very
+    dict it was then (a daemon among
     hundreds of idle jobs builds no dict for them; the status board compares by identity
     first)."""
 
     def __init__(self) -> None:
         self._last: dict[ObjectKey, tuple[object, object, object, dict[str, Any]]] = {}
+        self._statuses = JobStatusMemo()
 
     def objects(
         self,
@@ -70,7 +76,7 @@ class Publication:
         """Every job and slot of the pass, as `published_objects` makes them."""
         found: dict[ObjectKey, dict[str, Any]] = {}
         memo: dict[ObjectKey, tuple[object, object, object, dict[str, Any]]] = {}
-        for key, obj, status in _pairs(result, now, failures):
+        for key, obj, status in _pairs(result, now, failures, self._statuses):
             entry = stored.get(key)
             hit = self._last.get(key)
             if hit is not None and hit[1] is obj and hit[2] is entry and hit[0] == status:
