@@ -99,6 +99,8 @@ class Daemon:
         self.resync = resync
         # A timer pass every `resync` at the latest reads everything again, quiet jobs too.
         reconciler.quiet.relist_seconds = resync
+        # A job's end is reported by the pass that sees it; its /proc walk follows at once.
+        reconciler.membership.defer_scans = True
         self.stop = threading.Event()
         # It sleeps on the pidfds the reconciler holds of running jobs' wrappers.
         self.waker = Waker(reconciler.exits)
@@ -207,13 +209,7 @@ class Daemon:
             # After daemon.json: once systemd says started, `wnr get` finds this daemon.
             self.notifier.passed(pass_summary(result))
             self.guard.track(result.desired.jobs)
-            delay = self.resync
-            if result.plan.requeue_after is not None:
-                delay = min(delay, result.plan.requeue_after)
-            if result.resample_after is not None:
-                delay = min(delay, result.resample_after)
-            if result.plan.actions:
-                delay = min(delay, VERIFY_SECONDS)
+            delay = self._next_pass(result)
             if any(f.kind is FailureKind.TRANSIENT for f in result.failures):
                 # Terminal failures wait for the next event or resync: retrying them on a
                 # timer would only repeat them.
@@ -221,8 +217,6 @@ class Daemon:
                 backoff = min(backoff * 2, BACKOFF_MAX)
             else:
                 backoff = BACKOFF_MIN
-            if result.state_fault is not None:
-                delay = min(delay, STATE_RECHECK_SECONDS)
             if self.lock is not None:
                 self.lock.ensure()  # the state dir may have been deleted and created again
             log.debug("pass: %d actions, next in %.2fs", len(result.plan.actions), delay)
@@ -234,6 +228,23 @@ class Daemon:
         self.waker.close()
         self.notifier.close()
         return 0
+
+    def _next_pass(self, result: PassResult) -> float:
+        """Seconds until the next pass unless an event comes first (transient failures
+        aside): the resync, the plan's requeue, the next samples, a check of what the pass
+        did, the state dir's recheck, at once for an owed /proc walk."""
+        delay = self.resync
+        if result.plan.requeue_after is not None:
+            delay = min(delay, result.plan.requeue_after)
+        if result.resample_after is not None:
+            delay = min(delay, result.resample_after)
+        if result.plan.actions:
+            delay = min(delay, VERIFY_SECONDS)
+        if result.state_fault is not None:
+            delay = min(delay, STATE_RECHECK_SECONDS)
+        if self.reconciler.membership.owed:
+            delay = 0.0  # the walk over /proc a job's end calls for
+        return delay
 
     def _sleep(self, delay: float) -> None:
         """Wait up to `delay` for an event, pinging systemd's watchdog at least every half
