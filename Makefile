@@ -73,9 +73,17 @@ vm-systemd: install
 fuzz: install
 	WNR_FUZZ_CASES=100000 $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/test_fuzz.py
 
-# Every benchmark scenario at full size (about 9 minutes); see bench/README.md.
+# Every benchmark scenario at full size, 5 runs, and the per-job curve to 2,000 jobs (about
+# 20 minutes on a 2-core VM); see bench/README.md. `bench-check` is the same run judged:
+# exit 3 when a ratio misses its goal (by hand, or in a dedicated CI-length job; `make test`
+# keeps --quick, printed and never asserted).
+.PHONY: bench-check
 bench: install
 	$(VENV)/bin/python -m bench
+
+bench-check: install
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(VENV)/bin/python -m bench --check --json bench-result.json --plot bench-curve.png
 
 # The Slurm SPANK plugin (manifests/slurm/wnr_spank.c) against Debian's libslurm-dev
 # (<slurm/spank.h>); tests/vm/setup installs that package and builds it for the VM tier.

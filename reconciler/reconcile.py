@@ -139,7 +139,7 @@ class Reconciler:
         desired = without_held(desired, registration.held)
         wanted = self.needs.of(desired, observed, self.state, self.metrics_interval)
         observed = replace(observed, usage=self.sampler.sample(self.fs, wanted, now))
-        observed = self.membership.check(self.fs, desired, observed, now)
+        observed = self.membership.check(self.fs, desired, observed, now, self.sampler.procs_read)
         accounts = self.accounts.look_up(users_named(desired), now)
         observed = replace(observed, accounts=accounts)
         planned = plan(desired, observed, now, self.quarantined, self.memo)

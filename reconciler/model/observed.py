@@ -64,6 +64,9 @@ class Need:
     busy_cpus: float | None = None
     stall_fraction: float | None = None
     interval: float = 5.0
+    # How often the idle timeout's figures (cpu.stat, PSI) are read, at most every sample:
+    # a tenth of the idle window, which is as fine as the timeout needs them.
+    idle_interval: float = 5.0
     # The daemon serves metrics: also take the job's whole live usage (LiveUsage), at most
     # every `metrics_interval` seconds, on a sample that is due anyway (no extra wake-up).
     metrics_interval: float | None = None

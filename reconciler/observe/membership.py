@@ -91,8 +91,16 @@ class Membership:
             self._prefix = self._prefix.rstrip("/") or "/"
         return self._prefix
 
-    def check(self, fs: CgroupFS, desired: Desired, observed: Observed, now: float) -> Observed:
-        """The observed tree with its strays and intruders filled in."""
+    def check(
+        self,
+        fs: CgroupFS,
+        desired: Desired,
+        observed: Observed,
+        now: float,
+        procs_read: Mapping[str, tuple[int, ...]] | None = None,
+    ) -> Observed:
+        """The observed tree with its strays and intruders filled in; `procs_read` holds the
+        cgroup.procs this pass's usage samples read already (not read again)."""
         if observed.root is None and not self._escaped:
             return observed
         prefix = self.prefix(fs)
@@ -106,7 +114,8 @@ class Membership:
         for job in due:
             session = sessions.get(job)
             if session is not None and not session.ending:
-                self._sample(fs, prefix, session, observed.jobs[job].slot)
+                known = procs_read.get(job) if procs_read is not None else None
+                self._sample(fs, prefix, session, observed.jobs[job].slot, known)
         ending = [s for s in sessions.values() if s.ending]
         todo = [s for s in ending if (s.job, s.sid, s.populated) not in self._scanned]
         if todo and self.defer_scans and not self.owed:
@@ -133,11 +142,19 @@ class Membership:
             intruders=tuple(sorted(intruders, key=lambda s: s.pid)),
         )
 
-    def _sample(self, fs: CgroupFS, prefix: str, session: Session, slot: str) -> None:
-        """Compare a running job's cgroup.procs with what it held at the last sample."""
+    def _sample(
+        self,
+        fs: CgroupFS,
+        prefix: str,
+        session: Session,
+        slot: str,
+        known: tuple[int, ...] | None = None,
+    ) -> None:
+        """Compare a running job's cgroup.procs (`known`: read already) with what it held at
+        the last sample."""
         rel = job_cgroup(slot, session.job)
         seen = self._seen.setdefault(session.job, {})
-        now_in = set(fs.procs(rel))
+        now_in = set(known if known is not None else fs.procs(rel))
         for pid in set(seen) - now_in:
             member, info = seen.pop(pid), procfs.stat(pid)
             if info is None or info.start != member.start or not member.own:

@@ -116,6 +116,7 @@ def _need(  # noqa: PLR0917 - one job's sampling, from what it derives from
         busy_cpus=idle.min_cpu_fraction * cores,
         stall_fraction=idle.min_stall_fraction,
         interval=interval,
+        idle_interval=idle.window_seconds / 10,
         metrics_interval=metrics_interval,
         controllers=kernel,
     )
@@ -130,6 +131,8 @@ class Sampler:
         self._pressure: dict[str, tuple[float, tuple[int, int, int]]] = {}
         # The metrics samples' smaps_rollup figures, reused while a process's memory holds.
         self._walked = ProportionalCache()
+        # The cgroup.procs of each job the last `sample` read (membership compares them).
+        self.procs_read: dict[str, tuple[int, ...]] = {}
 
     def sample(self, fs: CgroupFS, needs: Mapping[str, Need], now: float) -> dict[str, Usage]:
         """Fresh samples for jobs whose interval has passed; the previous ones for the rest."""
@@ -139,6 +142,7 @@ class Sampler:
             self._pressure.pop(gone, None)
         swap: bool | None = None
         self._walked.start(now)
+        self.procs_read = {}
         for job, need in needs.items():
             last = self._usage.get(job)
             if last is None or now - last.sampled_at >= need.interval:
@@ -152,19 +156,23 @@ class Sampler:
     ) -> Usage:
         busy_at = last.busy_at if last is not None else now
         stat = None
-        if need.busy_cpus is not None:
-            stat = fs.read(need.rel, "cpu.stat")
-            usec = usage_usec(stat)
-            previous = self._cpu.get(job)
-            self._cpu[job] = (now, usec)
-            if previous is not None and now > previous[0]:
-                used = (usec - previous[1]) / 1e6 / (now - previous[0])
-                if used >= need.busy_cpus:
-                    busy_at = now
-        stall, stalled_at = self._stall(fs, job, need, now, last)
+        previous = self._cpu.get(job)
+        if previous is not None and now - previous[0] < need.idle_interval and last is not None:
+            # The idle figures are not due: the last ones stand (limits are sampled alone).
+            stall, stalled_at = last.stall, last.stalled_at
+        else:
+            if need.busy_cpus is not None:
+                stat = fs.read(need.rel, "cpu.stat")
+                usec = usage_usec(stat)
+                self._cpu[job] = (now, usec)
+                if previous is not None and now > previous[0]:
+                    used = (usec - previous[1]) / 1e6 / (now - previous[0])
+                    if used >= need.busy_cpus:
+                        busy_at = now
+            stall, stalled_at = self._stall(fs, job, need, now, last)
         memory, bounds, pids = None, None, None
         if need.memory_over is not None:
-            pids = fs.procs(need.rel)
+            pids = self.procs_read[job] = fs.procs(need.rel)
             bounds = resident_bounds(pids, swap)
             memory = sampled_working_set(pids, need.memory_over, swap, bounds=bounds)
         tasks = None
