@@ -75,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser("run", help="the daemon: watch and reconcile until SIGTERM")
     _common(run)
-    run.add_argument("--resync", type=float, default=30.0, help="full pass at least every SECONDS")
+    run.add_argument(
+        "--resync",
+        type=float,
+        default=30.0,
+        help="full pass (every cgroup and record read again) at least every SECONDS",
+    )
     run.add_argument(
         "--metrics-address",
         nargs="?",

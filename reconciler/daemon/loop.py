@@ -1,6 +1,7 @@
 """The daemon (`wnr run`): level-triggered passes, woken by file events, exits, timers and resyncs.
 
-An event only wakes the loop; every pass re-reads everything. The loop sleeps
+An event only wakes the loop; every pass re-reads everything that may have changed, and
+the resync (`--resync`) everything (reconciler.observe.quiet). The loop sleeps
 in poll(2) (reconciler.daemon.waker) on the spec directory's inotify descriptor, on a
 pidfd per wrapper (its exit, just after it recorded how its payload ended, is
 the job-exit event) and on the `cgroup.events` of stopping jobs (the kernel

@@ -2,12 +2,14 @@
 `cgroup.events` of cgroups that are emptying.
 
 Part of the daemon, below the loop: an event only ends the sleep, the pass
-that follows reads everything. Four kinds of event end it: a change in the
-spec directory (reconciler.daemon.inotify), a write to the pipe (a signal, or the
-polling watcher where inotify is unavailable), a wrapper's exit (its pidfd turns
-readable; the wrapper has recorded how its payload ended just before), and
-the kernel's notification that a stopping job's cgroup changed (POLLPRI on
-`cgroup.events`, as `populated` drops to 0 when the last process is gone).
+that follows reads everything that may have changed (a running job whose wrapper's pidfd
+stayed quiet is not read again until the resync: reconciler.observe.quiet). The pidfds
+belong to the reconciler's exit watch (reconciler.host.exits); this poll set mirrors them.
+Four kinds of event end it: a change in the spec directory (reconciler.daemon.inotify),
+a write to the pipe (a signal, or the polling watcher where inotify is unavailable), a
+wrapper's exit (its pidfd turns readable; the wrapper has recorded how its payload ended
+just before), and the kernel's notification that a stopping job's cgroup changed (POLLPRI
+on `cgroup.events`, as `populated` drops to 0 when the last process is gone).
 Only the loop's thread polls; other threads only write to the pipe.
 """
 
