@@ -19,23 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench import churn, curve, plot, report
-from bench.common import BenchError, Sandbox
+from bench.common import Sandbox, open_sandbox
 from bench.goals import QUICK, Sizes
 from bench.run import Bench
 from bench.scale import JOBS_PER_SLOT
-
-
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,12 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else Sizes()
     if args.jobs is not None:
         sizes = replace(sizes, scale_jobs=args.jobs)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
-    try:
-        box = Sandbox()
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+    box = open_sandbox("bench")
+    if box is None:
         return 1
     try:
         result, bench = measure(box, sizes, args)

@@ -18,11 +18,13 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from reconciler.observe.mounts import cgroup2_mounts
@@ -203,3 +205,19 @@ def pss_kib(pid: int) -> int:
 def median(values: Sequence[float]) -> float:
     """The median (NaN for no values)."""
     return statistics.median(values) if values else float("nan")
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def open_sandbox(prog: str) -> Sandbox | None:
+    """A sandbox for a run that SIGTERM and SIGHUP interrupt as Ctrl-C does (the caller's
+    KeyboardInterrupt handler closes it); None, the reason printed, where there is none."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        return Sandbox()
+    except BenchError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None

@@ -26,18 +26,17 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 
 from bench import coldstart, passes, steady
-from bench.common import BenchError, Sandbox, wait_until, write
+from bench.common import BenchError, Sandbox, open_sandbox, wait_until, write
 from bench.supervisor import Supervisor
 from bench.wnr import SLOT, WnrDaemon, job_names, slot_yaml, write_jobs
+from reconciler.observe.mounts import unified_problem
 
 MOUNT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("cpu", "memory", "pids")
@@ -79,21 +78,8 @@ class Row:
 
 
 def cgroup_problem() -> str | None:
-    """Why /sys/fs/cgroup is not a pure cgroup2 mount with cpu, memory and pids, or None.
-
-    The same check as tests/vm/guest/conftest.py's (bench does not import tests)."""
-    mounts = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    types = {fields[4]: fields[fields.index("-") + 1] for fields in mounts}
-    if types.get(str(MOUNT)) != "cgroup2":
-        return f"{MOUNT} is {types.get(str(MOUNT), 'not mounted')}, not cgroup2"
-    v1 = sorted(point for point, kind in types.items() if kind == "cgroup")
-    if v1:
-        return f"cgroup v1 hierarchies are mounted ({', '.join(v1)}): not pure cgroup v2"
-    for name in ("cgroup.controllers", "cgroup.subtree_control"):
-        missing = set(CONTROLLERS) - set((MOUNT / name).read_text().split())
-        if missing:
-            return f"{MOUNT / name} lacks {', '.join(sorted(missing))}"
-    return None
+    """Why /sys/fs/cgroup is not a pure cgroup2 mount with cpu, memory and pids, or None."""
+    return unified_problem(MOUNT, CONTROLLERS)
 
 
 def delegate(box: Sandbox) -> None:
@@ -256,10 +242,6 @@ def save(path: Path, rows: list[Row], errors: list[str], args: argparse.Namespac
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -281,12 +263,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     print(f"bench.kernel: {args.jobs} jobs, idle window {args.window:g} s", file=sys.stderr)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
-    try:
-        box = Sandbox()
-    except BenchError as exc:
-        print(f"bench.kernel: {exc}", file=sys.stderr)
+    box = open_sandbox("bench.kernel")
+    if box is None:
         return 1
     try:
         measured, errors = measure(box, args.jobs, args.window, args.repeats)

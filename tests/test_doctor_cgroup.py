@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from reconciler.doctor import Verdict, check_delegation, check_kill
+from reconciler.observe.mounts import unified_problem
 
 
 def test_kill_check_finds_cgroup_kill_in_a_real_cgroup(cgroup_root: Path) -> None:
@@ -42,3 +43,10 @@ def test_delegation_without_cgroup_threads_passes_as_htcondor_leaves_it(cgroup_r
     assert Verdict.ok == check.verdict
     assert f"not {cgroup_root}/cgroup.threads (owned by uid 0)" in check.detail
     assert "only threaded cgroups need" in check.detail
+
+
+def test_this_hybrid_host_is_not_pure_cgroup_v2() -> None:
+    """The VM tier's guard refuses this hybrid host: /sys/fs/cgroup is not the cgroup2 mount, and beside the unified one v1 hierarchies are mounted."""
+    assert (unified_problem(Path("/sys/fs/cgroup"), ()) or "").endswith(", not cgroup2")
+    beside = unified_problem(Path("/sys/fs/cgroup/unified"), ("memory", "pids")) or ""
+    assert beside.startswith("cgroup v1 hierarchies are mounted (/sys/fs/cgroup/")

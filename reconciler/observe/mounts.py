@@ -6,6 +6,7 @@ Runs once at start-up, before observe; it only reads /proc and stats paths.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from reconciler.model.errors import PermanentError
@@ -23,6 +24,27 @@ def cgroup2_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Path]:
             if fields[separator + 1] == "cgroup2":
                 mounts.append(Path(_unescape(fields[4])))
     return mounts
+
+
+def unified_problem(
+    mount: Path, required: Collection[str], mountinfo: str = "/proc/self/mountinfo"
+) -> str | None:
+    """Why `mount` is not a pure cgroup v2 hierarchy (no v1 one mounted) whose root offers
+    and enables the `required` controllers, or None: the VM tier's guard and the
+    kernel-enforced benchmark's."""
+    with open(mountinfo, encoding="utf-8") as handle:
+        mounts = [line.split() for line in handle.read().splitlines()]
+    types = {fields[4]: fields[fields.index("-") + 1] for fields in mounts}
+    if types.get(str(mount)) != "cgroup2":
+        return f"{mount} is {types.get(str(mount), 'not mounted')}, not cgroup2"
+    v1 = sorted(point for point, kind in types.items() if kind == "cgroup")
+    if v1:
+        return f"cgroup v1 hierarchies are mounted ({', '.join(v1)}): not pure cgroup v2"
+    for name in ("cgroup.controllers", "cgroup.subtree_control"):
+        missing = set(required) - set((mount / name).read_text().split())
+        if missing:
+            return f"{mount / name} lacks {', '.join(sorted(missing))}"
+    return None
 
 
 def _unescape(path: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.observe.mounts import unified_problem
 from tests.vm.guest.harness import MOUNT, Wnr, remove_tree
 
 REQUIRED_CONTROLLERS = {"cpu", "memory", "pids"}
@@ -22,18 +23,7 @@ REQUIRED_CONTROLLERS = {"cpu", "memory", "pids"}
 
 def _cgroup_problem() -> str | None:
     """Why /sys/fs/cgroup is not a pure cgroup2 mount with the controllers we need, or None."""
-    mounts = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    types = {fields[4]: fields[fields.index("-") + 1] for fields in mounts}
-    if types.get(str(MOUNT)) != "cgroup2":
-        return f"{MOUNT} is {types.get(str(MOUNT), 'not mounted')}, not cgroup2"
-    v1 = sorted(point for point, kind in types.items() if kind == "cgroup")
-    if v1:
-        return f"cgroup v1 hierarchies are mounted ({', '.join(v1)}): not pure cgroup v2"
-    for name in ("cgroup.controllers", "cgroup.subtree_control"):
-        missing = REQUIRED_CONTROLLERS - set((MOUNT / name).read_text().split())
-        if missing:
-            return f"{MOUNT / name} lacks {', '.join(sorted(missing))}"
-    return None
+    return unified_problem(MOUNT, REQUIRED_CONTROLLERS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
