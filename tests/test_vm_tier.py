@@ -9,7 +9,9 @@ explicit switch WNR_SKIP_VM=1 (for machines without QEMU or the Debian mirror).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +37,18 @@ def guest_failures(output: str, limit: int = 40_000) -> str:
     return output[start:][-limit:]
 
 
+def _stop_group(vm: subprocess.Popen[str]) -> None:
+    """SIGTERM to the VM runner's process group, SIGKILL if it is still there after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(vm.pid, signal.SIGTERM)
+    try:
+        vm.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(vm.pid, signal.SIGKILL)
+        vm.wait()
+
+
 def boot(capsys: pytest.CaptureFixture[str], label: str, command: list[str], **env: str) -> None:
     """tests/vm/setup, then one VM boot running `command`; prints its time and output tail."""
     if os.environ.get("WNR_SKIP_VM") == "1":
@@ -44,16 +58,24 @@ def boot(capsys: pytest.CaptureFixture[str], label: str, command: list[str], **e
     )
     assert 0 == setup.returncode, f"tests/vm/setup failed:\n{setup.stdout}{setup.stderr}"
     started = time.monotonic()
-    run = subprocess.run(
+    # Its own session, so that a timeout or an interrupted test stops it as a group: SIGTERM
+    # lets tests/vm/run end QEMU (its trap), where a SIGKILL of the script alone would leave
+    # QEMU running.
+    vm = subprocess.Popen(
         [str(VM / "run"), *command],
         cwd=REPO,
         env={**os.environ, "VM_TIMES": "1", "VM_TIMEOUT": "1500", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=1800,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        output, _ = vm.communicate(timeout=1800)
+    finally:
+        if vm.poll() is None:
+            _stop_group(vm)
+    run = subprocess.CompletedProcess(vm.args, vm.returncode, output)
     with capsys.disabled():  # the tier's run time is reported in every CI log, pass or fail
         print(f"\n{label}: {time.monotonic() - started:.1f}s wall (boot, guest tests, shutdown)")
         timed = ("[slurm]", " call ", "wnr-vm: ")
