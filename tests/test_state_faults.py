@@ -27,9 +27,11 @@ from reconciler.apply.statekeeper import StateKeeper
 from reconciler.doctor import Verdict, check_state_dir
 from reconciler.host.atomicfile import write_json
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.eventlog import EventLog
 from reconciler.host.nodelock import LockBusyError, NodeLock
 from reconciler.host.statedir import AttemptRecord, JobRecords, StateDir, StateDirError
 from reconciler.model.actions import FailureKind, ForgetJob, StartJob
+from reconciler.model.event import Event
 from reconciler.model.observed import Observed
 from reconciler.plan.jobphase import Phase, job_view
 from reconciler.reconcile import Reconciler
@@ -341,6 +343,23 @@ def test_a_write_on_a_full_file_system_leaves_no_trace_and_spawns_nothing(
     applier._note_wrapper(record, 4242)  # the step after a spawn
     assert 4242 == state.spawned_pid(record)
     assert not record.with_suffix(".pid").exists()
+
+
+def test_an_event_batch_cut_short_by_a_full_disk_is_taken_back(statefs: Path) -> None:
+    """An append that fails part-way on ENOSPC leaves the log as it was, whole lines only."""
+    log = EventLog(statefs / "state")
+    first = Event(1.0, "Node", "Warning", "StateDirUnwritable", "full")
+    log.append([first])
+    before = log.path.read_bytes()
+    filler = fill(statefs, 0)  # the log's page has room left: the next write is partial
+    batch = [Event(2.0 + i, f"Job/j{i}", "Normal", "Started", "x" * 200) for i in range(40)]
+    with pytest.raises(OSError, match="No space left"):
+        log.append(batch)
+    assert before == log.path.read_bytes()
+    filler.unlink()
+    log.append(batch[:1])
+    assert [first, batch[0]] == log.read()
+    assert all(json.loads(line) for line in log.path.read_text().splitlines())
 
 
 def test_the_lock_names_its_holder(state_dir: Path, cgroup_root: Path) -> None:

@@ -5,7 +5,8 @@ reconciler's clock), `object` ("Job/foo", "Slot/a", "Root"), `type` (Normal
 or Warning), `reason` (Started, Completed, Failed, OOMKilled, ...) and
 `message`. A batch of events is one `write` on a file opened with O_APPEND
 under an exclusive `flock`, so concurrent writers (the daemon and a `wnr
-apply`) never interleave. A writer killed mid-write leaves a torn last line:
+apply`) never interleave; a write that fails part-way (a full disk) is cut
+back to where it began. A writer killed mid-write leaves a torn last line:
 readers skip any line that is not a whole event, and the next append starts
 on a fresh line. When the file passes `max_bytes` it becomes
 `events.jsonl.1` (`.1` becomes `.2`, ...), keeping `generations` old files.
@@ -65,10 +66,16 @@ class EventLog:
             size = os.fstat(fd).st_size
             if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # a writer died mid-line: start a fresh one
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError:
+                # ENOSPC after a partial write: take the torn batch back, so a full disk
+                # costs the batch and never leaves half a line for every reader to skip.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
             if size + len(data) >= self.max_bytes:
                 self._rotate()
         finally:
