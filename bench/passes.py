@@ -30,6 +30,7 @@ from ruamel.yaml import YAML
 
 from bench.common import BenchError, median
 from bench.wnr import WnrDaemon, job_yaml
+from reconciler.daemon.inotify import DirWatch
 from reconciler.daemon.metrics import SAMPLE_SECONDS, DaemonMetrics
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
@@ -49,9 +50,16 @@ class PassTimes:
 
 
 def reconciler_for(daemon: WnrDaemon) -> Reconciler:
-    """A Reconciler wired like `wnr run`'s (trusted spec dir, the daemon's root and state)."""
+    """A Reconciler wired like `wnr run`'s: trusted spec dir, the daemon's root and state, and
+    the spec directory's inotify telling each pass whether a spec may have changed (its
+    descriptor lives as long as this process: the benchmark makes a few)."""
     loader = SpecLoader([daemon.specs], trusted_uid=os.geteuid())
-    return Reconciler(loader, CgroupFS(daemon.root), StateDir(daemon.state))
+    reconciler = Reconciler(loader, CgroupFS(daemon.root), StateDir(daemon.state))
+    dirs = DirWatch()
+    if dirs.ensure([str(daemon.specs)]):
+        raise BenchError(f"inotify refused to watch {daemon.specs}")
+    reconciler.spec_changes = dirs.take_changed
+    return reconciler
 
 
 def _timed(reconciler: Reconciler) -> tuple[float, float, int]:

@@ -97,6 +97,9 @@ class Reconciler:
         # whose cgroup and records the next pass need not read again.
         self.exits = ExitWatch()
         self.quiet = QuietJobs()
+        # Set by the daemon to its spec directories' inotify (DirWatch.take_changed): whether
+        # a spec may have changed since the last pass. None: every pass looks.
+        self.spec_changes: Callable[[], bool] | None = None
         self.accounts = Accounts()
         # Set while the daemon serves metrics: how often running jobs' live usage is sampled.
         self.metrics_interval: float | None = None
@@ -128,10 +131,14 @@ class Reconciler:
                 self.registry.restore()
                 self.board.forget()
                 self._published = (None, 0.0)
-        desired = self.loader.load()
+        # Told by the daemon's inotify watch that no spec changed, the loader does not look,
+        # but at the relist (every resync), when quiet jobs are read again too.
+        changed = self.spec_changes() if self.spec_changes is not None else True
+        relist = recreated or self.quiet.relist_due(self.clock())
+        desired = self.loader.load(unchanged=not (changed or relist))
         site = desired.node.spec.site_overrides if desired.node is not None else None
         now = self.clock()
-        quiet = self.quiet.for_pass(self.exits.take_exited(), now, full=recreated)
+        quiet = self.quiet.for_pass(self.exits.take_exited(), now, full=relist)
         observed = read = observe(self.fs, self.state, site, quiet)
         if not dry_run:
             observed = self.keeper.before_plan(observed, now)

@@ -16,6 +16,8 @@ from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
 from reconciler.reconcile import Reconciler
 from reconciler.specs.loader import SpecLoader
+from tests.conftest import wait_for
+from tests.helpers import DaemonProcess, job_text, record, write_slot
 
 
 @pytest.fixture
@@ -135,3 +137,45 @@ def test_a_path_inotify_refuses_is_returned(woken: tuple[DirWatch, Waker], tmp_p
     plain = tmp_path / "not-a-directory"
     plain.write_text("")
     assert [str(plain)] == dirs.ensure([str(tmp_path), str(plain), str(tmp_path / "absent")])
+
+
+def test_take_changed_says_what_a_pass_must_look_at(tmp_path: Path) -> None:
+    """take_changed is True at first, after an event that matters and for a directory replaced, absent or refused; False otherwise."""
+    dirs = DirWatch()
+    try:
+        specs = tmp_path / "specs"
+        specs.mkdir()
+        dirs.ensure([str(specs)])
+        assert [True, False] == [dirs.take_changed(), dirs.take_changed()]
+        (specs / "sub").mkdir()  # not a spec: no change
+        (specs / "a.yaml").write_text("kind: Job\n")  # queued, not yet read: read by the call
+        assert [True, False] == [dirs.take_changed(), dirs.take_changed()]
+        (specs / "sub").rmdir()
+        (specs / "a.yaml").unlink()
+        specs.rmdir()
+        specs.mkdir()
+        dirs.ensure([str(specs)])  # watched anew: what it holds came unwatched
+        assert [True, False] == [dirs.take_changed(), dirs.take_changed()]
+        plain = tmp_path / "plain"
+        plain.write_text("")
+        for _ in range(2):  # refused, and absent: every pass must look
+            dirs.ensure([str(specs), str(plain), str(tmp_path / "absent")])
+            assert dirs.take_changed()
+    finally:
+        dirs.close()
+
+
+def test_a_change_inotify_cannot_see_is_loaded_at_the_resync(
+    daemon: DaemonProcess, state_dir: Path, tmp_path: Path
+) -> None:
+    """A spec symlinked to a file outside the watched directory: the job written into the target runs once the resync relists."""
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("")
+    write_slot(daemon.specs, "s")
+    (daemon.specs / "linked.yaml").symlink_to(outside)
+    daemon.args += ["--resync", "1"]
+    daemon.start()
+    wait_for((state_dir / "status").is_dir)
+    outside.write_text(job_text("far", "s", ["sleep", "60"]))  # no event in the spec dir
+    wait_for((state_dir / "jobs" / "far" / "attempt-1.json").exists, timeout=30)
+    wait_for(lambda: "running" == record(state_dir, "far").get("phase"))

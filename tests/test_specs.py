@@ -149,6 +149,34 @@ def test_unchanged_files_are_not_parsed_again(spec_dir: Path, parse_calls: list[
     assert first.slots == second.slots
 
 
+def test_told_unchanged_the_loader_does_not_look_until_told_otherwise(spec_dir: Path) -> None:
+    """load(unchanged=True) returns the last desired state without reading; a plain load sees the edit."""
+    write(spec_dir / "a.yaml", slot_text("a"))
+    loader = SpecLoader([spec_dir])
+    first = loader.load(unchanged=True)  # nothing loaded yet: it must look
+    assert ["a"] == sorted(first.slots)
+    write(spec_dir / "b.yaml", slot_text("b"))
+    assert first is loader.load(unchanged=True)
+    assert ["a", "b"] == sorted(loader.load().slots)
+
+
+def test_an_unreadable_file_or_directory_is_looked_at_again_even_when_told_unchanged(
+    tmp_path: Path,
+) -> None:
+    """After a load that met a dangling symlink or a missing directory, unchanged=True still reads."""
+    specs, missing = tmp_path / "specs", tmp_path / "missing"
+    specs.mkdir()
+    (specs / "a.yaml").symlink_to(tmp_path / "target.yaml")
+    loader = SpecLoader([specs, missing])
+    assert not loader.load().complete
+    write(tmp_path / "target.yaml", slot_text("a"))
+    missing.mkdir()
+    loaded = loader.load(unchanged=True)
+    assert (["a"], True) == (sorted(loaded.slots), loaded.complete)
+    write(specs / "b.yaml", slot_text("b"))
+    assert loaded is loader.load(unchanged=True)
+
+
 def test_touched_file_is_parsed_again_and_only_it(spec_dir: Path, parse_calls: list[str]) -> None:
     """A file whose mtime changed is parsed again on the next load; the others are not."""
     a = write(spec_dir / "a.yaml", slot_text("a"))

@@ -12,7 +12,9 @@ after writing (not its creation, nor each write(2): a pass between them would
 read half a spec), renamed in or out, deleted, or its mode or owner changed
 (spec files are trusted by owner and mode). Subdirectories are not specs. A
 watched directory deleted or replaced is watched again by `ensure`, which the
-loop calls before every pass.
+loop calls before every pass. `take_changed` tells the pass whether anything
+that matters happened since the last pass: while nothing did, the spec loader
+does not look at the directory (it relists at the resync).
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class DirWatch:
         # path -> (watch descriptor, st_dev, st_ino of the directory watched)
         self._watched: dict[str, tuple[int, int, int]] = {}
         self._warned: set[str] = set()
+        # Whether anything that matters may have changed since take_changed last said: at
+        # first (nothing was looked at yet), on an event that matters, and whenever a
+        # directory is absent, refused or watched anew (what it holds came unwatched).
+        self._changed = True
 
     def ensure(self, paths: Iterable[str]) -> list[str]:
         """Watch each directory, again if it was replaced since; absent ones are skipped.
@@ -80,10 +86,12 @@ class DirWatch:
                 st = os.stat(path)
             except OSError:
                 self._watched.pop(path, None)
+                self._changed = True
                 continue
             known = self._watched.get(path)
             if known is not None and known[1:] == (st.st_dev, st.st_ino):
                 continue
+            self._changed = True
             wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), MASK)
             if wd < 0:
                 error = _failed("inotify_add_watch", path)
@@ -96,6 +104,14 @@ class DirWatch:
             self._watched[path] = (wd, st.st_dev, st.st_ino)
         return refused
 
+    def take_changed(self) -> bool:
+        """Whether a spec file or directory may have changed since the last call (events
+        still queued are read first). False only while every directory is watched and no
+        event that matters came: then the spec loader need not look (SpecLoader.load)."""
+        self.drain()
+        changed, self._changed = self._changed, False
+        return changed
+
     def drain(self) -> bool:
         """Read every pending event; forget the watches of directories deleted or moved.
         Returns whether any of them matters: not a subdirectory made, nor a regular file
@@ -105,6 +121,7 @@ class DirWatch:
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
+                self._changed = self._changed or matters
                 return matters
             offset = 0
             while offset + _EVENT.size <= len(data):

@@ -151,6 +151,7 @@ class Daemon:
             self._start_polling(f"inotify unavailable ({exc})")
             return None
         self.waker.add_reader(dirs.fd, dirs.drain)
+        self.reconciler.spec_changes = dirs.take_changed
         return dirs
 
     def _start_polling(self, why: str) -> None:

@@ -43,14 +43,17 @@ class QuietJobs:
         self._kept: dict[str, QuietJob] = {}
         self._relisted_at = -math.inf
 
+    def relist_due(self, now: float) -> bool:
+        """Whether a pass at `now` reads everything again (the spec loader relists with it)."""
+        return not self._relisted_at <= now < self._relisted_at + self.relist_seconds
+
     def for_pass(
         self, exited: Collection[int], now: float, full: bool = False
     ) -> dict[str, QuietJob]:
         """The jobs this pass reuses the reading of: none on a full relist (asked for, or
         due), else those kept whose wrapper did not exit since (forgotten for good: a dry
         pass, which keeps nothing, may be the one that learns of an exit)."""
-        due = not self._relisted_at <= now < self._relisted_at + self.relist_seconds
-        if full or due:
+        if full or self.relist_due(now):
             self._relisted_at = now
             self._kept = {}
         elif exited:

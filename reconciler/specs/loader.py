@@ -1,7 +1,8 @@
 """Spec loading: a directory of YAML files becomes the desired state the planner reads.
 
 Each pass calls `SpecLoader.load()`. Unchanged files (same inode, size and
-mtime) are not parsed again. A file that turns invalid keeps its last good
+mtime) are not parsed again; told nothing changed (the daemon's inotify watch),
+it does not even look. A file that turns invalid keeps its last good
 objects; a file that was never valid, or a directory that cannot be read,
 marks the desired state incomplete, which freezes every deletion. A file that
 has no last good version in this process may still have one in the object
@@ -65,9 +66,19 @@ class SpecLoader:
         self._last: Desired | None = None
         self._seen: list[tuple[str, Parsed]] = []
         self._refused: dict[str, Parsed] = {}
+        # Whether the last load met only what it can trust unchanged until told otherwise:
+        # every directory listed, every file read (an unreadable one is looked at again).
+        self._settled = False
 
-    def load(self) -> Desired:
-        """Read what changed since the last call and assemble the desired state."""
+    def load(self, unchanged: bool = False) -> Desired:
+        """Read what changed since the last call and assemble the desired state.
+
+        `unchanged`: the caller knows no spec file or directory changed since the last call
+        (the daemon's inotify watch, between resyncs); the last desired state is returned
+        without looking, unless that call met a directory or file it must look at again."""
+        if unchanged and self._settled and self._last is not None:
+            return self._last
+        self._settled = True
         before = (dict(self._last_good), self._last, self._seen)
         desired = self._load()
         limits = desired.node.spec.spec_limits if desired.node is not None else SpecLimits()
@@ -84,6 +95,7 @@ class SpecLoader:
         files, listing_errors = self._list()
         if listing_errors:
             # An unreadable or vanished directory freezes the desired state.
+            self._settled = False
             previous = self._last or Desired()
             return Desired(
                 previous.node,
@@ -206,6 +218,7 @@ class SpecLoader:
             return cached.parsed
         if isinstance(got, Unreadable):
             # Not cached: the next pass looks again (a dangling symlink's target may return).
+            self._settled = False
             return Parsed((), (SpecError(path, 1, 1, got.message),))
         assert isinstance(got, Content)
         parsed = guarded_parse(path, got.data, self.limits.max_documents)
