@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.observe.workingset import ProportionalCache, sampled_working_set
+from reconciler.observe.workingset import (
+    ProportionalCache,
+    sampled_working_set,
+    working_set_within,
+)
 from tests.conftest import wait_for
 
 MiB = 1 << 20
@@ -83,6 +87,25 @@ def test_anonymous_and_shared_memory_are_in_the_working_set(
     pid = holders[kind].pid
     assert 64 * MiB <= sampled_working_set((pid,)) < 96 * MiB
     assert sampled_working_set((pid,), over=1 << 40) >= sampled_working_set((pid,))
+
+
+def test_the_cheapest_bound_that_stays_under_the_limit_is_taken(
+    holders: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    """Without swap statm's resident pages decide far below the limit; near it status, then smaps_rollup do, each never below the working set."""
+    mapped, anon = holders["file"].pid, holders["anon"].pid
+    exact = sampled_working_set((mapped,))
+    resident, bounds = working_set_within((mapped,), 1 << 40, swap=False)
+    assert bounds is None  # status was not read
+    assert resident >= rss(mapped) - MiB  # the mapped file's pages count in this bound
+    # Between the working set and the resident pages: status's bound decides (file pages out).
+    under, bounds = working_set_within((mapped,), 48 * MiB, swap=False)
+    assert bounds is not None
+    assert exact <= under == sum(bounds) <= 48 * MiB
+    # Below the working set: the exact figure, whose excess the planner kills for.
+    assert 64 * MiB <= working_set_within((anon,), 8 * MiB, swap=False)[0] < 96 * MiB
+    # With swap configured statm cannot bound it (it has no swap): status is read first.
+    assert working_set_within((anon,), 1 << 40, swap=True)[1] is not None
 
 
 FORKER = (

@@ -27,7 +27,7 @@ from reconciler.model.observed import Need, Observed, Stall, Usage
 from reconciler.model.usage import LiveUsage
 from reconciler.observe.liveusage import KnownProcesses, live_usage, usage_usec
 from reconciler.observe.pressure import stall_between, stall_totals
-from reconciler.observe.workingset import ProportionalCache, resident_bounds, sampled_working_set
+from reconciler.observe.workingset import ProportionalCache, working_set_within
 
 
 def needs(
@@ -173,8 +173,7 @@ class Sampler:
         memory, bounds, pids = None, None, None
         if need.memory_over is not None:
             pids = self.procs_read[job] = fs.procs(need.rel)
-            bounds = resident_bounds(pids, swap)
-            memory = sampled_working_set(pids, need.memory_over, swap, bounds=bounds)
+            memory, bounds = working_set_within(pids, need.memory_over, swap)
         tasks = None
         if need.tasks:
             tasks = len((fs.read(need.rel, "cgroup.threads") or "").split())
