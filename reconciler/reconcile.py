@@ -51,6 +51,7 @@ from reconciler.status.events import (
 )
 from reconciler.status.passresult import PassResult
 from reconciler.status.published import Publication
+from reconciler.status.slots import SlotStatus, slot_statuses
 
 log = logging.getLogger("wnr.events")
 
@@ -161,8 +162,10 @@ class Reconciler:
         observed = replace(observed, state_fault=self.keeper.fault)
         self._keep_quiet(read, observed, planned.actions)
         result = PassResult(desired, observed, planned, tuple(failures), resample, spawned, stored)
-        reported = self._report(result, now)
-        self._publish(result, now, reported)
+        # Once for the event log and the published statuses (which adds failures, if any).
+        slots = slot_statuses(result.desired, result.observed, result.plan, now)
+        reported = self._report(result, now, slots)
+        self._publish(result, now, reported, slots)
         return result
 
     def _keep_quiet(self, read: Observed, planned: Observed, actions: Sequence[Action]) -> None:
@@ -177,7 +180,9 @@ class Reconciler:
             return True
         return is_wrapper(pid) and self.exits.watch(pid) is Watched.WATCHING
 
-    def _publish(self, result: PassResult, now: float, reported: bool) -> None:
+    def _publish(
+        self, result: PassResult, now: float, reported: bool, slots: Mapping[str, SlotStatus]
+    ) -> None:
         """Publish every object's status; never fails the pass (logged once per error).
 
         Only a pass that can have changed a status publishes: one that reported an event or
@@ -191,7 +196,8 @@ class Reconciler:
             return
         failures = {f.action.obj: f.error for f in result.failures}
         try:
-            self.board.publish(self.publication.objects(result, result.stored, now, failures))
+            objects = self.publication.objects(result, result.stored, now, failures, slots)
+            self.board.publish(objects)
             self._published = (result.desired, now + REPUBLISH_SECONDS)
             self._unpublished = None
         except OSError as exc:
@@ -200,7 +206,7 @@ class Reconciler:
                 log.warning("cannot publish status in %s: %s", self.board.directory, exc)
             self._unpublished = str(exc)
 
-    def _report(self, result: PassResult, now: float) -> bool:
+    def _report(self, result: PassResult, now: float, slots: Mapping[str, SlotStatus]) -> bool:
         """Log this pass's phase changes and actions; never fails the pass. What the event
         log cannot take now is kept (in order, the newest MAX_UNSENT) for the next pass.
         Returns whether anything was reported."""
@@ -209,7 +215,7 @@ class Reconciler:
                 self._reported = self.events.load_phases()
             except OSError:
                 self._reported = {}
-        phases, messages, unenforced = current_phases(result, now)
+        phases, messages, unenforced = current_phases(result, now, slots)
         events = self.keeper.take_events()
         events += phase_events(self._reported, phases, result.plan.jobs, messages, now)
         for marks, found in (

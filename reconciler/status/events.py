@@ -29,6 +29,7 @@ from reconciler.model.event import NORMAL, WARNING, Event
 from reconciler.plan.jobphase import JobView, Phase
 from reconciler.status import slot_statuses
 from reconciler.status.passresult import PassResult
+from reconciler.status.slots import SlotStatus
 
 # The event reason of an action that failed, by its op.
 FAILED_REASONS = {
@@ -55,14 +56,18 @@ class PassPhases(NamedTuple):
     unenforced: dict[str, str]
 
 
-def current_phases(result: PassResult, now: float) -> PassPhases:
-    """What to compare between passes. A slot whose action failed keeps the phase it would
-    have: the failure is an event of its own."""
+def current_phases(
+    result: PassResult, now: float, slots: Mapping[str, SlotStatus] | None = None
+) -> PassPhases:
+    """What to compare between passes; `slots`: the pass's slot statuses without failures,
+    if made already. A slot whose action failed keeps the phase it would have: the failure
+    is an event of its own."""
     phases = {
         f"Job/{name}": f"{view.phase}/{view.reason}/{view.attempts}"
         for name, view in result.plan.jobs.items()
     }
-    slots = slot_statuses(result.desired, result.observed, result.plan, now)
+    if slots is None:
+        slots = slot_statuses(result.desired, result.observed, result.plan, now)
     phases.update({f"Slot/{name}": status.phase for name, status in slots.items()})
     messages = {f"Slot/{name}": status.message for name, status in slots.items()}
     unenforced = {

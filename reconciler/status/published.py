@@ -32,12 +32,17 @@ def _pairs(
     now: float,
     failures: Mapping[str, str] | None,
     memo: JobStatusMemo | None = None,
+    slots: Mapping[str, SlotStatus] | None = None,
 ) -> Iterator[tuple[ObjectKey, Slot | Job | None, JobStatus | SlotStatus]]:
-    """Each job and slot of the pass: its key, its spec object (if any) and its status."""
+    """Each job and slot of the pass: its key, its spec object (if any) and its status;
+    `slots`: the pass's slot statuses, if made already (without failures: used only when
+    no action failed)."""
     desired, observed, plan = result.desired, result.observed, result.plan
     for name, job in job_statuses(desired, observed, plan, now, memo).items():
         yield ("Job", name), desired.jobs.get(name), job
-    for name, slot in slot_statuses(desired, observed, plan, now, failures).items():
+    if slots is None or failures:
+        slots = slot_statuses(desired, observed, plan, now, failures)
+    for name, slot in slots.items():
         yield ("Slot", name), desired.slots.get(name), slot
 
 
@@ -72,11 +77,13 @@ class Publication:
         stored: Mapping[ObjectKey, StoredObject],
         now: float,
         failures: Mapping[str, str] | None = None,
+        slots: Mapping[str, SlotStatus] | None = None,
     ) -> dict[ObjectKey, dict[str, Any]]:
-        """Every job and slot of the pass, as `published_objects` makes them."""
+        """Every job and slot of the pass, as `published_objects` makes them (`slots`: the
+        pass's slot statuses without failures, if made already)."""
         found: dict[ObjectKey, dict[str, Any]] = {}
         memo: dict[ObjectKey, tuple[object, object, object, dict[str, Any]]] = {}
-        for key, obj, status in _pairs(result, now, failures, self._statuses):
+        for key, obj, status in _pairs(result, now, failures, self._statuses, slots):
             entry = stored.get(key)
             hit = self._last.get(key)
             if hit is not None and hit[1] is obj and hit[2] is entry and hit[0] == status:
