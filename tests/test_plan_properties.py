@@ -35,7 +35,7 @@ from reconciler.model.actions import (
 from reconciler.model.api import Job, Slot
 from reconciler.model.desired import Desired, Source
 from reconciler.model.limits import CONTROLLER_OF, KERNEL_DEFAULTS
-from reconciler.model.observed import CgroupState, Observed, Placement
+from reconciler.model.observed import CgroupState, Observed, Placement, Stall, Usage
 from reconciler.plan import Plan, plan
 from reconciler.plan.memo import PlanMemo
 from reconciler.status.jobs import JobStatusMemo, job_statuses
@@ -416,6 +416,13 @@ def test_plans_converge_from_an_empty_tree(desired: Desired, observed: Observed)
     assert set(desired.slots) == set(end.observed.slot_records)
 
 
+def samples(observed: Observed, now: float) -> dict[str, Usage]:
+    """A fresh usage sample of each observed job taken at `now`, stalled a share that changes
+    with every whole second."""
+    share = (int(now) % 2) / 4
+    return {name: Usage(now, stall=Stall(share, 0.0, 0.0)) for name in observed.jobs}
+
+
 @SETTINGS
 @given(
     before=desireds(),
@@ -459,8 +466,10 @@ def test_a_memo_of_earlier_passes_never_changes_a_plan(
                 expected = plan(desired, observed, now + later)
                 assert expected == plan(desired, observed, now + later, memo=memo)
                 recalled += memo.hits
-                fresh = job_statuses(desired, observed, expected, now + later)
-                assert fresh == job_statuses(desired, observed, expected, now + later, statuses)
+                # A new sample of every job each time; its stall figures move every other pass.
+                sampled = replace(observed, usage=samples(observed, now + later))
+                fresh = job_statuses(desired, sampled, expected, now + later)
+                assert fresh == job_statuses(desired, sampled, expected, now + later, statuses)
             if expected.actions:
                 observed = simulate(observed, expected.actions, now, sigterm_ends=sigterm_ends)
                 now += 1.0

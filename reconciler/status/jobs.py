@@ -131,13 +131,15 @@ def _inputs(  # noqa: PLR0917 - what one job's status reads
     job = desired.jobs.get(name)
     where = observed.jobs.get(name)
     slot = where.slot if where is not None else (job.spec.slot if job is not None else "")
-    running = view.phase is Phase.Running
+    usage = observed.usage.get(name) if view.phase is Phase.Running else None
     return (
         job,
         where,
         observed.records.get(name),
         view,
-        observed.usage.get(name) if running else None,
+        # Of a usage sample the status reads the stall alone (stall_condition): a new sample
+        # whose stall figures are those of the last one changes no status.
+        usage.stall if usage is not None else None,
         plan.run_as.get(slot),
         waiting.get(f"Job/{name}", ""),
         desired.node_spec,
