@@ -89,6 +89,11 @@ def test_limits_the_kernel_lacks_are_enforced_by_sampling(
     assert 9 == outcome(state_dir, "hog")["signal"]
 
 
+# How far the kernel's per-CPU RSS counters, as status and statm sum them, may lag the page
+# walk of smaps_rollup (CI saw 96 KiB on 2 CPUs).
+COUNTER_SLACK = 1 << 20
+
+
 def test_the_working_set_bound_is_never_below_it_and_it_is_taken_exactly_past_it() -> None:
     """Below the limit the cheap resident bound is returned (never under the working set); past it, the working set itself."""
     child = subprocess.Popen(
@@ -99,9 +104,10 @@ def test_the_working_set_bound_is_never_below_it_and_it_is_taken_exactly_past_it
         wait_for(lambda: "VmRSS" in status.read_text() and memory_of((child.pid,)) > 32 << 20)
         exact = memory_of((child.pid,))
         bound = memory_of((child.pid,), over=1 << 40)
-        assert bound >= exact
-        assert memory_of((child.pid,), over=1 << 40, swap=False) >= exact
-        assert memory_of((child.pid,), over=1 << 20) <= bound
+        assert bound + COUNTER_SLACK >= exact
+        assert memory_of((child.pid,), over=1 << 40, swap=False) + COUNTER_SLACK >= exact
+        # The counters behind the bound are summed without the CPUs' pending deltas.
+        assert memory_of((child.pid,), over=1 << 20) <= bound + COUNTER_SLACK
         assert 0 == memory_of((2**22 + 12345,), over=1 << 40)
         assert 0 == memory_of((2**22 + 12345,), over=1 << 40, swap=False)
     finally:

@@ -86,7 +86,7 @@ def test_anonymous_and_shared_memory_are_in_the_working_set(
     """64 MiB of anonymous memory, or of a filled shared-memory mapping, is counted whole."""
     pid = holders[kind].pid
     assert 64 * MiB <= sampled_working_set((pid,)) < 96 * MiB
-    assert sampled_working_set((pid,), over=1 << 40) >= sampled_working_set((pid,))
+    assert sampled_working_set((pid,), over=1 << 40) + MiB >= sampled_working_set((pid,))
 
 
 def test_the_cheapest_bound_that_stays_under_the_limit_is_taken(
@@ -101,7 +101,8 @@ def test_the_cheapest_bound_that_stays_under_the_limit_is_taken(
     # Between the working set and the resident pages: status's bound decides (file pages out).
     under, bounds = working_set_within((mapped,), 48 * MiB, swap=False)
     assert bounds is not None
-    assert exact <= under == sum(bounds) <= 48 * MiB
+    assert under == sum(bounds) <= 48 * MiB
+    assert exact <= under + MiB  # the counters behind a bound lag the page walk a little
     # Below the working set: the exact figure, whose excess the planner kills for.
     assert 64 * MiB <= working_set_within((anon,), 8 * MiB, swap=False)[0] < 96 * MiB
     # With swap configured statm cannot bound it (it has no swap): status is read first.

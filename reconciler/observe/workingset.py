@@ -15,7 +15,9 @@ where the job may swap:
   (anonymous, file and shared: ~5 us a process), then `/proc/<pid>/status`
   (`RssAnon + RssShmem + VmSwap`, ~12 us; a payload mapping big libraries stops at
   this one). Kernels before 5.8 have no `Pss_Anon` there: PSS (file pages included)
-  is used.
+  is used. "Never less" holds to the kernel's RSS counters, which it keeps per CPU and
+  sums without the CPUs' pending deltas for statm and status (proc(5): "inaccurate"): a
+  bound can fall short of the page walk by a few hundred KiB, far below any limit.
 
 Used by the enforcement sampler (reconciler.observe.usage) and live usage.
 """
