@@ -139,6 +139,8 @@ class Tier:
         with self.lock:
             self.running.add(vm)
         try:
+            if self.closing.is_set():  # close() ran while this one started: it missed it
+                _stop_group(vm)
             output, _ = vm.communicate(timeout=1800)
         except subprocess.TimeoutExpired:
             _stop_group(vm)
