@@ -33,6 +33,7 @@ from bench.wnr import WnrDaemon, job_yaml
 from reconciler.daemon.inotify import DirWatch
 from reconciler.daemon.metrics import SAMPLE_SECONDS, DaemonMetrics
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.exits import descriptor_budget
 from reconciler.host.statedir import StateDir
 from reconciler.observe.usage import Sampler
 from reconciler.reconcile import Reconciler
@@ -59,6 +60,9 @@ def reconciler_for(daemon: WnrDaemon) -> Reconciler:
     if dirs.ensure([str(daemon.specs)]):
         raise BenchError(f"inotify refused to watch {daemon.specs}")
     reconciler.spec_changes = dirs.take_changed
+    # The daemon lends the sampler what its waker cannot need (loop.kept_capacity): here,
+    # what this process's descriptor budget holds.
+    reconciler.sampler.files.capacity = descriptor_budget()
     return reconciler
 
 
@@ -94,7 +98,9 @@ def measure(daemon: WnrDaemon, names: list[str], repeats: int) -> PassTimes:
         reload_cpu.append(cpu)
     sampling = []
     for _ in range(max(1, repeats // 3)):
+        reconciler.sampler.files.close()
         reconciler.sampler = Sampler()
+        reconciler.sampler.files.capacity = descriptor_budget()
         sampling.append(_timed(reconciler)[0])
     return PassTimes(median(noop), median(sampling), median(reload_wall), median(reload_cpu))
 

@@ -9,11 +9,14 @@ synchronous disk writes, one that sleeps, both below their CPU threshold.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+from reconciler.host.cgroupfs import CgroupFS
 from reconciler.model.api import IdlePolicy
-from reconciler.model.observed import Stall, Usage
+from reconciler.model.observed import Need, Stall, Usage
 from reconciler.observe.pressure import some_total, stall_between
+from reconciler.observe.usage import Sampler
 from reconciler.plan.jobs import active_at
 from reconciler.status.conditions import stall_condition
 from tests.conftest import wait_for
@@ -88,3 +91,16 @@ def test_a_job_waiting_on_disk_writes_is_stalled_while_a_sleeping_one_times_out(
         wait_for(lambda: status("writer").get("phase") == "Succeeded", timeout=30)
     finally:
         daemon.kill()
+
+
+def test_a_first_sample_takes_its_stall_since_the_jobs_first_spawn(cgroup_root: Path) -> None:
+    """With the first attempt's spawn time the first sample already has stall figures (over the time since, as the kernel's totals are); without it, none until the second."""
+    fs = CgroupFS(cgroup_root)
+    fs.mkdir("")
+    fs.mkdir("slot.a")
+    fs.mkdir("slot.a/job.j")
+    need = Need(rel="slot.a/job.j", stall_fraction=0.1, busy_cpus=0.5, since=90.0)
+    first = Sampler().sample(fs, {"j": need}, 100.0)["j"]
+    assert Stall(0.0, 0.0, 0.0) == first.stall
+    unknown = Sampler().sample(fs, {"j": replace(need, since=None)}, 100.0)["j"]
+    assert unknown.stall is None

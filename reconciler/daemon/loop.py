@@ -46,6 +46,8 @@ from reconciler.status.summary import pass_summary
 log = logging.getLogger("wnr.daemon")
 
 RESYNC_SECONDS = 30.0
+# Waking descriptors never lent to the sampler's kept files, for what the specs add next.
+KEPT_MARGIN = 64
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
 VERIFY_SECONDS = 0.5
 STATE_RECHECK_SECONDS = 1.0
@@ -168,6 +170,9 @@ class Daemon:
             if not self.waker.watching(pid) and is_wrapper(pid):
                 self.waker.watch_exit(pid)
         self.waker.watch_emptying(emptying(result, self.reconciler.fs.directory))
+        files = self.reconciler.sampler.files
+        wrappers = len(result.desired.jobs) + len(result.desired.slots)  # a job's; an agent's
+        files.capacity = kept_capacity(self.waker.exits.budget, wrappers)
 
     def _publish_self(self, result: PassResult) -> None:
         """Keep `daemon.json` current: what `wnr get` needs to find this daemon's objects."""
@@ -227,6 +232,7 @@ class Daemon:
                 self._sleep(delay)
         if dirs is not None:
             dirs.close()
+        self.reconciler.sampler.files.close()
         self.waker.close()
         self.notifier.close()
         return 0
@@ -261,6 +267,13 @@ class Daemon:
                 return
             if self.waker.wait(cap) or self.stop.is_set():
                 return
+
+
+def kept_capacity(budget: int, wrappers: int) -> int:
+    """How many descriptors the sampler may keep open (reconciler.host.keptfiles): what the
+    waking budget holds beyond a pidfd and a `cgroup.events` for every wrapper the specs can
+    start, so that keeping files never costs a watch."""
+    return max(0, budget - 2 * wrappers - KEPT_MARGIN)
 
 
 def recorded_wrappers(result: PassResult) -> Iterator[int]:

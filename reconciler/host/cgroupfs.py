@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from reconciler.host.keptfiles import OwnerFiles
 from reconciler.model.errors import CgroupError
 
 T = TypeVar("T")
@@ -146,9 +147,17 @@ class CgroupFS:
         stat = _read_interface(f"{self.directory(rel)}/cgroup.stat")
         return stat is None or flat_keyed(stat).get("nr_descendants") != 0
 
-    def read(self, rel: str, name: str) -> str | None:
-        """Read an interface file, stripped; None when it does not exist (controller off)."""
-        return _read_interface(f"{self.directory(rel)}/{_interface(name)}")
+    def read(self, rel: str, name: str, files: OwnerFiles | None = None) -> str | None:
+        """Read an interface file, stripped; None when it does not exist (controller off).
+        With `files`, through a descriptor kept open between reads (a sampler's)."""
+        target = f"{self.directory(rel)}/{_interface(name)}"
+        if files is None:
+            return _read_interface(target)
+        try:
+            data = files.read(target, iterated=target.endswith(_ITERATED))
+        except OSError as exc:
+            raise CgroupError("read", target, exc.errno or errno.EIO) from exc
+        return None if data is None else data.decode().strip()
 
     def read_parent(self, name: str) -> str | None:
         """Read an interface file of the root's parent, the one cgroup above the root wnr
@@ -187,9 +196,9 @@ class CgroupFS:
         with entries:
             return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
 
-    def procs(self, rel: str) -> tuple[int, ...]:
+    def procs(self, rel: str, files: OwnerFiles | None = None) -> tuple[int, ...]:
         """The PIDs in the cgroup itself (not its children)."""
-        text = self.read(rel, "cgroup.procs")
+        text = self.read(rel, "cgroup.procs", files)
         return tuple(int(line) for line in text.split()) if text else ()
 
     def events(self, rel: str) -> dict[str, int]:

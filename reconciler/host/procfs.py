@@ -17,6 +17,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from reconciler.host.keptfiles import OwnerFiles
+
 _HZ = os.sysconf("SC_CLK_TCK")
 _boot_time: float | None = None
 
@@ -50,12 +52,18 @@ def boot_time() -> float:
     return _boot_time
 
 
-def read(pid: int, name: str) -> bytes:
-    """`/proc/<pid>/<name>` in one read(2); b"" for a process that is gone.
+def read(pid: int, name: str, files: OwnerFiles | None = None) -> bytes:
+    """`/proc/<pid>/<name>` in one read(2); b"" for a process that is gone. With `files`,
+    through a descriptor kept open between reads (a sampler's).
 
     The files read here (stat, statm, status, smaps_rollup, cgroup) are a few KiB at most
     and produced whole by the kernel at the first read: one read(2) of 16 KiB takes all of
     it, at a third of what a Python file object's open, read and close cost."""
+    if files is not None:
+        try:
+            return files.read(f"/proc/{pid}/{name}") or b""
+        except OSError:
+            return b""  # as below: any failure to read a process's file is the process gone
     try:
         fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

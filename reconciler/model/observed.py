@@ -72,6 +72,11 @@ class Need:
     metrics_interval: float | None = None
     # The controllers the kernel has for the job's cgroup: files of others are not tried.
     controllers: frozenset[str] | None = None
+    # When the job's cgroup began its PSI totals (its first attempt's spawn: the cgroup is made
+    # in that pass and kept through retries): a first sample takes its stall over the time
+    # since, so a job's status shows figures from its first sample on, and a restarted
+    # daemon's first figures are those of the job's life (None: from the second sample).
+    since: float | None = None
 
 
 @dataclass(frozen=True)

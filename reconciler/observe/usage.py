@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.keptfiles import KeptFiles, OwnerFiles
 from reconciler.host.statedir import StateDir
 from reconciler.model.api import Job, NodeSpec
 from reconciler.model.desired import Desired
@@ -62,12 +63,15 @@ class Needs:
             job = desired.jobs.get(name)
             if job is None or not cgroup.populated or job.spec.slot != slot:
                 continue
-            key = (job, node, kernel, metrics_interval, state.root)
+            records = observed.records.get(name)
+            first = records.attempts[0] if records is not None and records.attempts else None
+            since = first.spawned_at if first is not None else None
+            key = (job, node, kernel, metrics_interval, state.root, since)
             last = self._kept.get(name)
             if last is not None and _same(last[0], key):
                 need = last[1]
             else:
-                need = _need(job, name, node, kernel, state, metrics_interval)
+                need = _need(job, name, node, kernel, state, metrics_interval, since)
             result[name] = need
             kept[name] = (key, need)
         self._kept = kept
@@ -87,6 +91,7 @@ def _need(  # noqa: PLR0917 - one job's sampling, from what it derives from
     kernel: frozenset[str],
     state: StateDir,
     metrics_interval: float | None,
+    since: float | None,
 ) -> Need:
     policy = node.policies
     r = job.spec.resources
@@ -119,6 +124,7 @@ def _need(  # noqa: PLR0917 - one job's sampling, from what it derives from
         idle_interval=idle.window_seconds / 10,
         metrics_interval=metrics_interval,
         controllers=kernel,
+        since=since,
     )
 
 
@@ -133,6 +139,8 @@ class Sampler:
         self._walked = ProportionalCache()
         # The cgroup.procs of each job the last `sample` read (membership compares them).
         self.procs_read: dict[str, tuple[int, ...]] = {}
+        # The limit samples' files, kept open up to what the daemon allows (`capacity`).
+        self.files = KeptFiles()
 
     def sample(self, fs: CgroupFS, needs: Mapping[str, Need], now: float) -> dict[str, Usage]:
         """Fresh samples for jobs whose interval has passed; the previous ones for the rest."""
@@ -140,6 +148,8 @@ class Sampler:
             self._usage.pop(gone, None)
             self._cpu.pop(gone, None)
             self._pressure.pop(gone, None)
+            self.files.release(gone)
+        self.files.shrink()
         swap: bool | None = None
         self._walked.start(now)
         self.procs_read = {}
@@ -171,12 +181,15 @@ class Sampler:
                         busy_at = now
             stall, stalled_at = self._stall(fs, job, need, now, last)
         memory, bounds, pids = None, None, None
+        # What a limit sample reads every interval goes through kept descriptors.
+        files = OwnerFiles(self.files, job)
         if need.memory_over is not None:
-            pids = self.procs_read[job] = fs.procs(need.rel)
-            memory, bounds = working_set_within(pids, need.memory_over, swap)
+            pids = self.procs_read[job] = fs.procs(need.rel, files)
+            memory, bounds = working_set_within(pids, need.memory_over, swap, files)
         tasks = None
         if need.tasks:
-            tasks = len((fs.read(need.rel, "cgroup.threads") or "").split())
+            tasks = len((fs.read(need.rel, "cgroup.threads", files) or "").split())
+        files.done()
         live, live_at = (last.live, last.live_at) if last is not None else (None, None)
         if need.metrics_interval is None:
             live, live_at = None, None  # not kept while nobody reads them: they would go stale
@@ -233,6 +246,8 @@ class Sampler:
         if totals is None:
             return None, stalled_at
         previous = self._pressure.get(job)
+        if previous is None and need.since is not None:
+            previous = (need.since, (0, 0, 0))  # the totals began with the job's cgroup
         self._pressure[job] = (now, totals)
         stall = stall_between(previous, (now, totals)) if previous is not None else None
         if stall is not None and stall.worst >= need.stall_fraction:

@@ -28,6 +28,7 @@ import os
 
 from reconciler.host import procfs
 from reconciler.host.cgroupfs import CgroupFS, flat_keyed
+from reconciler.host.keptfiles import OwnerFiles
 
 # memory.stat keys of the working set; memory.swap.current is added where it exists.
 KERNEL_KEYS = ("anon", "shmem", "kernel_stack")
@@ -45,13 +46,14 @@ def kernel_working_set(fs: CgroupFS, rel: str) -> int | None:
 
 
 def working_set_within(
-    pids: tuple[int, ...], over: int, swap: bool
+    pids: tuple[int, ...], over: int, swap: bool, files: OwnerFiles | None = None
 ) -> tuple[int, tuple[int, ...] | None]:
     """The working set of the processes as far as a limit of `over` bytes needs it (a bound,
     never less, while that stays at or below `over`), and their `status` bounds where they
-    were read. Without swap the resident pages of `statm` are tried first."""
+    were read. Without swap the resident pages of `statm` are tried first (through `files`,
+    the sampler's kept descriptors, where given)."""
     if not swap:
-        resident = sum(_resident_pages(pid) for pid in pids)
+        resident = sum(_resident_pages(pid, files) for pid in pids)
         if resident <= over:
             return resident, None
     bounds = resident_bounds(pids, swap)
@@ -128,10 +130,10 @@ class ProportionalCache:
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _resident_pages(pid: int) -> int:
+def _resident_pages(pid: int, files: OwnerFiles | None) -> int:
     """RssAnon + RssFile + RssShmem of one process (statm's second field), in bytes: never
     less than its working set without swap; 0 for one that is gone."""
-    fields = procfs.read(pid, "statm").split(maxsplit=2)
+    fields = procfs.read(pid, "statm", files).split(maxsplit=2)
     return int(fields[1]) * _PAGE if len(fields) > 1 else 0
 
 

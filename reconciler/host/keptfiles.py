@@ -1,0 +1,137 @@
+"""Descriptors of the small kernel files a sampler reads every few seconds, kept open between
+reads; part of the host layer, used by the usage sampler (reconciler.observe.usage).
+
+A running job's `cgroup.procs`, `cgroup.threads` and its processes' `/proc/<pid>/statm`
+are read every `intervalSeconds` on a node whose kernel does not enforce the job's
+limits. Opening and closing one costs about three times what reading it costs
+(kernfs and procfs look the path up, allocate and free the file): a kept
+descriptor read again with pread(2) at offset 0 gets the kernel's text of now,
+since both file systems produce it afresh at offset 0. A kept descriptor also
+keeps naming what it was opened on: a cgroup removed reads ENODEV, a process that
+ended reads ESRCH, even when the name is taken again (a cgroup made anew, a PID
+reused); such a descriptor is closed and the path opened again.
+
+Descriptors are kept only up to `capacity`, which the daemon sets each pass to what
+its waker (pidfds, `cgroup.events`) cannot need (reconciler.daemon.loop); past it a
+file is opened, read and closed as before. Each descriptor belongs to an owner
+(a job), and `release` closes an owner's when it stops being sampled.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Container
+
+# Whole files are read in chunks of this size (a few hundred PIDs per cgroup.procs chunk).
+_CHUNK = 16384
+# A descriptor that reads one of these names something gone: close it, open the path anew.
+_STALE = (errno.ENODEV, errno.ESRCH)
+
+
+class KeptFiles:
+    """Open descriptors by path, each with its owner, at most `capacity` of them."""
+
+    def __init__(self, capacity: int = 0) -> None:
+        self.capacity = capacity
+        self._fds: dict[str, int] = {}
+        self._owner: dict[str, str] = {}
+        self._owned: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def read(self, path: str, owner: str, iterated: bool = False) -> bytes | None:
+        """The whole file now; None when it does not exist (a cgroup or process gone).
+        `iterated`: a file whose reads may stop short of its end (a seq_file printing a
+        record per task, like cgroup.procs), read until a read returns nothing. Raises
+        OSError for any other failure, with the path in it."""
+        fd = self._fds.get(path)
+        if fd is not None:
+            try:
+                return _read_whole(fd, iterated)
+            except OSError as exc:
+                self._close(path)
+                if exc.errno not in _STALE:
+                    raise OSError(exc.errno, exc.strerror, path) from exc
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
+            return None
+        try:
+            data = _read_whole(fd, iterated)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in _STALE:
+                return None
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        if len(self._fds) < self.capacity:
+            self._fds[path] = fd
+            self._owner[path] = owner
+            self._owned.setdefault(owner, set()).add(path)
+        else:
+            os.close(fd)
+        return data
+
+    def release(self, owner: str, keep: Container[str] = ()) -> None:
+        """Close the owner's descriptors but those of the paths in `keep`."""
+        paths = self._owned.get(owner)
+        if not paths:
+            return
+        for path in [p for p in paths if p not in keep]:
+            self._close(path)
+
+    def shrink(self) -> None:
+        """Close descriptors past `capacity` (it was lowered), the most recently kept first."""
+        while len(self._fds) > self.capacity:
+            self._close(next(reversed(self._fds)))
+
+    def close(self) -> None:
+        """Close every descriptor."""
+        for path in list(self._fds):
+            self._close(path)
+
+    def _close(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is None:
+            return
+        os.close(fd)
+        owner = self._owner.pop(path)
+        paths = self._owned[owner]
+        paths.discard(path)
+        if not paths:
+            del self._owned[owner]
+
+
+def _read_whole(fd: int, iterated: bool) -> bytes:
+    """The file from offset 0 to its end, by pread(2): the descriptor's position is never
+    moved, so the next read starts from 0 again. A file printed whole at once (statm, a
+    flat-keyed file) ends with the first read shorter than asked."""
+    chunk = os.pread(fd, _CHUNK, 0)
+    if len(chunk) < _CHUNK and not iterated:
+        return chunk
+    chunks = [chunk]
+    offset = len(chunk)
+    while chunks[-1]:
+        chunks.append(os.pread(fd, _CHUNK, offset))
+        offset += len(chunks[-1])
+    return b"".join(chunks)
+
+
+class OwnerFiles:
+    """One owner's reads through kept descriptors for one sample: `done` closes the owner's
+    descriptors this sample did not read (a process that left, a file no longer needed)."""
+
+    def __init__(self, kept: KeptFiles, owner: str) -> None:
+        self.kept = kept
+        self.owner = owner
+        self._read: set[str] = set()
+
+    def read(self, path: str, iterated: bool = False) -> bytes | None:
+        """`KeptFiles.read` for this owner."""
+        self._read.add(path)
+        return self.kept.read(path, self.owner, iterated)
+
+    def done(self) -> None:
+        """Close what this sample did not read again."""
+        self.kept.release(self.owner, keep=self._read)
