@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from reconciler.host.keptfiles import OwnerFiles
+from reconciler.host.keptfiles import OwnerFiles, list_ended
 from reconciler.model.errors import CgroupError
 
 T = TypeVar("T")
@@ -237,10 +237,12 @@ def _read_interface(target: str) -> str | None:
         # Interface files are seq_files. Most print their whole text in one show(), and a
         # read(2) hands out all of it that fits the buffer: a shorter read is the end. The
         # PID lists (cgroup.procs, cgroup.threads) print a record per PID, about a page per
-        # read(2): read those to the end.
-        if len(chunk) == _READ_SIZE or target.endswith(_ITERATED):
+        # read(2): read those until a read says the list ended.
+        iterated = target.endswith(_ITERATED)
+        ended = iterated and list_ended(len(chunk), _READ_SIZE)
+        if len(chunk) == _READ_SIZE or (iterated and not ended):
             chunks = [chunk]
-            while chunks[-1]:
+            while chunks[-1] and not (iterated and list_ended(len(chunks[-1]), _READ_SIZE)):
                 chunks.append(os.read(fd, _READ_SIZE))
             chunk = b"".join(chunks)
     except OSError as exc:

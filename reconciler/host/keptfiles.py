@@ -27,6 +27,18 @@ from collections.abc import Container
 _CHUNK = 16384
 # A descriptor that reads one of these names something gone: close it, open the path anew.
 _STALE = (errno.ENODEV, errno.ESRCH)
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+# The longest record of a PID list: a PID (at most PID_MAX_LIMIT, 4194304) and a newline,
+# with room to spare.
+_LONGEST_RECORD = 16
+
+
+def list_ended(length: int, asked: int) -> bool:
+    """Whether a read(2) of `asked` bytes from a PID list (cgroup.procs, cgroup.threads) that
+    returned `length` bytes reached the list's end. The kernel's seq_file fills one buffer
+    (a page at least) per read and stops short of it only at the last record or when the
+    next record would not fit: a read shorter than that by more than a record ended it."""
+    return length < min(_PAGE, asked) - _LONGEST_RECORD
 
 
 class KeptFiles:
@@ -106,13 +118,14 @@ class KeptFiles:
 def _read_whole(fd: int, iterated: bool) -> bytes:
     """The file from offset 0 to its end, by pread(2): the descriptor's position is never
     moved, so the next read starts from 0 again. A file printed whole at once (statm, a
-    flat-keyed file) ends with the first read shorter than asked."""
+    flat-keyed file) ends with the first read shorter than asked, a PID list with the first
+    read `list_ended` says ended it."""
     chunk = os.pread(fd, _CHUNK, 0)
-    if len(chunk) < _CHUNK and not iterated:
+    if len(chunk) < _CHUNK and (not iterated or list_ended(len(chunk), _CHUNK)):
         return chunk
     chunks = [chunk]
     offset = len(chunk)
-    while chunks[-1]:
+    while chunks[-1] and not (iterated and list_ended(len(chunks[-1]), _CHUNK)):
         chunks.append(os.pread(fd, _CHUNK, offset))
         offset += len(chunks[-1])
     return b"".join(chunks)
