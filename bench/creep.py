@@ -71,18 +71,18 @@ def measure(box: Sandbox, jobs: int, warm: int, in_flight: int, top: int) -> Non
     daemon = WnrDaemon(box, "creep")
     try:
         (daemon.specs / f"slot-{SLOT}.yaml").write_text(slot_yaml(SLOT))
-        reconciler = reconciler_for(daemon)
         names = [f"c{i:05d}" for i in range(jobs)]
-        churn(reconciler, daemon, names[:warm], in_flight)
-        gc.collect()
-        tracemalloc.start(25)
-        before = tracemalloc.take_snapshot()
-        start = time.monotonic()
-        churn(reconciler, daemon, names[warm:], in_flight)
-        elapsed = time.monotonic() - start
-        gc.collect()
-        after = tracemalloc.take_snapshot()
-        tracemalloc.stop()
+        with reconciler_for(daemon) as reconciler:
+            churn(reconciler, daemon, names[:warm], in_flight)
+            gc.collect()
+            tracemalloc.start(25)
+            before = tracemalloc.take_snapshot()
+            start = time.monotonic()
+            churn(reconciler, daemon, names[warm:], in_flight)
+            elapsed = time.monotonic() - start
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+            tracemalloc.stop()
     finally:
         daemon.teardown()
     keep = [tracemalloc.Filter(False, tracemalloc.__file__)]

@@ -21,8 +21,10 @@ nothing else acts on the tree meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from ruamel.yaml import YAML
 from bench.common import BenchError, median
 from bench.wnr import WnrDaemon, job_yaml
 from reconciler.daemon.inotify import DirWatch
+from reconciler.daemon.loop import kept_capacity
 from reconciler.daemon.metrics import SAMPLE_SECONDS, DaemonMetrics
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.exits import descriptor_budget
@@ -50,20 +53,32 @@ class PassTimes:
     reload_cpu: float
 
 
-def reconciler_for(daemon: WnrDaemon) -> Reconciler:
-    """A Reconciler wired like `wnr run`'s: trusted spec dir, the daemon's root and state, and
-    the spec directory's inotify telling each pass whether a spec may have changed (its
-    descriptor lives as long as this process: the benchmark makes a few)."""
+@contextlib.contextmanager
+def reconciler_for(daemon: WnrDaemon) -> Iterator[Reconciler]:
+    """A Reconciler wired like `wnr run`'s: trusted spec dir, the daemon's root and state, the
+    spec directory's inotify telling each pass whether a spec may have changed, and the
+    sampler keeping files open; its descriptors are closed when the block ends."""
     loader = SpecLoader([daemon.specs], trusted_uid=os.geteuid())
     reconciler = Reconciler(loader, CgroupFS(daemon.root), StateDir(daemon.state))
     dirs = DirWatch()
-    if dirs.ensure([str(daemon.specs)]):
-        raise BenchError(f"inotify refused to watch {daemon.specs}")
-    reconciler.spec_changes = dirs.take_changed
-    # The daemon lends the sampler what its waker cannot need (loop.kept_capacity): here,
-    # what this process's descriptor budget holds.
-    reconciler.sampler.files.capacity = descriptor_budget()
-    return reconciler
+    try:
+        if dirs.ensure([str(daemon.specs)]):
+            raise BenchError(f"inotify refused to watch {daemon.specs}")
+        reconciler.spec_changes = dirs.take_changed
+        fresh_sampler(reconciler)
+        yield reconciler
+    finally:
+        reconciler.sampler.files.close()
+        dirs.close()
+
+
+def fresh_sampler(reconciler: Reconciler) -> None:
+    """A new Sampler (no samples yet: the next pass takes every job's), keeping files as the
+    daemon lends them (loop.kept_capacity: here, what this process's budget holds); the
+    old one's descriptors are closed."""
+    reconciler.sampler.files.close()
+    reconciler.sampler = Sampler()
+    reconciler.sampler.files.capacity = kept_capacity(descriptor_budget(), 0)
 
 
 def _timed(reconciler: Reconciler) -> tuple[float, float, int]:
@@ -79,7 +94,13 @@ def measure(daemon: WnrDaemon, names: list[str], repeats: int) -> PassTimes:
     """
     if daemon.alive():
         raise BenchError("stop the daemon before passes are run in-process")
-    reconciler = reconciler_for(daemon)
+    with reconciler_for(daemon) as reconciler:
+        return _measured(reconciler, daemon, names, repeats)
+
+
+def _measured(
+    reconciler: Reconciler, daemon: WnrDaemon, names: list[str], repeats: int
+) -> PassTimes:
     for _ in range(2):
         reconciler.run_pass()
     name = names[len(names) // 2]
@@ -98,9 +119,7 @@ def measure(daemon: WnrDaemon, names: list[str], repeats: int) -> PassTimes:
         reload_cpu.append(cpu)
     sampling = []
     for _ in range(max(1, repeats // 3)):
-        reconciler.sampler.files.close()
-        reconciler.sampler = Sampler()
-        reconciler.sampler.files.capacity = descriptor_budget()
+        fresh_sampler(reconciler)
         sampling.append(_timed(reconciler)[0])
     return PassTimes(median(noop), median(sampling), median(reload_wall), median(reload_cpu))
 
@@ -110,22 +129,26 @@ def noop_cpu(daemon: WnrDaemon, repeats: int) -> float:
     edited, unlike `measure`)."""
     if daemon.alive():
         raise BenchError("stop the daemon before passes are run in-process")
-    reconciler = reconciler_for(daemon)
-    for _ in range(2):
-        reconciler.run_pass()
-    times = []
-    for _ in range(repeats):
-        cpu, _wall, actions = _timed(reconciler)
-        if actions:
-            raise BenchError(f"a no-op pass planned {actions} actions")
-        times.append(cpu)
+    with reconciler_for(daemon) as reconciler:
+        for _ in range(2):
+            reconciler.run_pass()
+        times = []
+        for _ in range(repeats):
+            cpu, _wall, actions = _timed(reconciler)
+            if actions:
+                raise BenchError(f"a no-op pass planned {actions} actions")
+            times.append(cpu)
     return median(times)
 
 
 def scrape_cpu(daemon: WnrDaemon, running: int, repeats: int) -> float:
     """Median CPU seconds of one metrics scrape (collect and text exposition) of the fleet,
     from a pass that sampled every job for metrics."""
-    reconciler = reconciler_for(daemon)
+    with reconciler_for(daemon) as reconciler:
+        return _scraped(reconciler, running, repeats)
+
+
+def _scraped(reconciler: Reconciler, running: int, repeats: int) -> float:
     reconciler.metrics_interval = SAMPLE_SECONDS
     metrics = DaemonMetrics()
     for _ in range(2):

@@ -25,11 +25,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import drain, latency, passes
 from bench.common import REPO, Sandbox
 from bench.wnr import SLOT, WnrDaemon, job_names, job_yaml, slot_yaml, write_jobs
+
+if TYPE_CHECKING:
+    from reconciler.reconcile import Reconciler
 
 
 def serve(out: str, flags: list[str]) -> int:
@@ -126,19 +129,21 @@ def fleet(box: Sandbox, count: int, out: Path | None = None) -> WnrDaemon:
 
 def profile_pass(box: Sandbox, count: int) -> None:
     """pyinstrument over no-op, sampling and reload passes."""
-    from pyinstrument import Profiler  # noqa: PLC0415 - a profiling-only dependency
-
-    from reconciler.observe.usage import Sampler  # noqa: PLC0415
-
     daemon = fleet(box, count)
     daemon.stop()
-    reconciler = passes.reconciler_for(daemon)
+    with passes.reconciler_for(daemon) as reconciler:
+        _profile_passes(reconciler, daemon, count)
+
+
+def _profile_passes(reconciler: Reconciler, daemon: WnrDaemon, count: int) -> None:
+    from pyinstrument import Profiler  # noqa: PLC0415 - a profiling-only dependency
+
     for _ in range(2):
         reconciler.run_pass()
     name = job_names(count)[count // 2]
     runs: dict[str, Any] = {
         "10 no-op passes": lambda i: None,
-        "3 passes taking usage samples": lambda i: setattr(reconciler, "sampler", Sampler()),
+        "3 passes taking usage samples": lambda i: passes.fresh_sampler(reconciler),
         "10 passes after one edited file": lambda i: (daemon.specs / f"job-{name}.yaml").write_text(
             job_yaml(name, ("sleep", "600"), labels=f"edit: p{i}")
         ),
