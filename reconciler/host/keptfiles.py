@@ -42,28 +42,29 @@ def list_ended(length: int, asked: int) -> bool:
 
 
 class KeptFiles:
-    """Open descriptors by path, each with its owner, at most `capacity` of them."""
+    """Open descriptors by owner and path, at most `capacity` of them (one dict per owner:
+    a few hundred bytes a descriptor, thousands of them on a big node)."""
 
     def __init__(self, capacity: int = 0) -> None:
         self.capacity = capacity
-        self._fds: dict[str, int] = {}
-        self._owner: dict[str, str] = {}
-        self._owned: dict[str, set[str]] = {}
+        self._owned: dict[str, dict[str, int]] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._fds)
+        return self._count
 
     def read(self, path: str, owner: str, iterated: bool = False) -> bytes | None:
         """The whole file now; None when it does not exist (a cgroup or process gone).
         `iterated`: a file whose reads may stop short of its end (a seq_file printing a
-        record per task, like cgroup.procs), read until a read returns nothing. Raises
-        OSError for any other failure, with the path in it."""
-        fd = self._fds.get(path)
+        record per task, like cgroup.procs), read until `list_ended`. Raises OSError for
+        any other failure, with the path in it."""
+        fds = self._owned.get(owner)
+        fd = fds.get(path) if fds is not None else None
         if fd is not None:
             try:
                 return _read_whole(fd, iterated)
             except OSError as exc:
-                self._close(path)
+                self._close(owner, path)
                 if exc.errno not in _STALE:
                     raise OSError(exc.errno, exc.strerror, path) from exc
         try:
@@ -77,41 +78,36 @@ class KeptFiles:
             if exc.errno in _STALE:
                 return None
             raise OSError(exc.errno, exc.strerror, path) from exc
-        if len(self._fds) < self.capacity:
-            self._fds[path] = fd
-            self._owner[path] = owner
-            self._owned.setdefault(owner, set()).add(path)
+        if self._count < self.capacity:
+            self._owned.setdefault(owner, {})[path] = fd
+            self._count += 1
         else:
             os.close(fd)
         return data
 
     def release(self, owner: str, keep: Container[str] = ()) -> None:
         """Close the owner's descriptors but those of the paths in `keep`."""
-        paths = self._owned.get(owner)
-        if not paths:
-            return
-        for path in [p for p in paths if p not in keep]:
-            self._close(path)
+        fds = self._owned.get(owner)
+        if fds:
+            for path in [p for p in fds if p not in keep]:
+                self._close(owner, path)
 
     def shrink(self) -> None:
-        """Close descriptors past `capacity` (it was lowered), the most recently kept first."""
-        while len(self._fds) > self.capacity:
-            self._close(next(reversed(self._fds)))
+        """Close descriptors past `capacity` (it was lowered), the latest owner's first."""
+        while self._count > self.capacity:
+            owner = next(reversed(self._owned))
+            self._close(owner, next(reversed(self._owned[owner])))
 
     def close(self) -> None:
         """Close every descriptor."""
-        for path in list(self._fds):
-            self._close(path)
+        for owner in list(self._owned):
+            self.release(owner)
 
-    def _close(self, path: str) -> None:
-        fd = self._fds.pop(path, None)
-        if fd is None:
-            return
-        os.close(fd)
-        owner = self._owner.pop(path)
-        paths = self._owned[owner]
-        paths.discard(path)
-        if not paths:
+    def _close(self, owner: str, path: str) -> None:
+        fds = self._owned[owner]
+        os.close(fds.pop(path))
+        self._count -= 1
+        if not fds:
             del self._owned[owner]
 
 
