@@ -31,6 +31,15 @@ def sleepers() -> Iterator[list[subprocess.Popen[bytes]]]:
             process.wait()
 
 
+@pytest.fixture
+def fs(cgroup_root: Path) -> CgroupFS:
+    """The test's root with one slot cgroup, `slot.a`, made."""
+    made = CgroupFS(cgroup_root)
+    made.mkdir("")
+    made.mkdir("slot.a")
+    return made
+
+
 def sleep_in(fs: CgroupFS, rel: str, started: list[subprocess.Popen[bytes]]) -> int:
     """A `sleep` this test started, moved into the cgroup."""
     process = subprocess.Popen(["sleep", "600"])
@@ -40,12 +49,9 @@ def sleep_in(fs: CgroupFS, rel: str, started: list[subprocess.Popen[bytes]]) -> 
 
 
 def test_a_kept_cgroup_procs_reads_who_is_there_now(
-    cgroup_root: Path, sleepers: list[subprocess.Popen[bytes]]
+    fs: CgroupFS, sleepers: list[subprocess.Popen[bytes]]
 ) -> None:
     """A kept cgroup.procs shows a process that joined after it was opened, and not one that left."""
-    fs = CgroupFS(cgroup_root)
-    fs.mkdir("")
-    fs.mkdir("slot.a")
     kept = KeptFiles(capacity=8)
     first = sleep_in(fs, "slot.a", sleepers)
     assert (first,) == fs.procs("slot.a", OwnerFiles(kept, "a"))
@@ -58,12 +64,9 @@ def test_a_kept_cgroup_procs_reads_who_is_there_now(
 
 
 def test_a_removed_cgroup_is_not_read_through_its_old_descriptor(
-    cgroup_root: Path, sleepers: list[subprocess.Popen[bytes]]
+    fs: CgroupFS, sleepers: list[subprocess.Popen[bytes]]
 ) -> None:
     """rmdir works with the descriptor open; the path then reads as absent, and a cgroup made anew under the name is read afresh."""
-    fs = CgroupFS(cgroup_root)
-    fs.mkdir("")
-    fs.mkdir("slot.a")
     kept = KeptFiles(capacity=8)
     assert () == fs.procs("slot.a", OwnerFiles(kept, "a"))
     fs.rmdir("slot.a")
@@ -90,12 +93,9 @@ def test_a_kept_proc_file_of_an_ended_process_reads_as_gone(
 
 
 def test_a_long_thread_list_reads_whole_through_a_kept_descriptor(
-    cgroup_root: Path, sleepers: list[subprocess.Popen[bytes]]
+    fs: CgroupFS, sleepers: list[subprocess.Popen[bytes]]
 ) -> None:
     """cgroup.threads of 1,500 threads (several pages, handed out a page per read) reads the same kept as opened afresh."""
-    fs = CgroupFS(cgroup_root)
-    fs.mkdir("")
-    fs.mkdir("slot.a")
     script = (
         "import threading, time\n"
         "for _ in range(1499): threading.Thread(target=time.sleep, args=(600,), daemon=True)"
@@ -141,12 +141,9 @@ def test_descriptors_are_kept_up_to_the_capacity_and_released_with_their_owner(
 
 
 def test_the_sampler_closes_a_jobs_descriptors_when_it_is_no_longer_sampled(
-    cgroup_root: Path, sleepers: list[subprocess.Popen[bytes]]
+    fs: CgroupFS, sleepers: list[subprocess.Popen[bytes]]
 ) -> None:
     """A job's limit samples keep its cgroup.procs, cgroup.threads and statm open; once the job is no longer sampled they are closed."""
-    fs = CgroupFS(cgroup_root)
-    fs.mkdir("")
-    fs.mkdir("slot.a")
     fs.mkdir("slot.a/job.j")
     sleep_in(fs, "slot.a/job.j", sleepers)
     sampler = Sampler()
