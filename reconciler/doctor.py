@@ -259,9 +259,7 @@ def check_descriptors(desired: Desired) -> Check:
     `cgroup.events` per cgroup being stopped), against the wrappers the specs ask for."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     budget = descriptor_budget(hard)  # `wnr run` raises its soft limit to the hard one
-    wrappers = len(desired.jobs) + sum(
-        s.spec.agents.replicas for s in desired.slots.values() if s.spec.agents is not None
-    )
+    wrappers = desired.wrappers
     shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
     detail = (
         f"RLIMIT_NOFILE {soft}:{shown} here; wnr run raises its soft limit to {shown} and "

@@ -160,3 +160,17 @@ def test_the_daemon_lends_the_sampler_only_what_waking_cannot_need() -> None:
     """Kept files get the waking budget less a pidfd and a cgroup.events per wrapper the specs can start, and nothing when that leaves none."""
     assert 10_000 - 2 * 300 - KEPT_MARGIN == kept_capacity(10_000, 300)
     assert 0 == kept_capacity(1_000, 600)
+
+
+def test_descriptors_of_a_job_never_sampled_whole_are_closed_too(
+    sleepers: list[subprocess.Popen[bytes]],
+) -> None:
+    """Descriptors kept for a job that has no sample (its first one raised after keeping some) are closed once it is not sampled."""
+    process = subprocess.Popen(["sleep", "600"])
+    sleepers.append(process)
+    sampler = Sampler()
+    sampler.files.capacity = 4
+    procfs.read(process.pid, "statm", OwnerFiles(sampler.files, "j"))
+    assert 1 == len(sampler.files)
+    sampler.sample(CgroupFS(Path("/nonexistent")), {}, 100.0)
+    assert 0 == len(sampler.files)

@@ -171,8 +171,10 @@ class Daemon:
                 self.waker.watch_exit(pid)
         self.waker.watch_emptying(emptying(result, self.reconciler.fs.directory))
         files = self.reconciler.sampler.files
-        wrappers = len(result.desired.jobs) + len(result.desired.slots)  # a job's; an agent's
-        files.capacity = kept_capacity(self.waker.exits.budget, wrappers)
+        # The specs' wrappers, and those of deleted jobs and agents still being stopped.
+        observed = result.observed
+        gone = len(set(observed.jobs) - set(result.desired.jobs)) + len(observed.agents)
+        files.capacity = kept_capacity(self.waker.exits.budget, result.desired.wrappers + gone)
 
     def _publish_self(self, result: PassResult) -> None:
         """Keep `daemon.json` current: what `wnr get` needs to find this daemon's objects."""

@@ -103,12 +103,17 @@ class KeptFiles:
         for owner in list(self._owned):
             self.release(owner)
 
+    def owners(self) -> set[str]:
+        """The owners holding descriptors."""
+        return set(self._owned)
+
     def _close(self, owner: str, path: str) -> None:
         fds = self._owned[owner]
-        os.close(fds.pop(path))
+        fd = fds.pop(path)
         self._count -= 1
         if not fds:
             del self._owned[owner]
+        os.close(fd)  # last: the bookkeeping holds even if close(2) fails
 
 
 def _read_whole(fd: int, iterated: bool) -> bytes:

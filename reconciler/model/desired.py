@@ -61,6 +61,13 @@ class Desired:
     # being stopped or drained (reconciler.plan.identity): left out of slots and jobs.
     held: frozenset[tuple[str, str]] = frozenset()
 
+    @property
+    def wrappers(self) -> int:
+        """How many wrappers the specs can have running at once: one per job, one per agent
+        replica (each a pidfd for the daemon's waker)."""
+        agents = (s.spec.agents for s in self.slots.values())
+        return len(self.jobs) + sum(a.replicas for a in agents if a is not None)
+
     def slot_jobs(self, slot: str) -> list[Job]:
         """A slot's jobs in spec order: file, then document, then name (a job whose source
         is unknown sorts first, by name). The planner admits them in this order and status

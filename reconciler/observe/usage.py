@@ -65,7 +65,8 @@ class Needs:
                 continue
             records = observed.records.get(name)
             first = records.attempts[0] if records is not None and records.attempts else None
-            since = first.spawned_at if first is not None else None
+            # A record without its spawn time (0.0) gives none.
+            since = first.spawned_at if first is not None and first.spawned_at > 0 else None
             key = (job, node, kernel, metrics_interval, state.root, since)
             last = self._kept.get(name)
             if last is not None and _same(last[0], key):
@@ -148,7 +149,8 @@ class Sampler:
             self._usage.pop(gone, None)
             self._cpu.pop(gone, None)
             self._pressure.pop(gone, None)
-            self.files.release(gone)
+        for owner in self.files.owners() - set(needs):  # also one whose first sample raised
+            self.files.release(owner)
         self.files.shrink()
         swap: bool | None = None
         self._walked.start(now)
