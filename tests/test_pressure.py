@@ -17,7 +17,7 @@ from reconciler.model.api import IdlePolicy
 from reconciler.model.observed import Need, Stall, Usage
 from reconciler.observe.pressure import some_total, stall_between
 from reconciler.observe.usage import Sampler
-from reconciler.plan.jobs import active_at
+from reconciler.plan.samples import active_at
 from reconciler.status.conditions import stall_condition
 from tests.conftest import wait_for
 from tests.helpers import USER_SPACE_NODE, DaemonProcess, common, job_document, wnr

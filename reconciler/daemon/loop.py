@@ -229,9 +229,11 @@ class Daemon:
             if self.lock is not None:
                 self.lock.ensure()  # the state dir may have been deleted and created again
             log.debug("pass: %d actions, next in %.2fs", len(result.plan.actions), delay)
-            self._watch(result)
+            if not result.samples_only:  # else the last full pass watches what is in motion
+                self._watch(result)
             if not self.stop.is_set():
-                self._sleep(delay)
+                # A pass after a sleep no event ended may take its due samples alone.
+                self.reconciler.timer_wake = not self._sleep(delay)
         if dirs is not None:
             dirs.close()
         self.reconciler.sampler.files.close()
@@ -256,19 +258,19 @@ class Daemon:
             delay = 0.0  # the walk over /proc a job's end calls for
         return delay
 
-    def _sleep(self, delay: float) -> None:
+    def _sleep(self, delay: float) -> bool:
         """Wait up to `delay` for an event, pinging systemd's watchdog at least every half
-        interval meanwhile (only between passes: a hung pass misses its pings)."""
+        interval meanwhile (only between passes: a hung pass misses its pings); whether an
+        event (or a stop) ended the wait before its time."""
         cap = self.notifier.poll_cap
         deadline = time.monotonic() + delay
         while True:
             self.notifier.alive()
             left = deadline - time.monotonic()
             if cap is None or left <= cap:
-                self.waker.wait(max(0.0, left))
-                return
+                return self.waker.wait(max(0.0, left))
             if self.waker.wait(cap) or self.stop.is_set():
-                return
+                return True
 
 
 def kept_capacity(budget: int, wrappers: int) -> int:

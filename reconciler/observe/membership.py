@@ -107,7 +107,7 @@ class Membership:
         due = {job for job, usage in observed.usage.items() if usage.sampled_at == now}
         # A sample that read the very PIDs of the last has nothing to compare (`_sample` looks
         # only at PIDs that came or went): most samples of a steady node.
-        due = {job for job in due if not self._same_pids(job, procs_read)}
+        due = {job for job in due if not self.same_pids(job, procs_read)}
         places = (observed.root, *observed.slots.values())
         crowded = any(cgroup.pids for cgroup in places if cgroup is not None)
         # Every session only when a process sits where none should; else the few needed.
@@ -145,8 +145,9 @@ class Membership:
             intruders=tuple(sorted(intruders, key=lambda s: s.pid)),
         )
 
-    def _same_pids(self, job: str, procs_read: Mapping[str, tuple[int, ...]] | None) -> bool:
-        """Whether this pass's sample of the job read the PIDs its last sample held."""
+    def same_pids(self, job: str, procs_read: Mapping[str, tuple[int, ...]] | None) -> bool:
+        """Whether this pass's sample of the job read the PIDs its last sample held (so that
+        `check` has nothing to compare for it)."""
         known = procs_read.get(job) if procs_read is not None else None
         seen = self._seen.get(job)
         return known is not None and seen is not None and seen.keys() == set(known)

@@ -138,8 +138,10 @@ class Sampler:
         self._pressure: dict[str, tuple[float, tuple[int, int, int]]] = {}
         # The metrics samples' smaps_rollup figures, reused while a process's memory holds.
         self._walked = ProportionalCache()
-        # The cgroup.procs of each job the last `sample` read (membership compares them).
+        # The cgroup.procs each job's sample read at `_procs_at`, the time of the last
+        # `sample` (membership compares them); a second call at that time adds to them.
         self.procs_read: dict[str, tuple[int, ...]] = {}
+        self._procs_at: float | None = None
         # The limit samples' files, kept open up to what the daemon allows (`capacity`).
         self.files = KeptFiles()
 
@@ -154,7 +156,8 @@ class Sampler:
         self.files.shrink()
         swap: bool | None = None
         self._walked.start(now)
-        self.procs_read = {}
+        if now != self._procs_at:
+            self.procs_read, self._procs_at = {}, now
         for job, need in needs.items():
             last = self._usage.get(job)
             if last is None or now - last.sampled_at >= need.interval:

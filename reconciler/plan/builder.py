@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,6 +45,9 @@ class Plan:
     drain_starts: Mapping[str, float | None] = field(default_factory=dict)
     # Who each desired slot's processes run as (reconciler.plan.runas); status reads it here.
     run_as: Mapping[str, RunAs] = field(default_factory=dict)
+    # The earliest time at which planning from the same inputs could come out otherwise: a
+    # requeue, or a moment a fresh sample decides (Builder.turns_at).
+    holds_until: float = math.inf
 
     @property
     def fingerprint(self) -> str:
@@ -106,4 +110,5 @@ class Builder:
             after,
             self.drain_starts,
             self.run_as,
+            min((*self.wake, *self.turns), default=math.inf),
         )

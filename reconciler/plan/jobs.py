@@ -22,13 +22,14 @@ from reconciler.model.api import Job, Slot, SlotState
 from reconciler.model.errors import attributed
 from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.limits import SAMPLED_FILES, Limits
-from reconciler.model.observed import CgroupState, Usage
+from reconciler.model.observed import CgroupState
 from reconciler.model.quantity import format_bytes
 from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobphase import JobView, Phase, ended_with_its_wrapper, view_under_policy
 from reconciler.plan.launch import launch, placement_refusal
 from reconciler.plan.memo import JobInputs, JobPlan, PlanMemo
+from reconciler.plan.samples import active_at, over_limits, usage_read
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import plan_limits
 
@@ -83,6 +84,7 @@ def plan_slot_jobs(
         if kept is not None:
             out.notes.extend(kept.notes)
             out.wake.extend(kept.wake)
+            out.turns.extend(kept.turns)
         else:
             _plan_and_keep(out, here, job, views[job.metadata.name], inputs, memo)
 
@@ -115,7 +117,7 @@ def _inputs(out: Builder, here: SlotPass, job: Job) -> JobInputs:
         job,
         here.slot,
         out.observed.records.get(name),
-        usage_read(out.observed.usage.get(name)),
+        usage_read(out.observed.usage.get(name), job, out.node),
         where.cgroup if where is not None else None,
         where.slot if where is not None else None,
         here.drain_start,
@@ -285,19 +287,14 @@ def _stop_reason(
     if usage is None:
         return None
     r = job.spec.resources
-    factor = out.node.policies.user_space.memory_factor
-    if (
-        usage.memory_bytes is not None
-        and r.memory is not None
-        and usage.memory_bytes > r.memory * factor
-    ):
-        used, limit = format_bytes(usage.memory_bytes), format_bytes(r.memory)
+    memory, tasks, disk = over_limits(usage, r, out.node.policies.user_space.memory_factor)
+    if memory is not None:
+        used, limit = format_bytes(memory), format_bytes(r.memory or 0)
         return "OOMKilled", f"working set {used} over memory {limit} (enforced by wnr)", 0.0
-    if usage.tasks is not None and r.pids is not None and usage.tasks > r.pids:
-        message = f"{usage.tasks} tasks over pids {r.pids} (enforced by wnr)"
-        return "PidsLimitExceeded", message, 0.0
-    if usage.disk_bytes is not None and r.disk is not None and usage.disk_bytes > r.disk:
-        used, limit = format_bytes(usage.disk_bytes), format_bytes(r.disk)
+    if tasks is not None:
+        return "PidsLimitExceeded", f"{tasks} tasks over pids {r.pids} (enforced by wnr)", 0.0
+    if disk is not None:
+        used, limit = format_bytes(disk), format_bytes(r.disk or 0)
         return "DiskLimitExceeded", f"working directory holds {used}, over disk {limit}", grace
     idle = job.spec.idle or out.node.policies.idle
     active = active_at(usage)
@@ -311,23 +308,6 @@ def _stop_reason(
             message += f", and not stalled (PSI some: {usage.stall})"
         return "IdleTimeout", message, grace
     return None
-
-
-def usage_read(usage: Usage | None) -> tuple[object, ...] | None:
-    """What of a usage sample a running job's plan reads (`_stop_reason`): plans kept between
-    passes (reconciler.plan.memo) compare this, not the sample, which is new every interval
-    (an idle job's samples differ only in when they were taken)."""
-    if usage is None:
-        return None
-    return (usage.memory_bytes, usage.tasks, usage.disk_bytes, active_at(usage), usage.stall)
-
-
-def active_at(usage: Usage) -> float | None:
-    """When the job last used its CPUs or waited on CPU, memory or I/O (a stalled job is not
-    idle); None where nothing tracks it."""
-    if usage.busy_at is None:
-        return None
-    return max(usage.busy_at, usage.stalled_at or usage.busy_at)
 
 
 def plan_stop(  # noqa: PLR0917 - one stop's place, timing and cause
