@@ -29,7 +29,7 @@ from reconciler.plan.builder import Builder
 from reconciler.plan.jobphase import JobView, Phase, ended_with_its_wrapper, view_under_policy
 from reconciler.plan.launch import launch, placement_refusal
 from reconciler.plan.memo import JobInputs, JobPlan, PlanMemo
-from reconciler.plan.samples import active_at, over_limits, usage_read
+from reconciler.plan.samples import active_at, over_limits
 from reconciler.plan.schedule import SlotQueue
 from reconciler.plan.tree import plan_limits
 
@@ -117,7 +117,7 @@ def _inputs(out: Builder, here: SlotPass, job: Job) -> JobInputs:
         job,
         here.slot,
         out.observed.records.get(name),
-        usage_read(out.observed.usage.get(name), job, out.node),
+        out.observed.usage.get(name),
         where.cgroup if where is not None else None,
         where.slot if where is not None else None,
         here.drain_start,

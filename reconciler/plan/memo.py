@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from reconciler.model.api import Job, NodeSpec, Slot
-from reconciler.model.observed import CgroupState
+from reconciler.model.observed import CgroupState, Usage
 from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Note
 from reconciler.plan.jobphase import JobView
+from reconciler.plan.samples import usage_read
 
 
 class JobInputs(NamedTuple):
@@ -36,7 +37,7 @@ class JobInputs(NamedTuple):
     job: Job
     slot: Slot
     records: JobRecords | None
-    usage: tuple[object, ...] | None  # what the plan reads of the sample (jobs.usage_read)
+    sample: Usage | None  # compared by what the plan reads of it (samples.usage_read)
     cgroup: CgroupState | None
     observed_slot: str | None
     drain_start: float | None
@@ -49,7 +50,11 @@ class JobInputs(NamedTuple):
             self.job is other.job
             and self.slot is other.slot
             and self.records is other.records
-            and self.usage == other.usage
+            and (
+                self.sample is other.sample
+                or usage_read(self.sample, self.job, self.node)
+                == usage_read(other.sample, self.job, self.node)
+            )
             and self.node is other.node
             and self.drain_start == other.drain_start
             and self.observed_slot == other.observed_slot
