@@ -21,7 +21,7 @@ from reconciler.daemon.metrics import SAMPLE_SECONDS
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
 from reconciler.reconcile import Reconciler
-from reconciler.render.exposition import exposition
+from reconciler.render.exposition import GAUGE, Family, LabelTexts, exposition
 from reconciler.render.metrics import PassCollector
 from reconciler.specs.loader import SpecLoader
 from tests.conftest import make_cgroup_root, remove_tree, wait_for
@@ -235,6 +235,20 @@ def test_the_fast_exposition_parses_as_prometheus_clients_own(node: Node) -> Non
     ours = exposition(collector.families())
     assert parsed(generate_latest(registry).decode()) == parsed(ours)
     assert "wnr_job_memory_working_set_bytes{" in ours
+
+
+def test_label_texts_kept_between_expositions_write_what_fresh_ones_write() -> None:
+    """An exposition reusing the label texts of earlier ones writes what a fresh one writes, though label values changed, came and went in between (escaping included)."""
+
+    def families(*jobs: str) -> list[Family]:
+        family = Family("wnr_job_phase", GAUGE, "help", ("job", "uid"))
+        for index, job in enumerate(jobs):
+            family.add((job, f"uid-{index}"), index)
+        return [family, Family("wnr_empty", GAUGE, "no rows")]
+
+    kept = LabelTexts()
+    for jobs in (("a", 'b"q'), ("a", "c\\n"), ('b"q',), ("a", 'b"q')):
+        assert exposition(families(*jobs)) == exposition(families(*jobs), kept)
 
 
 def parsed(

@@ -37,7 +37,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from reconciler.daemon.loop import Daemon, installed_version
 from reconciler.host.atomicfile import write_bytes
-from reconciler.render.exposition import exposition
+from reconciler.render.exposition import LabelTexts, exposition
 from reconciler.render.metrics import PassCollector
 from reconciler.status.passresult import PassResult
 
@@ -72,6 +72,10 @@ class DaemonMetrics:
         # rows (reconciler.render.exposition), not through the registry: 5x cheaper.
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = PassCollector()
+        # Label texts kept between expositions; one exposition at a time uses them (scrapes
+        # come on the server's threads, the textfile is written on the loop's).
+        self._labels = LabelTexts()
+        self._exposing = threading.Lock()
         r = self.registry
         self.passes = Counter("wnr_passes", "Reconcile passes run.", registry=r)
         self.duration = Histogram(
@@ -143,7 +147,10 @@ class DaemonMetrics:
     def exposition(self) -> bytes:
         """The text format of everything (what a scrape returns): jobs and slots, then the
         daemon's own series."""
-        return exposition(self.collector.families()).encode() + generate_latest(self.registry)
+        families = self.collector.families()
+        with self._exposing:
+            text = exposition(families, self._labels)
+        return text.encode() + generate_latest(self.registry)
 
     def scraped(self) -> bytes:
         """The exposition for a scrape, which keeps the samples coming."""

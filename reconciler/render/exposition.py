@@ -2,9 +2,10 @@
 
 Render layer, below reconciler.render.metrics (which fills the rows from a pass).
 `exposition` writes the text format (version 0.0.4) itself, escaping each label set
-once per scrape: prometheus_client's generate_latest formats every sample through a
-sorted label dict and costs about 5 us a sample, so with 256 jobs (some 4,000 samples)
-one scrape would cost more CPU than a no-op pass, the benchmark's bound. `to_metric`
+once (and keeping it between scrapes while it recurs): prometheus_client's
+generate_latest formats every sample through a sorted label dict and costs about 5 us a
+sample, so with 256 jobs (some 4,000 samples) one scrape would cost more CPU than a no-op
+pass, the benchmark's bound. `to_metric`
 turns the same rows into prometheus_client families, for a registry (`PassCollector`
 in reconciler.render.metrics); tests/test_metrics.py proves both parse the same.
 """
@@ -50,21 +51,43 @@ def _number(value: float) -> str:
     return repr(value)
 
 
-def exposition(families: Iterable[Family]) -> str:
-    """The text format of `families`, in order (HELP, TYPE, then the samples)."""
+class LabelTexts:
+    """Each label set's `{...}` text, kept from one exposition to the next (a node's series
+    recur scrape after scrape); those the last exposition did not ask for are dropped."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[tuple[str, ...], LabelValues], str] = {}
+        self._asked: dict[tuple[tuple[str, ...], LabelValues], str] = {}
+
+    def text(self, names: tuple[str, ...], values: LabelValues) -> str:
+        """The `{n="v",...}` of these labels (empty for none)."""
+        key = (names, values)
+        found = self._asked.get(key)
+        if found is None:
+            found = self._kept.get(key)
+            if found is None:
+                pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
+                found = f"{{{pairs}}}" if pairs else ""
+            self._asked[key] = found
+        return found
+
+    def end(self) -> None:
+        """One exposition ended: what it asked for is what the next keeps."""
+        self._kept, self._asked = self._asked, {}
+
+
+def exposition(families: Iterable[Family], labels: LabelTexts | None = None) -> str:
+    """The text format of `families`, in order (HELP, TYPE, then the samples); `labels`:
+    the label texts of earlier expositions, to reuse (a new one otherwise)."""
+    texts = labels if labels is not None else LabelTexts()
     out: list[str] = []
-    texts: dict[tuple[tuple[str, ...], LabelValues], str] = {}
     for family in families:
         help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
         out.append(f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.kind}\n")
         names, prefix = family.labels, family.name
         for values, value in family.rows:
-            key = (names, values)
-            labels = texts.get(key)
-            if labels is None:
-                pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
-                labels = texts[key] = f"{{{pairs}}}" if pairs else ""
-            out.append(f"{prefix}{labels} {_number(value)}\n")
+            out.append(f"{prefix}{texts.text(names, values)} {_number(value)}\n")
+    texts.end()
     return "".join(out)
 
 
