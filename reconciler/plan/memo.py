@@ -27,7 +27,7 @@ from reconciler.model.observed import CgroupState, Usage
 from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Note
 from reconciler.plan.jobphase import JobView
-from reconciler.plan.samples import usage_read
+from reconciler.plan.samples import reads_alike
 
 
 class JobInputs(NamedTuple):
@@ -50,11 +50,7 @@ class JobInputs(NamedTuple):
             self.job is other.job
             and self.slot is other.slot
             and self.records is other.records
-            and (
-                self.sample is other.sample
-                or usage_read(self.sample, self.job, self.node)
-                == usage_read(other.sample, self.job, self.node)
-            )
+            and reads_alike(self.sample, other.sample, self.job, self.node)
             and self.node is other.node
             and self.drain_start == other.drain_start
             and self.observed_slot == other.observed_slot

@@ -64,6 +64,16 @@ def usage_read(usage: Usage | None, job: Job, node: NodeSpec) -> tuple[object, .
     return (*overage, active_at(usage), None, None)
 
 
+def reads_alike(a: Usage | None, b: Usage | None, job: Job, node: NodeSpec) -> bool:
+    """Whether two samples of a job read the same (`usage_read`), the cheap tests first: the
+    same sample, or the same figures."""
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    return _raw(a) == _raw(b) or usage_read(a, job, node) == usage_read(b, job, node)
+
+
 def samples_hold(
     desired: Desired, last: Mapping[str, Usage], fresh: Mapping[str, Usage], now: float
 ) -> bool:
@@ -74,11 +84,7 @@ def samples_hold(
         if usage.sampled_at != now:
             continue
         job, before = desired.jobs.get(name), last.get(name)
-        if job is None or before is None:
-            return False
-        if _raw(usage) == _raw(before):
-            continue  # the cheap test first
-        if usage_read(usage, job, node) != usage_read(before, job, node):
+        if job is None or before is None or not reads_alike(usage, before, job, node):
             return False
     return True
 
