@@ -13,7 +13,7 @@ real pass each object's status is published into the state dir, file by file
 where it changed. A dry pass writes nothing; a pass with nothing to report
 does no I/O for it. A pass the daemon's timer woke after a settled one, with no
 event since, takes the due usage samples first, and runs no further when each
-reads as before (`Reconciler._samples_alone`).
+reads as before (reconciler.samplesonly).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from reconciler.apply.applier import Applier
 from reconciler.apply.registry import Registry
@@ -35,7 +35,7 @@ from reconciler.host.statedir import StateDir
 from reconciler.model.actions import Action
 from reconciler.model.desired import Desired
 from reconciler.model.event import Event, stray_events
-from reconciler.model.observed import Need, Observed
+from reconciler.model.observed import Observed
 from reconciler.observe.accounts import Accounts, users_named
 from reconciler.observe.membership import Membership
 from reconciler.observe.quiet import QuietJobs
@@ -44,7 +44,7 @@ from reconciler.observe.usage import Needs, Sampler
 from reconciler.plan import plan
 from reconciler.plan.identity import without_held
 from reconciler.plan.memo import PlanMemo
-from reconciler.plan.samples import samples_hold
+from reconciler.samplesonly import SamplesOnly
 from reconciler.specs.loader import SpecLoader
 from reconciler.status.events import (
     action_events,
@@ -57,18 +57,6 @@ from reconciler.status.published import Publication
 from reconciler.status.slots import SlotStatus, slot_statuses
 
 log = logging.getLogger("wnr.events")
-
-
-@dataclass(frozen=True)
-class _Steady:
-    """A settled full pass (PassResult.settled, every observed job quiet, no event unsent):
-    what it sampled by, when it ran, and the settings it ran with."""
-
-    result: PassResult
-    wanted: Mapping[str, Need]
-    at: float
-    metrics_interval: float | None
-    quarantined: Mapping[str, str]
 
 
 # Events kept while the event log cannot take them.
@@ -135,39 +123,34 @@ class Reconciler:
         self._phases_dirty = False
         # Set by the daemon before each pass: its sleep ended at its timer, with no event.
         self.timer_wake = False
-        # The last full pass, while it is settled (see `_samples_alone`).
-        self._steady: _Steady | None = None
+        # The last full pass while it is settled, and the passes that take samples alone.
+        self.alone = SamplesOnly(fs, self.sampler, self.membership, self.keeper, self.exits)
 
     def run_pass(self, dry_run: bool = False) -> PassResult:
         """Read everything (but the quiet jobs: reconciler.observe.quiet), plan, and apply the
         plan unless this is a dry run; or, woken by the daemon's timer alone after a settled
-        pass, only the due samples when they change nothing (`_samples_alone`)."""
-        recreated = False
-        if not dry_run:
-            reap()
-            recreated = self.keeper.recreate(self.clock())
-            if recreated:
-                # What the deleted state dir held is written again from memory: the phases
-                # reported, each object's identity and its published status.
-                self._phases_dirty = True
-                self.registry.restore()
-                self.board.forget()
-                self._published = (None, 0.0)
+        pass, only the due samples when they change nothing (reconciler.samplesonly)."""
+        # Taken first, so that a pass raising anywhere leaves neither behind.
+        steady = self.alone.forget()
+        timer, self.timer_wake = self.timer_wake, False
+        recreated = not dry_run and self._recreate_state()
         # Told by the daemon's inotify watch that no spec changed, the loader does not look,
         # but at the relist (every resync), when quiet jobs are read again too.
         changed = self.spec_changes() if self.spec_changes is not None else True
         exited = self.exits.take_exited()
         relist = recreated or self.quiet.relist_due(self.clock())
-        steady, self._steady = self._steady, None
-        timer, self.timer_wake = self.timer_wake, False
+        tried_at = None
         if steady is not None and timer and not (dry_run or changed or exited or relist):
-            alone = self._samples_alone(steady)
+            tried_at = self.clock()
+            alone = self.alone.take(steady, tried_at, self.metrics_interval, self.quarantined)
             if alone is not None:
-                self._steady = steady
+                self.alone.steady = steady
                 return alone
         desired = self.loader.load(unchanged=not (changed or relist))
         site = desired.node.spec.site_overrides if desired.node is not None else None
-        now = self.clock()
+        # After samples taken alone, the same time: the samples are this pass's, and
+        # membership compares those taken now.
+        now = self.clock() if tried_at is None else tried_at
         quiet = self.quiet.for_pass(exited, now, full=relist)
         observed = read = observe(self.fs, self.state, site, quiet)
         if not dry_run:
@@ -195,47 +178,23 @@ class Reconciler:
         slots = slot_statuses(result.desired, result.observed, result.plan, now)
         reported = self._report(result, now, slots)
         self._publish(result, now, reported, slots)
-        if result.settled and len(self.quiet) == len(read.jobs) and not self._unsent:
-            self._steady = _Steady(
-                result, wanted, now, self.metrics_interval, dict(self.quarantined)
-            )
+        # Every observed job quiet, and no event waiting to be written.
+        calm = len(self.quiet) == len(read.jobs) and not self._unsent
+        self.alone.settle(result, wanted, now, calm, self.metrics_interval, self.quarantined)
         return result
 
-    def _samples_alone(self, steady: _Steady) -> PassResult | None:
-        """A pass the timer woke after a settled one (no event since, no requeue or turn
-        reached, no resync due): the due usage samples are taken and, when each reads as the
-        last full pass's did (the plan's part of it, and the PIDs membership compares), that
-        is all that could have changed and the rest of the pass would come out the same, so
-        it is not run; else None, and a full pass follows with the samples taken.
-
-        kubelet's eviction manager likewise samples on its own cadence and syncs nothing
-        unless a threshold is crossed; a node whose kernel enforces every limit sleeps to
-        the resync between events in the same way."""
-        now = self.clock()
-        last = steady.result
-        if (
-            now >= last.plan.holds_until
-            or self.metrics_interval != steady.metrics_interval
-            or self.quarantined != steady.quarantined
-            or self.membership.owed
-        ):
-            return None
-        usage = self.sampler.sample(self.fs, steady.wanted, now)
-        procs = self.sampler.procs_read
-        fresh = [job for job, u in usage.items() if u.sampled_at == now]
-        if not all(self.membership.same_pids(job, procs) for job in fresh):
-            return None
-        if not samples_hold(last.desired, last.observed.usage, usage, now):
-            return None
-        requeue = last.plan.requeue_after
-        if requeue is not None:
-            requeue = max(0.0, steady.at + requeue - now)
-        return replace(
-            last,
-            observed=replace(last.observed, usage=usage),
-            plan=replace(last.plan, requeue_after=requeue),
-            samples_only=True,
-        )
+    def _recreate_state(self) -> bool:
+        """Reap exited children, and create the state dir again if it vanished; whether it did.
+        What the deleted state dir held is then written again from memory: the phases
+        reported, each object's identity and its published status."""
+        reap()
+        if not self.keeper.recreate(self.clock()):
+            return False
+        self._phases_dirty = True
+        self.registry.restore()
+        self.board.forget()
+        self._published = (None, 0.0)
+        return True
 
     def _keep_quiet(self, read: Observed, planned: Observed, actions: Sequence[Action]) -> None:
         """Watch the running jobs' wrappers and keep, for the next pass, the jobs whose

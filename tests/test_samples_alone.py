@@ -1,4 +1,4 @@
-"""Passes that take due usage samples alone (Reconciler._samples_alone), on the real cgroup2 mount with real wrappers and the spec directory's real inotify: when a timer-woken pass may skip the rest, and each thing that makes it run in full."""
+"""Passes that take due usage samples alone (reconciler.samplesonly), on the real cgroup2 mount with real wrappers and the spec directory's real inotify: when a timer-woken pass may skip the rest, and each thing that makes it run in full."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ GROWER = (
     "while not os.path.exists('{trigger}'): time.sleep(0.05)\n"
     "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(600)\n"
 )
+JOBS = ("grower", "sleeper", "plain")
 # The interpreter itself: `python3` on PATH may be a shell script that forks as it starts.
 PYTHON = str(Path(sys.executable).resolve())
 # A step past the user-space interval of USER_SPACE_NODE (0.2 s), so that every job's sample
@@ -40,12 +41,14 @@ IDLE_WINDOW = 600
 
 
 class Clock:
-    """A clock the test moves."""
+    """A clock the test moves, which also ticks a little at every read (as the real one
+    moves within a pass)."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
 
     def __call__(self) -> float:
+        self.now += 1e-4
         return self.now
 
 
@@ -71,12 +74,15 @@ class Node:
 
 
 def specs_text(trigger: Path) -> str:
-    """Two jobs under limits wnr enforces itself, one of which grows on its trigger."""
-    limits = f"resources: {{memory: 64Mi, pids: 20}}\nidle: {{windowSeconds: {IDLE_WINDOW}}}\n"
+    """Two jobs under limits wnr enforces itself, one of which grows on its trigger, and one
+    with no limit (its samples read no PIDs for the memory)."""
+    idle = f"idle: {{windowSeconds: {IDLE_WINDOW}}}\n"
+    limits = f"resources: {{memory: 64Mi, pids: 20}}\n{idle}"
     return (
         USER_SPACE_NODE
         + job_document("grower", [PYTHON, "-c", GROWER.format(trigger=trigger)], limits)
         + job_document("sleeper", ["sleep", "600"], limits)
+        + job_document("plain", ["sleep", "600"], idle)
     )
 
 
@@ -97,7 +103,7 @@ def node(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[Node]:
 
     def running() -> bool:
         views = here.full().plan.jobs
-        return all(views[n].phase is Phase.Running for n in ("grower", "sleeper"))
+        return all(views[n].phase is Phase.Running for n in JOBS)
 
     try:
         wait_for(running, timeout=30, interval=0.05)
@@ -110,14 +116,14 @@ def node(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[Node]:
 
 
 def test_a_settled_node_takes_due_samples_alone(node: Node) -> None:
-    """A timer-woken pass after a settled one samples both jobs and reads nothing else: it hands back the last full pass's reading with the new samples."""
+    """A timer-woken pass after a settled one samples every job (one without a limit too) and reads nothing else: it hands back the last full pass's reading with the new samples."""
     full = node.full()
     alone = node.timed()
     assert alone.samples_only
     assert full.observed.jobs is alone.observed.jobs
-    assert {"grower": node.clock.now, "sleeper": node.clock.now} == {
-        name: usage.sampled_at for name, usage in alone.observed.usage.items()
-    }
+    taken = {usage.sampled_at for usage in alone.observed.usage.values()}
+    assert (set(JOBS), 1) == (set(alone.observed.usage), len(taken))
+    assert taken.pop() > full.observed.usage["plain"].sampled_at
     assert alone.plan.jobs is full.plan.jobs
     assert node.timed().samples_only
 
@@ -167,8 +173,22 @@ def test_a_process_moved_into_a_job_makes_the_pass_full(node: Node, cgroup_root:
         intruder.wait()
 
 
+def test_a_process_moved_into_a_slot_makes_the_pass_full(node: Node, cgroup_root: Path) -> None:
+    """A process the test started and wrote into a slot's cgroup.procs, where none of wnr's sits, is seen by the next timer-woken pass, which runs in full and reports it a stray."""
+    assert node.timed().samples_only
+    stray = subprocess.Popen(["sleep", "600"])
+    try:
+        (cgroup_root / "slot.s" / "cgroup.procs").write_text(str(stray.pid))
+        result = node.timed()
+        assert not result.samples_only
+        assert stray.pid in {s.pid for s in result.observed.strays}
+    finally:
+        stray.kill()
+        stray.wait()
+
+
 def test_a_turn_reached_makes_the_pass_full(node: Node) -> None:
-    """The end of the idle window is a turn (the plan asks no pass for it: the samples decide): the first timer-woken pass past it runs in full and stops both idle jobs, though their samples read as before."""
+    """The end of the idle window is a turn (the plan asks no pass for it: the samples decide): the first timer-woken pass past it runs in full and stops the idle jobs, though their samples read as before."""
     node.reconciler.quiet.relist_seconds = 2 * IDLE_WINDOW  # as `wnr run --resync` sets it
     node.full()
     active = node.timed().observed.usage["sleeper"].busy_at
@@ -180,7 +200,7 @@ def test_a_turn_reached_makes_the_pass_full(node: Node) -> None:
     assert passes[-1].samples_only  # the figures settled: each sample reads as the last
     crossing = node.timed(step)
     assert not crossing.samples_only
-    assert {"Job/grower", "Job/sleeper"} == {a.obj for a in crossing.plan.actions}
+    assert {f"Job/{name}" for name in JOBS} == {a.obj for a in crossing.plan.actions}
     assert "IdleTimeout" in str(crossing.plan.actions)
 
 

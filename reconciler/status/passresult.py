@@ -33,7 +33,7 @@ class PassResult:
     # The object store after this pass's specs (reconciler.plan.identity): uids, generations.
     stored: Mapping[ObjectKey, StoredObject] = field(default_factory=dict)
     # Only due usage samples were taken, which read as the last full pass's did: the rest is
-    # that pass's (reconciler.reconcile, `Reconciler._samples_alone`).
+    # that pass's (reconciler.samplesonly).
     samples_only: bool = False
 
     @property
