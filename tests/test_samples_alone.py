@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 from reconciler.daemon.inotify import DirWatch
 from reconciler.daemon.loop import Daemon
 from reconciler.host.cgroupfs import CgroupFS
+from reconciler.host.exits import Watched
 from reconciler.host.statedir import StateDir
 from reconciler.observe.quiet import RELIST_SECONDS
 from reconciler.plan.jobphase import Phase
@@ -86,33 +88,39 @@ def specs_text(trigger: Path) -> str:
     )
 
 
-@pytest.fixture
-def node(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[Node]:
-    """Both jobs running and a full pass after them: the node is settled."""
+@contextlib.contextmanager
+def wired(text: str, cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[Node]:
+    """A reconciler on these specs, wired as the daemon wires it (the spec directory's
+    inotify; the loop's own watches left to the test)."""
     specs = tmp_path / "specs"
     specs.mkdir()
-    trigger = tmp_path / "grow"
-    (specs / "specs.yaml").write_text(specs_text(trigger))
+    (specs / "specs.yaml").write_text(text)
     clock = Clock()
     loader = SpecLoader([specs])
     reconciler = Reconciler(loader, CgroupFS(cgroup_root), StateDir(state_dir), clock)
     dirs = DirWatch()
     assert [] == dirs.ensure([str(specs)])
     reconciler.spec_changes = dirs.take_changed
-    here = Node(reconciler, clock, specs, trigger)
-
-    def running() -> bool:
-        views = here.full().plan.jobs
-        return all(views[n].phase is Phase.Running for n in JOBS)
-
     try:
-        wait_for(running, timeout=30, interval=0.05)
-        here.full()
-        yield here
+        yield Node(reconciler, clock, specs, tmp_path / "grow")
     finally:
         dirs.close()
         reconciler.sampler.files.close()
         reconciler.exits.close()  # the cgroup_root fixture kills the jobs and removes all
+
+
+@pytest.fixture
+def node(cgroup_root: Path, state_dir: Path, tmp_path: Path) -> Iterator[Node]:
+    """Every job running and a full pass after them: the node is settled."""
+    with wired(specs_text(tmp_path / "grow"), cgroup_root, state_dir, tmp_path) as here:
+
+        def running() -> bool:
+            views = here.full().plan.jobs
+            return all(views[n].phase is Phase.Running for n in JOBS)
+
+        wait_for(running, timeout=30, interval=0.05)
+        here.full()
+        yield here
 
 
 def test_a_settled_node_takes_due_samples_alone(node: Node) -> None:
@@ -211,6 +219,42 @@ def test_the_resync_is_a_full_pass(node: Node) -> None:
     resync = node.timed(RELIST_SECONDS)
     assert not resync.samples_only
     assert full.observed.jobs is not resync.observed.jobs
+
+
+AGENT_SLOT = """\
+---
+apiVersion: wnr.dev/v1alpha1
+kind: Slot
+metadata: {name: agents}
+spec:
+  terminationGracePeriodSeconds: 1
+  user: root
+  agents:
+    replicas: 1
+    command: [sleep, "600"]
+"""
+
+
+def test_a_node_with_an_agent_settles_once_its_wrapper_is_watched(
+    cgroup_root: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    """An agent's end is known only by its wrapper's pidfd: while nothing watches it (the loop watches it after a pass), timer-woken passes run in full; once watched, they take samples alone."""
+    text = specs_text(tmp_path / "grow") + AGENT_SLOT
+    with wired(text, cgroup_root, state_dir, tmp_path) as here:
+
+        def agent_running() -> bool:
+            agent = here.full().observed.agent_records.get(("agents", 0))
+            return agent is not None and agent.run is not None and agent.run.phase == "running"
+
+        wait_for(agent_running, timeout=30, interval=0.05)
+        here.full()
+        assert not here.timed().samples_only
+        run = here.full().observed.agent_records[("agents", 0)].run
+        assert run is not None
+        assert run.wrapper_pid is not None
+        assert Watched.WATCHING is here.reconciler.exits.watch(run.wrapper_pid)
+        here.full()
+        assert here.timed().samples_only
 
 
 def test_the_daemon_kills_a_job_that_grows_after_it_settled(
