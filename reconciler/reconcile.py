@@ -58,7 +58,6 @@ from reconciler.status.slots import SlotStatus, slot_statuses
 
 log = logging.getLogger("wnr.events")
 
-
 # Events kept while the event log cannot take them.
 MAX_UNSENT = 1000
 # The longest a published status waits for a pass that publishes (see Reconciler._publish).

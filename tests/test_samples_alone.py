@@ -266,6 +266,7 @@ def test_the_daemon_kills_a_job_that_grows_after_it_settled(
     trigger = tmp_path / "grow"
     (specs / "specs.yaml").write_text(specs_text(trigger))
     daemon = DaemonProcess(specs, cgroup_root, state_dir, tmp_path / "daemon.log")
+    daemon.args += ["--resync", "600"]  # no resync within the test: only a sample can kill
     daemon.start()
     record = state_dir / "jobs" / "grower" / "stop.json"
     try:

@@ -93,6 +93,11 @@ class Stall:
         """The largest of the three shares: what the idle policy compares with its threshold."""
         return max(self.cpu, self.memory, self.io)
 
+    def reaches(self, fraction: float) -> bool:
+        """Whether the job stalled for at least `fraction` of the sample (the idle policy's
+        minStallFraction): waiting, not idle."""
+        return self.worst >= fraction
+
     def __str__(self) -> str:
         return f"memory {self.memory:.0%}, io {self.io:.0%}, cpu {self.cpu:.0%}"
 

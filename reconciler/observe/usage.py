@@ -255,7 +255,7 @@ class Sampler:
             previous = (need.since, (0, 0, 0))  # the totals began with the job's cgroup
         self._pressure[job] = (now, totals)
         stall = stall_between(previous, (now, totals)) if previous is not None else None
-        if stall is not None and stall.worst >= need.stall_fraction:
+        if stall is not None and stall.reaches(need.stall_fraction):
             stalled_at = now
         return stall, stalled_at
 

@@ -60,7 +60,7 @@ def usage_read(usage: Usage | None, job: Job, node: NodeSpec) -> tuple[object, .
     stall = usage.stall
     if stall is not None:
         idle = job.spec.idle or node.policies.idle
-        return (*overage, active_at(usage), str(stall), stall.worst >= idle.min_stall_fraction)
+        return (*overage, active_at(usage), str(stall), stall.reaches(idle.min_stall_fraction))
     return (*overage, active_at(usage), None, None)
 
 

@@ -152,7 +152,7 @@ def stall_condition(usage: Usage | None, idle: IdlePolicy) -> tuple[Condition, .
         return ()
     stall = usage.stall
     figures = f"{stall} of the last sample stalled (PSI some)"
-    if stall.worst >= idle.min_stall_fraction:
+    if stall.reaches(idle.min_stall_fraction):
         message = f"{figures}: waiting, not idle; the idle timeout does not count this time"
         return (Condition("Stalled", TRUE, "PressureStall", message),)
     return (Condition("Stalled", FALSE, "NoPressure", figures),)
