@@ -88,6 +88,29 @@ class Desired:
         name = job.metadata.name
         return (source.path, source.document, name) if source is not None else ("", 0, name)
 
+    def errors_of(self, kind: str, name: str) -> tuple[SpecError, ...]:
+        """The errors that concern one object: its own, and those of the file its last good
+        spec came from (a file that no longer parses names no object)."""
+        source = self.sources.get((kind, name))
+        if source is None or source.path not in self._error_paths:
+            return self._errors_by_object.get((kind, name), ())
+        return tuple(
+            e for e in self.errors if (e.kind, e.name) == (kind, name) or e.path == source.path
+        )
+
+    @cached_property
+    def _errors_by_object(self) -> dict[tuple[str, str], tuple[SpecError, ...]]:
+        # Grouped once per Desired: every object's status asks for its errors, and the
+        # status memo compares them, so one object's error must not make all others new.
+        grouped: dict[tuple[str, str], list[SpecError]] = {}
+        for error in self.errors:
+            grouped.setdefault((error.kind, error.name), []).append(error)
+        return {key: tuple(errors) for key, errors in grouped.items()}
+
+    @cached_property
+    def _error_paths(self) -> frozenset[str]:
+        return frozenset(error.path for error in self.errors)
+
     @property
     def node_spec(self) -> NodeSpec:
         """The Node's spec, or every default when no Node object exists (all fields have one)."""

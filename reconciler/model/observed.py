@@ -9,6 +9,7 @@ import errno as errnos
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 from reconciler.model.accounts import Account
@@ -226,6 +227,14 @@ class Observed:
     intruders: tuple[Stray, ...] = ()
     # The users the specs name: their accounts, or why the user database has none.
     accounts: Mapping[str, Account | str] = field(default_factory=dict)
+
+    @cached_property
+    def running_slots(self) -> frozenset[str]:
+        """The slots where a job's or an agent's cgroup holds processes."""
+        # Once per observation: every slot's status asks, and a scan of every job per slot
+        # grows with slots times jobs.
+        jobs = {slot for slot, cgroup in self.jobs.values() if cgroup.populated}
+        return frozenset(jobs | {slot for (slot, _), c in self.agents.items() if c.populated})
 
     @property
     def available(self) -> frozenset[str]:

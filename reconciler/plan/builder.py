@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from reconciler.model.accounts import RunAs
 from reconciler.model.actions import Action
@@ -48,6 +49,19 @@ class Plan:
     # The earliest time at which planning from the same inputs could come out otherwise: a
     # requeue, or a moment a fresh sample decides (Builder.turns_at).
     holds_until: float = math.inf
+
+    def notes_about(self, obj: str) -> tuple[Note, ...]:
+        """The notes on one object (`Slot/a`, `Job/b`), in plan order."""
+        return self._notes_by_object.get(obj, ())
+
+    @cached_property
+    def _notes_by_object(self) -> dict[str, tuple[Note, ...]]:
+        # Grouped once per plan: each slot's status reads its own and its jobs' notes, and a
+        # scan of every note per slot grows with slots times jobs.
+        grouped: dict[str, list[Note]] = {}
+        for note in self.notes:
+            grouped.setdefault(note.obj, []).append(note)
+        return {obj: tuple(notes) for obj, notes in grouped.items()}
 
     @property
     def fingerprint(self) -> str:

@@ -46,16 +46,11 @@ class Condition:
 
 def spec_conditions(desired: Desired, kind: str, name: str) -> tuple[Condition, ...]:
     """`SpecValid` False when the object's file has errors (it keeps its last good spec)."""
-    source = desired.sources.get((kind, name))
-    errors = [
-        str(e)
-        for e in desired.errors
-        if (e.kind, e.name) == (kind, name) or (source is not None and e.path == source.path)
-    ]
+    errors = desired.errors_of(kind, name)
     if not errors:
         return ()
-    message = "; ".join(errors)
-    if source is not None:
+    message = "; ".join(str(e) for e in errors)
+    if (kind, name) in desired.sources:
         message += " (the last good spec stays in force)"
     return (Condition("SpecValid", FALSE, "InvalidSpec", message),)
 
@@ -94,8 +89,8 @@ def limits_condition(  # noqa: PLR0917
     if slot is None:
         return Condition(kind, UNKNOWN, "SpecRemoved", "the spec was removed")
     obj = f"Slot/{name}"
-    objs = {obj} | {f"Job/{j}" for j in jobs}
-    unenforced = [n for n in plan.notes if n.kind == NOT_BY_KERNEL and n.obj in objs]
+    objs = (obj, *(f"Job/{j}" for j in jobs))
+    unenforced = [n for o in objs for n in plan.notes_about(o) if n.kind == NOT_BY_KERNEL]
     noted = {n.file for n in unenforced if n.obj == obj}
     limits = Limits.of_slot(slot)
     enforced = [

@@ -143,7 +143,7 @@ def _inputs(  # noqa: PLR0917 - what one job's status reads
         plan.run_as.get(slot),
         waiting.get(f"Job/{name}", ""),
         desired.node_spec,
-        desired.errors,
+        desired.errors_of("Job", name),
         desired.sources.get(("Job", name)),
         ("Job", name) in desired.held,
         job is not None and job.spec.slot in desired.slots,

@@ -128,9 +128,7 @@ def _slot_status(  # noqa: PLR0917
     cgroup = observed.slots.get(name)
     jobs = tuple(j.metadata.name for j in desired.slot_jobs(name))
     active = tuple(n for n in jobs if _active(plan.jobs.get(n)))
-    running = any(s == name and c.populated for s, c in observed.jobs.values()) or any(
-        s == name and c.populated for (s, _), c in observed.agents.items()
-    )
+    running = name in observed.running_slots
     setup = [
         a
         for a in plan.actions

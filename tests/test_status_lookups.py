@@ -1,0 +1,78 @@
+"""The per-object lookups status makes once per pass (a spec's errors, a plan's notes, the
+slots that run something), plain data: pure code."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reconciler.model.desired import Source, SpecError
+from reconciler.plan import Note, Plan, plan
+from reconciler.status.conditions import spec_conditions
+from reconciler.status.jobs import JobStatusMemo, job_statuses
+from tests.builders import cgroup, desired, empty, job, slot, tree
+
+A_FILE, B_FILE = "/specs/job-a.yaml", "/specs/job-b.yaml"
+SOURCES = {("Job", "a"): Source(A_FILE, 0), ("Job", "b"): Source(B_FILE, 0)}
+OF_A = SpecError(A_FILE, 5, 9, "Slot 'gone' does not exist", "Job", "a", "spec.slot")
+# A file that no longer parses names no object: it concerns what was last loaded from it.
+OF_B_FILE = SpecError(B_FILE, 2, 1, "mapping values are not allowed here")
+
+
+def test_errors_of_an_object_are_its_own_and_those_of_its_file() -> None:
+    """An object's errors are those naming it and those of the file its last good spec came from, in the loader's order."""
+    specs = desired(slot("s"), job("a", "s"), job("b", "s"), sources=SOURCES)
+    specs = replace(specs, errors=(OF_B_FILE, OF_A))
+
+    assert ((OF_A,), (OF_B_FILE,), ()) == (
+        specs.errors_of("Job", "a"),
+        specs.errors_of("Job", "b"),
+        specs.errors_of("Slot", "s"),
+    )
+
+
+def test_spec_condition_names_the_errors_and_the_spec_kept() -> None:
+    """SpecValid is False with every error of the object, saying its last good spec stays in force."""
+    specs = replace(desired(slot("s"), job("a", "s"), sources=SOURCES), errors=(OF_A,))
+
+    (condition,) = spec_conditions(specs, "Job", "a")
+
+    expected = f"{OF_A} (the last good spec stays in force)"
+    assert ("SpecValid", "False", expected) == (condition.type, condition.status, condition.message)
+
+
+def test_an_error_of_one_job_leaves_the_others_status_as_kept() -> None:
+    """A new spec error of one job makes only that job's status new; every other job keeps the very status the memo holds."""
+    clean = desired(slot("s"), job("a", "s"), job("b", "s"), sources=SOURCES)
+    broken = replace(clean, errors=(OF_A,))
+    memo = JobStatusMemo()
+    before = job_statuses(clean, empty(), plan(clean, empty(), 1000.0), 1000.0, memo)
+
+    after = job_statuses(broken, empty(), plan(broken, empty(), 1000.0), 1000.0, memo)
+
+    assert after["b"] is before["b"]
+    assert after["a"] is not before["a"]
+    assert ["SpecValid"] == [c.type for c in after["a"].conditions if c.status == "False"]
+
+
+def test_notes_about_an_object_keep_the_plan_order() -> None:
+    """A plan's notes on one object come in the order the planner made them, and none of another's."""
+    first, other, second = (
+        Note("Job/a", "kept", "1"),
+        Note("Job/b", "kept", "2"),
+        Note("Job/a", "waiting", "3"),
+    )
+    notes = Plan((), (first, other, second))
+
+    assert ((first, second), (other,), ()) == (
+        notes.notes_about("Job/a"),
+        notes.notes_about("Job/b"),
+        notes.notes_about("Slot/s"),
+    )
+
+
+def test_running_slots_are_those_with_a_populated_job_or_agent() -> None:
+    """A slot runs something when one of its jobs' or agents' cgroups holds processes; an empty job cgroup does not count."""
+    observed = tree({"a": {}, "b": {}, "c": {}}, {"in-a": ("a", True), "in-c": ("c", False)})
+    agent = cgroup("slot.b/agent.0", populated=True)
+
+    assert frozenset({"a", "b"}) == replace(observed, agents={("b", 0): agent}).running_slots
