@@ -56,6 +56,18 @@ def test_pure_modules_do_not_import_io_layers(module: str) -> None:
     assert set() == forbidden(imported_by(module))
 
 
+# What `wnr run` needs only off its default path: polling where inotify is unavailable,
+# and the metrics endpoint (--metrics-address or --metrics-textfile); 5 MiB of its memory.
+DAEMON_ONLY_WHEN_ASKED = ("watchfiles", "prometheus_client")
+
+
+def test_the_daemon_loads_the_poller_and_metrics_only_when_asked() -> None:
+    """The modules `wnr run` imports by default load neither watchfiles nor prometheus_client."""
+    loaded = imported_by("reconciler.cli, reconciler.cli.changing, reconciler.daemon.loop")
+
+    assert set() == {m for m in loaded if m.split(".")[0] in DAEMON_ONLY_WHEN_ASKED}
+
+
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     """`lint-imports` with pyproject.toml's contracts, on the `reconciler` package found in cwd."""
     env = {**os.environ, "PYTHONPATH": str(cwd)}

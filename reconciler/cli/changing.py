@@ -122,7 +122,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
-    from reconciler.daemon.loop import Daemon  # noqa: PLC0415 - watchfiles is only needed here
+    from reconciler.daemon.loop import Daemon  # noqa: PLC0415 - only the daemon needs the loop
 
     metrics_on = args.metrics_address is not None or args.metrics_textfile is not None
     if metrics_on:
