@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.client import DEFAULT_SPECS
+from reconciler.observe.quiet import RELIST_SECONDS
 from reconciler.render.logrecords import LogFormat
 from reconciler.top import SORT_KEYS
 
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resync",
         type=float,
-        default=30.0,
+        default=RELIST_SECONDS,
         help="full pass (every cgroup and record read again) at least every SECONDS",
     )
     run.add_argument(

@@ -37,13 +37,14 @@ from reconciler.host.process import is_wrapper
 from reconciler.model.actions import FailureKind
 from reconciler.model.layout import agent_cgroup, job_cgroup
 from reconciler.model.records import LIVE_PHASES
+from reconciler.observe.quiet import RELIST_SECONDS
 from reconciler.reconcile import Reconciler
 from reconciler.status.passresult import PassResult
 from reconciler.status.summary import pass_summary
 
 log = logging.getLogger("wnr.daemon")
 
-RESYNC_SECONDS = 30.0
+RESYNC_SECONDS = RELIST_SECONDS
 # Waking descriptors never lent to the sampler's kept files, for what the specs add next.
 KEPT_MARGIN = 64
 # After acting, look again soon: created cgroups and spawned wrappers emit no event of their own.
