@@ -21,7 +21,7 @@ from reconciler.daemon.metrics import SAMPLE_SECONDS
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
 from reconciler.reconcile import Reconciler
-from reconciler.render.exposition import GAUGE, Family, LabelTexts, exposition
+from reconciler.render.exposition import GAUGE, Family, SampleLines, exposition
 from reconciler.render.metrics import PassCollector
 from reconciler.specs.loader import SpecLoader
 from tests.conftest import make_cgroup_root, remove_tree, wait_for
@@ -237,18 +237,27 @@ def test_the_fast_exposition_parses_as_prometheus_clients_own(node: Node) -> Non
     assert "wnr_job_memory_working_set_bytes{" in ours
 
 
-def test_label_texts_kept_between_expositions_write_what_fresh_ones_write() -> None:
-    """An exposition reusing the label texts of earlier ones writes what a fresh one writes, though label values changed, came and went in between (escaping included)."""
+def test_sample_lines_kept_between_expositions_write_what_fresh_ones_write() -> None:
+    """An exposition reusing the lines of earlier ones writes what a fresh one writes, though label values and values changed, came and went in between (escaping, NaN and unlabelled series included)."""
 
-    def families(*jobs: str) -> list[Family]:
+    def families(*jobs: str, bump: float = 0.0) -> list[Family]:
         family = Family("wnr_job_phase", GAUGE, "help", ("job", "uid"))
         for index, job in enumerate(jobs):
-            family.add((job, f"uid-{index}"), index)
-        return [family, Family("wnr_empty", GAUGE, "no rows")]
+            family.add((job, f"uid-{index}"), index + bump)
+        bare = Family("wnr_up", GAUGE, "no labels")
+        bare.add((), bump)
+        odd = Family("wnr_odd", GAUGE, "a NaN")
+        odd.add((), float("nan"))
+        return [family, bare, odd, Family("wnr_empty", GAUGE, "no rows")]
 
-    kept = LabelTexts()
-    for jobs in (("a", 'b"q'), ("a", "c\\n"), ('b"q',), ("a", 'b"q')):
-        assert exposition(families(*jobs)) == exposition(families(*jobs), kept)
+    kept = SampleLines()
+    steps = [(("a", 'b"q'), 0.0), (("a", "c\\n"), 0.0), (('b"q',), 0.5), (("a", 'b"q'), 0.5)]
+    steps += [(("a", 'b"q'), 0.0), (("a", 'b"q'), 0.0)]
+    for jobs, bump in steps:
+        fresh = exposition(families(*jobs, bump=bump))
+        assert fresh == exposition(families(*jobs, bump=bump), kept)
+    assert 'wnr_job_phase{job="a",uid="uid-0"} 0\n' in fresh
+    assert "wnr_up 0\n" in fresh
 
 
 def parsed(

@@ -37,7 +37,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from reconciler.daemon.loop import Daemon, installed_version
 from reconciler.host.atomicfile import write_bytes
-from reconciler.render.exposition import LabelTexts, exposition
+from reconciler.render.exposition import SampleLines, exposition
 from reconciler.render.metrics import PassCollector
 from reconciler.status.passresult import PassResult
 
@@ -72,9 +72,9 @@ class DaemonMetrics:
         # rows (reconciler.render.exposition), not through the registry: 5x cheaper.
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = PassCollector()
-        # Label texts kept between expositions; one exposition at a time uses them (scrapes
+        # Sample lines kept between expositions; one exposition at a time uses them (scrapes
         # come on the server's threads, the textfile is written on the loop's).
-        self._labels = LabelTexts()
+        self._lines = SampleLines()
         self._exposing = threading.Lock()
         r = self.registry
         self.passes = Counter("wnr_passes", "Reconcile passes run.", registry=r)
@@ -149,7 +149,7 @@ class DaemonMetrics:
         daemon's own series."""
         families = self.collector.families()
         with self._exposing:
-            text = exposition(families, self._labels)
+            text = exposition(families, self._lines)
         return text.encode() + generate_latest(self.registry)
 
     def scraped(self) -> bytes:

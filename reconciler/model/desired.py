@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from reconciler.model.api import Job, Node, NodeSpec, Slot
+from reconciler.model.limits import Limits
 
 
 @dataclass(frozen=True, order=True)
@@ -87,6 +88,23 @@ class Desired:
         source = self.sources.get(("Job", job.metadata.name))
         name = job.metadata.name
         return (source.path, source.document, name) if source is not None else ("", 0, name)
+
+    def job_limits(self, name: str) -> Limits | None:
+        """A job's limits (`Limits.of_job` in its slot), once per Desired: the loader hands out
+        the same one while no spec changes, and the planner and every metrics scrape ask;
+        None for a job or slot without a spec."""
+        found = self._job_limits.get(name)
+        if found is None:
+            job = self.jobs.get(name)
+            slot = self.slots.get(job.spec.slot) if job is not None else None
+            if job is None or slot is None:
+                return None
+            found = self._job_limits[name] = Limits.of_job(job, slot)
+        return found
+
+    @cached_property
+    def _job_limits(self) -> dict[str, Limits]:
+        return {}
 
     def errors_of(self, kind: str, name: str) -> tuple[SpecError, ...]:
         """The errors that concern one object: its own, and those of the file its last good

@@ -152,13 +152,15 @@ class JobPlace:
         """Look the job up in the observed tree."""
         name = job.metadata.name
         where = out.observed.jobs.get(name)
+        # The desired state's (made once per spec set) is the one of this very slot.
+        limits = out.desired.job_limits(name)
         return cls(
             name,
             f"Job/{name}",
             job_cgroup(slot.metadata.name, name),
             where.slot if where is not None else None,
             where.cgroup if where is not None else None,
-            Limits.of_job(job, slot),
+            limits if limits is not None else Limits.of_job(job, slot),
         )
 
 

@@ -2,7 +2,7 @@
 
 Render layer, below reconciler.render.metrics (which fills the rows from a pass).
 `exposition` writes the text format (version 0.0.4) itself, escaping each label set
-once (and keeping it between scrapes while it recurs): prometheus_client's
+once (and keeping each sample's line between scrapes while it recurs): prometheus_client's
 generate_latest formats every sample through a sorted label dict and costs about 5 us a
 sample, so with 256 jobs (some 4,000 samples) one scrape would cost more CPU than a no-op
 pass, the benchmark's bound. `to_metric`
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import starmap
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -51,43 +53,48 @@ def _number(value: float) -> str:
     return repr(value)
 
 
-class LabelTexts:
-    """Each label set's `{...}` text, kept from one exposition to the next (a node's series
-    recur scrape after scrape); those the last exposition did not ask for are dropped."""
+class SampleLines:
+    """Each sample's line, kept from one exposition to the next: a node's series recur scrape
+    after scrape, most with the value they had (phases, limits, counters of idle jobs), and
+    a line that recurs costs one lookup; one whose value moved reuses its name and label
+    text. Those the last exposition did not write are dropped."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[tuple[str, ...], LabelValues], str] = {}
-        self._asked: dict[tuple[tuple[str, ...], LabelValues], str] = {}
+        # (sample name, label values) -> (value, line, the length of its name and labels)
+        self._kept: dict[tuple[str, LabelValues], tuple[float, str, int]] = {}
+        self._asked: dict[tuple[str, LabelValues], tuple[float, str, int]] = {}
 
-    def text(self, names: tuple[str, ...], values: LabelValues) -> str:
-        """The `{n="v",...}` of these labels (empty for none)."""
-        key = (names, values)
-        found = self._asked.get(key)
-        if found is None:
-            found = self._kept.get(key)
-            if found is None:
-                pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
-                found = f"{{{pairs}}}" if pairs else ""
+    def line(self, name: str, labels: tuple[str, ...], values: LabelValues, value: float) -> str:
+        """`name{l="v",...} value` and its newline (no braces without labels)."""
+        key = (name, values)
+        found = self._asked.get(key) or self._kept.get(key)
+        if found is not None and found[0] == value:
             self._asked[key] = found
-        return found
+            return found[1]
+        if found is not None:
+            head = found[1][: found[2]]
+        else:
+            pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(labels, values, strict=True))
+            head = f"{name}{{{pairs}}}" if pairs else name
+        line = f"{head} {_number(value)}\n"
+        self._asked[key] = (value, line, len(head))
+        return line
 
     def end(self) -> None:
-        """One exposition ended: what it asked for is what the next keeps."""
+        """One exposition ended: what it wrote is what the next keeps."""
         self._kept, self._asked = self._asked, {}
 
 
-def exposition(families: Iterable[Family], labels: LabelTexts | None = None) -> str:
-    """The text format of `families`, in order (HELP, TYPE, then the samples); `labels`:
-    the label texts of earlier expositions, to reuse (a new one otherwise)."""
-    texts = labels if labels is not None else LabelTexts()
+def exposition(families: Iterable[Family], kept: SampleLines | None = None) -> str:
+    """The text format of `families`, in order (HELP, TYPE, then the samples); `kept`: the
+    lines of earlier expositions, to reuse (none otherwise)."""
+    lines = kept if kept is not None else SampleLines()
     out: list[str] = []
     for family in families:
         help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
         out.append(f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.kind}\n")
-        names, prefix = family.labels, family.name
-        for values, value in family.rows:
-            out.append(f"{prefix}{texts.text(names, values)} {_number(value)}\n")
-    texts.end()
+        out.extend(starmap(partial(lines.line, family.name, family.labels), family.rows))
+    lines.end()
     return "".join(out)
 
 

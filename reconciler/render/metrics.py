@@ -123,10 +123,9 @@ def job_families(result: PassResult) -> Iterator[Family]:
     yield from _usage_families(result, keys)
     limits: list[tuple[LabelValues, Limits]] = []
     for name, labels in keys.items():
-        job = desired.jobs.get(name)
-        spec = desired.slots.get(job.spec.slot) if job is not None else None
-        if job is not None and spec is not None:
-            limits.append((labels, Limits.of_job(job, spec)))
+        job_limits = desired.job_limits(name)
+        if job_limits is not None:
+            limits.append((labels, job_limits))
     yield from _limit_families("wnr_job", JOB_LABELS, limits)
 
 

@@ -1,11 +1,12 @@
-"""The per-object lookups status makes once per pass (a spec's errors, a plan's notes, the
-slots that run something), plain data: pure code."""
+"""The per-object lookups made once per desired state, plan or observation (a spec's errors,
+a job's limits, a plan's notes, the slots that run something), plain data: pure code."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from reconciler.model.desired import Source, SpecError
+from reconciler.model.limits import Limits
 from reconciler.plan import Note, Plan, plan
 from reconciler.status.conditions import spec_conditions
 from reconciler.status.jobs import JobStatusMemo, job_statuses
@@ -76,3 +77,17 @@ def test_running_slots_are_those_with_a_populated_job_or_agent() -> None:
     agent = cgroup("slot.b/agent.0", populated=True)
 
     assert frozenset({"a", "b"}) == replace(observed, agents={("b", 0): agent}).running_slots
+
+
+def test_job_limits_are_made_once_per_desired_state() -> None:
+    """A job's limits are those of its spec in its slot, the same object each time asked; a job whose slot has no spec has none."""
+    specs = desired(
+        slot("s", resources={"swap": "1Gi"}), job("a", "s", resources={"memory": "1Gi"})
+    )
+    orphan = desired(job("a", "gone"))
+
+    limits = specs.job_limits("a")
+
+    assert Limits.of_job(specs.jobs["a"], specs.slots["s"]) == limits
+    assert limits is specs.job_limits("a")
+    assert (None, None) == (orphan.job_limits("a"), specs.job_limits("b"))
