@@ -10,13 +10,16 @@ write is put in place between the two reads.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from reconciler.apply.applier import Applier
 from reconciler.daemon.loop import pin_malloc_thresholds
 from reconciler.host.atomicfile import write_json
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import JobRecords, StateDir
+from reconciler.model.actions import ForgetJob, RemoveCgroup
 from reconciler.observe.snapshot import observe
 from reconciler.plan.jobphase import Phase, job_view
 
@@ -75,6 +78,21 @@ def test_a_removed_cgroup_leaves_no_cached_path(cgroup_root: Path) -> None:
     fs.rmdir_tree("slot.s/job.j")
     fs.rmdir("slot.s")
     assert {""} == set(fs._dirs)
+
+
+def test_removing_and_forgetting_a_job_through_the_applier_leaves_no_cached_path(
+    cgroup_root: Path, state_dir: Path
+) -> None:
+    """The log lines of a job cgroup's removal and of the job's forgetting name its path without caching it again (the daemon grew by ~240 bytes a job through churn)."""
+    fs = _tree(cgroup_root)
+    applier = Applier(fs, StateDir(state_dir), time.time)
+
+    failures = applier.apply(
+        [RemoveCgroup("Job/j", "slot.s/job.j"), ForgetJob("Job/j", "slot.s/job.j", job="j")]
+    )
+
+    assert ([], False) == (failures, (cgroup_root / "slot.s" / "job.j").exists())
+    assert {"", "slot.s"} == set(fs._dirs)
 
 
 def test_malloc_thresholds_are_pinned_without_error() -> None:

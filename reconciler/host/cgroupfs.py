@@ -59,17 +59,20 @@ class CgroupFS:
         # churn must not grow memory); the bound catches cgroups removed behind wnr's back.
         self._dirs: dict[str, str] = {"": str(self.root)}
 
-    def directory(self, rel: str) -> str:
-        """The absolute path of an owned cgroup, as a string; the one place paths are joined."""
+    def directory(self, rel: str, remember: bool = True) -> str:
+        """The absolute path of an owned cgroup, as a string; the one place paths are joined.
+        `remember` False: a path only named (in a log line), which may be removed already."""
         found = self._dirs.get(rel)
         if found is not None:
             return found
         segments = rel.split("/")
         if not all(is_owned_name(s) for s in segments):
             raise ValueError(f"refusing cgroup path {rel!r}: not a name wnr owns below {self.root}")
-        if len(self._dirs) > _PATH_CACHE_SIZE:
-            self._dirs = {"": str(self.root)}
-        found = self._dirs[rel] = "/".join((str(self.root), *segments))
+        found = "/".join((str(self.root), *segments))
+        if remember:
+            if len(self._dirs) > _PATH_CACHE_SIZE:
+                self._dirs = {"": str(self.root)}
+            self._dirs[rel] = found
         return found
 
     def path(self, rel: str) -> Path:
