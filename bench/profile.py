@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from bench import drain, latency, passes
 from bench.common import REPO, Sandbox
 from bench.wnr import SLOT, WnrDaemon, job_names, job_yaml, slot_yaml, write_jobs
+from reconciler.observe.quiet import RELIST_SECONDS
 
 if TYPE_CHECKING:
     from reconciler.reconcile import Reconciler
@@ -246,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("what", choices=["pass", "cold", "idle", "events"])
     parser.add_argument("--jobs", type=int, default=256, help="running jobs (default 256)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="idle window")
+    parser.add_argument(
+        "--seconds", type=float, default=RELIST_SECONDS, help="idle window (one resync period)"
+    )
     parsed = parser.parse_args(args)
     box = Sandbox()
     try:

@@ -31,6 +31,18 @@ def test_errors_of_an_object_are_its_own_and_those_of_its_file() -> None:
     )
 
 
+def test_errors_of_keep_the_loader_order_and_leave_out_other_files() -> None:
+    """An object's errors interleaved with others' come in the loader's order; an error naming another object in another file is not its own."""
+    of_a_file = SpecError(A_FILE, 9, 1, "duplicate key")
+    of_b = SpecError(B_FILE, 3, 1, "bad field", "Job", "b", "spec.command")
+    specs = desired(slot("s"), job("a", "s"), job("b", "s"), sources=SOURCES)
+    specs = replace(specs, errors=(of_a_file, of_b, OF_A, OF_B_FILE))
+
+    assert (of_a_file, OF_A) == specs.errors_of("Job", "a")
+    assert (of_b, OF_B_FILE) == specs.errors_of("Job", "b")
+    assert () == replace(specs, errors=(of_b,)).errors_of("Job", "a")
+
+
 def test_spec_condition_names_the_errors_and_the_spec_kept() -> None:
     """SpecValid is False with every error of the object, saying its last good spec stays in force."""
     specs = replace(desired(slot("s"), job("a", "s"), sources=SOURCES), errors=(OF_A,))
@@ -50,8 +62,8 @@ def test_an_error_of_one_job_leaves_the_others_status_as_kept() -> None:
 
     after = job_statuses(broken, empty(), plan(broken, empty(), 1000.0), 1000.0, memo)
 
-    assert after["b"] is before["b"]
-    assert after["a"] is not before["a"]
+    assert before["b"] is after["b"]
+    assert before["a"] is not after["a"]
     assert ["SpecValid"] == [c.type for c in after["a"].conditions if c.status == "False"]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
+from reconciler.observe.quiet import RELIST_SECONDS
 from reconciler.plan.jobphase import Phase
 from reconciler.reconcile import Reconciler
 from reconciler.specs.loader import SpecLoader
@@ -62,7 +63,7 @@ def test_a_running_job_is_quiet_and_not_read_again(running: tuple[Reconciler, Cl
     first = reconciler.run_pass().observed.jobs["a"]
     clock.now += 0.5
     assert first is reconciler.run_pass().observed.jobs["a"]
-    clock.now += 60  # past RELIST_SECONDS: everything is read again
+    clock.now += RELIST_SECONDS + 1  # past the relist: everything is read again
     again = reconciler.run_pass().observed.jobs["a"]
     assert first is not again
     assert first == again
