@@ -24,6 +24,7 @@ from bench.common import BenchError, Sandbox, median
 from bench.goals import Sizes
 from bench.supervisor import Supervisor
 from bench.wnr import WnrDaemon, job_names
+from reconciler.model.errors import WnrError
 
 
 class Bench:
@@ -49,7 +50,8 @@ class Bench:
         print(f"[run {run}] {what}", file=sys.stderr, flush=True)
         try:
             action()
-        except (BenchError, OSError, subprocess.SubprocessError) as exc:
+        except (BenchError, OSError, subprocess.SubprocessError, WnrError) as exc:
+            # WnrError: an in-process pass that raised (a cgroup read failing, say).
             self.errors.append(f"run {run}: {what}: {exc}")
             print(f"[run {run}] {what} FAILED: {exc}", file=sys.stderr, flush=True)
             return False

@@ -4,6 +4,7 @@ kept descriptor reads what is there now, and what it named being gone is never r
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -174,3 +175,35 @@ def test_descriptors_of_a_job_never_sampled_whole_are_closed_too(
     assert 1 == len(sampler.files)
     sampler.sample(CgroupFS(Path("/nonexistent")), {}, 100.0)
     assert 0 == len(sampler.files)
+
+
+RUN_OUT_OF_DESCRIPTORS = """
+import json, os, resource, sys
+from reconciler.host.keptfiles import KeptFiles
+paths = sys.argv[1:]
+kept = KeptFiles(capacity=1000)
+open_now = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 8, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+read = [kept.read(p, "job").decode() for p in paths]
+print(json.dumps({"read": read, "kept": len(kept), "capacity": kept.capacity}))
+"""
+
+
+def test_a_process_out_of_descriptors_gives_back_kept_ones_and_reads_on(tmp_path: Path) -> None:
+    """Where the process runs out of descriptors (EMFILE), reads go on: half the kept descriptors are closed and no more than those left are kept."""
+    paths = []
+    for index in range(20):
+        path = tmp_path / f"file-{index}"
+        path.write_text(str(index))
+        paths.append(str(path))
+
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_OUT_OF_DESCRIPTORS, *paths],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    figures = json.loads(result.stdout)
+    assert [str(i) for i in range(20)] == figures["read"]
+    assert figures["kept"] <= figures["capacity"] < 8

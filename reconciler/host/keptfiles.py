@@ -68,7 +68,7 @@ class KeptFiles:
                 if exc.errno not in _STALE:
                     raise OSError(exc.errno, exc.strerror, path) from exc
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = self._open(path)
         except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
             return None
         try:
@@ -106,6 +106,19 @@ class KeptFiles:
     def owners(self) -> set[str]:
         """The owners holding descriptors."""
         return set(self._owned)
+
+    def _open(self, path: str) -> int:
+        """open(2), giving back half the kept descriptors when the process has run out: its
+        other descriptors (not counted in `capacity`) may have grown meanwhile, and a sample
+        must not fail for descriptors that are only kept to save opening them."""
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._count:
+                raise
+        self.capacity = self._count // 2
+        self.shrink()
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
     def _close(self, owner: str, path: str) -> None:
         fds = self._owned[owner]
