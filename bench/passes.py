@@ -57,7 +57,8 @@ class PassTimes:
 def reconciler_for(daemon: WnrDaemon) -> Iterator[Reconciler]:
     """A Reconciler wired like `wnr run`'s: trusted spec dir, the daemon's root and state, the
     spec directory's inotify telling each pass whether a spec may have changed, and the
-    sampler keeping files open; its descriptors are closed when the block ends."""
+    sampler keeping files open; its descriptors (kept files, pidfds, inotify) are closed when
+    the block ends: a 5-run bench opens one per fleet size and run."""
     loader = SpecLoader([daemon.specs], trusted_uid=os.geteuid())
     reconciler = Reconciler(loader, CgroupFS(daemon.root), StateDir(daemon.state))
     dirs = DirWatch()
@@ -69,6 +70,7 @@ def reconciler_for(daemon: WnrDaemon) -> Iterator[Reconciler]:
         yield reconciler
     finally:
         reconciler.sampler.files.close()
+        reconciler.exits.close()  # a pidfd per running wrapper the passes watched
         dirs.close()
 
 
