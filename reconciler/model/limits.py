@@ -54,7 +54,12 @@ def ordered(controllers: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(controllers), key=lambda c: (*CONTROLLER_ORDER, c).index(c)))
 
 
-@dataclass(frozen=True)
+# A job's implicit files, shared: every job's Limits is kept for as long as its spec is.
+_OOM_GROUP = frozenset({"memory.oom.group"})
+_OOM_GROUP_NO_SWAP = frozenset({"memory.oom.group", "memory.swap.max"})
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Resource amounts for one cgroup, already parsed (bytes, millicores, counts)."""
 
@@ -84,18 +89,16 @@ class Limits:
         alive), and no swap unless the job asks for some or its slot allows swap (HTCondor's
         DISABLE_SWAP_FOR_JOB, on by default since 24.7.3)."""
         r = job.spec.resources
-        implicit = {"memory.oom.group"}
-        swap = r.swap
+        implicit, swap = _OOM_GROUP, r.swap
         if swap is None and slot.spec.resources.swap is None:
-            swap = 0
-            implicit.add("memory.swap.max")
+            implicit, swap = _OOM_GROUP_NO_SWAP, 0
         return cls(
             millicpus=r.cpus,
             memory=r.memory,
             swap=swap,
             pids=r.pids,
             oom_group=True,
-            implicit=frozenset(implicit),
+            implicit=implicit,
         )
 
 
