@@ -22,7 +22,7 @@ from reconciler.model.api import ApiObject
 from reconciler.model.desired import Desired
 from reconciler.model.observed import Observed
 from reconciler.model.stored import ObjectKey
-from reconciler.plan.identity import Registration, desired_objects, register, remaining
+from reconciler.plan.identity import Registration, register, remaining
 
 log = logging.getLogger("wnr.store")
 
@@ -75,8 +75,10 @@ class Registry:
                 failed.add(key)
                 self._report(key, exc)
         self._failing &= failed
-        seen = desired_objects(desired)
-        self._seen = {k: v for k, v in seen.items() if k not in failed}
+        # The very mapping of this Desired, so that while it stays the same only deleted
+        # objects are looked at (plan.identity.register).
+        seen = desired.by_key
+        self._seen = {k: v for k, v in seen.items() if k not in failed} if failed else seen
         if failed:
             # What could not be written is registered again from the store's memory next time.
             kept = {**registration.objects, **{k: v for k, v in stored.items() if k in failed}}

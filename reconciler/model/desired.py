@@ -62,6 +62,17 @@ class Desired:
     # being stopped or drained (reconciler.plan.identity): left out of slots and jobs.
     held: frozenset[tuple[str, str]] = frozenset()
 
+    @cached_property
+    def by_key(self) -> dict[tuple[str, str], Node | Slot | Job]:
+        """Every object by (kind, name), once per Desired: the object store registers them in
+        every pass, and the loader hands out the same Desired while no spec changes."""
+        found: dict[tuple[str, str], Node | Slot | Job] = {}
+        if self.node is not None:
+            found[("Node", self.node.metadata.name)] = self.node
+        found.update({("Slot", name): slot for name, slot in self.slots.items()})
+        found.update({("Job", name): job for name, job in self.jobs.items()})
+        return found
+
     @property
     def wrappers(self) -> int:
         """How many wrappers the specs can have running at once: one per job, one per agent

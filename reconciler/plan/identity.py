@@ -36,16 +36,6 @@ class Registration:
     held: frozenset[ObjectKey] = frozenset()
 
 
-def desired_objects(desired: Desired) -> dict[ObjectKey, ApiObject]:
-    """Every object of the desired state by (kind, name)."""
-    found: dict[ObjectKey, ApiObject] = {}
-    if desired.node is not None:
-        found[("Node", desired.node.metadata.name)] = desired.node
-    found.update({("Slot", name): slot for name, slot in desired.slots.items()})
-    found.update({("Job", name): job for name, job in desired.jobs.items()})
-    return found
-
-
 def register(
     desired: Desired,
     stored: Mapping[ObjectKey, StoredObject],
@@ -57,13 +47,20 @@ def register(
 ) -> Registration:
     """The next store, given the desired state and the objects still on the node; `seen`
     are the objects of the previous registration: the very same object (the spec loader
-    hands out one per unchanged file) is not looked at again."""
+    hands out one per unchanged file) is not looked at again, and where `seen` is this
+    Desired's very mapping (`Desired.by_key`) only the objects the store lacks or holds as
+    deleted (held, or back) are."""
     objects = dict(stored)
     saved: list[StoredObject] = []
     removed: list[ObjectKey] = []
     held: set[ObjectKey] = set()
-    wanted = desired_objects(desired)
-    for key, obj in wanted.items():
+    wanted = desired.by_key
+    todo: Mapping[ObjectKey, ApiObject] = wanted
+    if seen is wanted:
+        looked = [key for key, old in stored.items() if old.deleted_at is not None]
+        looked += wanted.keys() - stored.keys()
+        todo = {key: wanted[key] for key in sorted(looked) if key in wanted}
+    for key, obj in todo.items():
         source = desired.sources.get(key, Source("", 0))
         old = stored.get(key)
         if old is not None and old.deleted_at is not None and key in remains:
@@ -76,9 +73,8 @@ def register(
             objects[key] = entry
             saved.append(entry)
     if desired.complete:
-        for key, old in stored.items():
-            if key in wanted:
-                continue
+        for key in sorted(stored.keys() - wanted.keys()):
+            old = stored[key]
             if key not in remains:
                 del objects[key]
                 removed.append(key)
