@@ -54,7 +54,7 @@ from reconciler.status.events import (
 )
 from reconciler.status.passresult import PassResult
 from reconciler.status.published import Publication
-from reconciler.status.slots import SlotStatus, slot_statuses
+from reconciler.status.slots import SlotStatus, SlotStatusMemo, slot_statuses
 
 log = logging.getLogger("wnr.events")
 
@@ -95,8 +95,10 @@ class Reconciler:
         self.sampler = Sampler()
         self.needs = Needs()
         self.membership = Membership()
-        # Running jobs' plans, kept for passes where their inputs are unchanged.
+        # Running jobs' plans, kept for passes where their inputs are unchanged; and slots'
+        # statuses likewise.
         self.memo = PlanMemo()
+        self.slot_memo = SlotStatusMemo()
         # The wrappers' pidfds (the daemon's waker sleeps on them too), and the running jobs
         # whose cgroup and records the next pass need not read again.
         self.exits = ExitWatch()
@@ -174,7 +176,9 @@ class Reconciler:
         self._keep_quiet(read, observed, planned.actions)
         result = PassResult(desired, observed, planned, tuple(failures), resample, spawned, stored)
         # Once for the event log and the published statuses (which adds failures, if any).
-        slots = slot_statuses(result.desired, result.observed, result.plan, now)
+        slots = slot_statuses(
+            result.desired, result.observed, result.plan, now, memo=self.slot_memo
+        )
         reported = self._report(result, now, slots)
         self._publish(result, now, reported, slots)
         # Every observed job quiet, and no event waiting to be written.

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 from reconciler.model.desired import Source, SpecError
 from reconciler.model.limits import Limits
-from reconciler.plan import Note, Plan, plan
+from reconciler.plan import plan
 from reconciler.status.conditions import spec_conditions
 from reconciler.status.jobs import JobStatusMemo, job_statuses
-from tests.builders import cgroup, desired, empty, job, slot, tree
+from reconciler.status.slots import SlotStatusMemo, slot_statuses
+from tests.builders import RUNNING, attempt, cgroup, desired, empty, job, records, slot, tree
 
 A_FILE, B_FILE = "/specs/job-a.yaml", "/specs/job-b.yaml"
 SOURCES = {("Job", "a"): Source(A_FILE, 0), ("Job", "b"): Source(B_FILE, 0)}
@@ -67,20 +68,28 @@ def test_an_error_of_one_job_leaves_the_others_status_as_kept() -> None:
     assert ["SpecValid"] == [c.type for c in after["a"].conditions if c.status == "False"]
 
 
-def test_notes_about_an_object_keep_the_plan_order() -> None:
-    """A plan's notes on one object come in the order the planner made them, and none of another's."""
-    first, other, second = (
-        Note("Job/a", "kept", "1"),
-        Note("Job/b", "kept", "2"),
-        Note("Job/a", "waiting", "3"),
+def test_slot_notes_are_those_made_while_the_slot_was_planned() -> None:
+    """Each slot's notes are its own and its jobs', in plan order, and none of another slot's jobs."""
+    limited = {"memory": "1Gi"}
+    specs = desired(
+        slot("s", resources=limited),
+        slot("t"),
+        *(
+            job(name, where, resources=limited)
+            for name, where in (("a", "s"), ("b", "t"), ("c", "s"))
+        ),
     )
-    notes = Plan((), (first, other, second))
+    placed = {"a": ("s", True), "b": ("t", True), "c": ("s", True)}
+    running = {n: records(attempt(1, "running")) for n in placed}
+    # A hybrid host's tree: no controller, so every memory limit is noted, not written.
+    observed = tree({"s": {}, "t": {}}, placed, records=running, available=frozenset())
 
-    assert ((first, second), (other,), ()) == (
-        notes.notes_about("Job/a"),
-        notes.notes_about("Job/b"),
-        notes.notes_about("Slot/s"),
-    )
+    planned = plan(specs, observed, 1000.0)
+
+    about = {name: sorted({n.obj for n in notes}) for name, notes in planned.slot_notes.items()}
+    assert {"s": ["Job/a", "Job/c", "Slot/s"], "t": ["Job/b"]} == about
+    for notes in planned.slot_notes.values():
+        assert [n for n in planned.notes if n in notes] == list(notes)
 
 
 def test_running_slots_are_those_with_a_populated_job_or_agent() -> None:
@@ -103,3 +112,24 @@ def test_job_limits_are_made_once_per_desired_state() -> None:
     assert Limits.of_job(specs.jobs["a"], specs.slots["s"]) == limits
     assert limits is specs.job_limits("a")
     assert (None, None) == (orphan.job_limits("a"), specs.job_limits("b"))
+
+
+def test_a_slot_keeps_its_status_while_nothing_it_reads_changes() -> None:
+    """A slot's status is the very one of the last pass while what it reads stays; its job's records alone changing (an OOM kill at the slot's limit) make only that slot's status new."""
+    specs = desired(slot("s"), slot("t"), job("a", "s"), job("b", "t"))
+    placed = {"a": ("s", True), "b": ("t", True)}
+    running = tree({"s": {}, "t": {}}, placed, records=dict.fromkeys(placed, RUNNING))
+    planned = plan(specs, running, 1000.0)
+    memo = SlotStatusMemo()
+    before = slot_statuses(specs, running, planned, 1000.0, memo=memo)
+    again = slot_statuses(specs, running, planned, 1001.0, memo=memo)
+    killed = records(attempt(1, "exited", signal=9, oom_kills=1, oom_level="slot"))
+    oom = replace(running, records={**running.records, "a": killed})
+
+    after = slot_statuses(specs, oom, planned, 1002.0, memo=memo)
+
+    assert (before["s"], before["t"]) == (again["s"], again["t"])
+    assert before["s"] is again["s"]
+    assert before["t"] is after["t"]
+    assert slot_statuses(specs, oom, planned, 1002.0)["s"] == after["s"]
+    assert after["s"].condition("MemoryLimitReached") is not None

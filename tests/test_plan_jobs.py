@@ -326,3 +326,23 @@ def test_a_kept_plan_of_a_running_job_is_recalled_until_its_idle_window_ends() -
     late = plan(d, o, 160.0, memo=memo)
     assert 0 == memo.hits
     assert ["IdleTimeout"] == [a.reason for a in late.actions if isinstance(a, Signal)]
+
+
+def test_a_slot_of_kept_jobs_is_recalled_whole_until_one_of_them_changes() -> None:
+    """A slot whose every job was kept is recalled whole while each job's placement, records and sample stay the same; a change in any one of them plans the slot as a fresh plan would."""
+    d = desired(slot("a"), job("x", "a"), job("y", "a"), slot("b"), job("z", "b"))
+    placed = {"x": ("a", True), "y": ("a", True), "z": ("b", True)}
+    o = tree({"a": {}, "b": {}}, placed, records=dict.fromkeys(placed, RUNNING))
+    memo = PlanMemo()
+    first = plan(d, o, 100.0, memo=memo)
+    assert (first, 3) == (plan(d, o, 101.0, memo=memo), memo.hits)
+    ended = records(attempt(1, "exited", exit_code=0, started_at=1.0, finished_at=101.0))
+    emptied = Placement("a", replace(o.jobs["x"].cgroup, populated=False))
+    usage = {"y": Usage(sampled_at=101.0, busy_at=101.0)}
+    for changed in (
+        replace(o, records={**o.records, "x": ended}),
+        replace(o, jobs={**o.jobs, "x": emptied}),
+        replace(o, usage=usage),
+    ):
+        plan(d, o, 102.0, memo=memo)
+        assert plan(d, changed, 103.0) == plan(d, changed, 103.0, memo=memo)

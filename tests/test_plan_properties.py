@@ -39,6 +39,7 @@ from reconciler.model.observed import CgroupState, Observed, Placement, Stall, U
 from reconciler.plan import Plan, plan
 from reconciler.plan.memo import PlanMemo
 from reconciler.status.jobs import JobStatusMemo, job_statuses
+from reconciler.status.slots import SlotStatusMemo, slot_statuses
 from tests.builders import DESTRUCTIVE, empty, job, node, slot
 
 CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
@@ -458,7 +459,7 @@ def test_a_memo_of_earlier_passes_never_changes_a_plan(
     before: Desired, after: Desired, observed: Observed, sigterm_ends: bool
 ) -> None:
     """Planning with the memo of earlier passes gives the very plan planning afresh gives, pass after pass, through a spec change and past every requeue time; so do the jobs' statuses with theirs."""
-    memo, statuses, now, recalled = PlanMemo(), JobStatusMemo(), 1000.0, 0
+    memo, statuses, kept, now, recalled = PlanMemo(), JobStatusMemo(), SlotStatusMemo(), 1000.0, 0
     for desired in (before, after):
         for _ in range(MAX_PASSES):
             # Twice on the same tree: the second pass recalls what the first kept.
@@ -470,6 +471,9 @@ def test_a_memo_of_earlier_passes_never_changes_a_plan(
                 sampled = replace(observed, usage=samples(observed, now + later))
                 fresh = job_statuses(desired, sampled, expected, now + later)
                 assert fresh == job_statuses(desired, sampled, expected, now + later, statuses)
+                slots = slot_statuses(desired, sampled, expected, now + later)
+                memo_slots = slot_statuses(desired, sampled, expected, now + later, memo=kept)
+                assert slots == memo_slots
             if expected.actions:
                 observed = simulate(observed, expected.actions, now, sigterm_ends=sigterm_ends)
                 now += 1.0

@@ -7,7 +7,6 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from reconciler.model.accounts import RunAs
 from reconciler.model.actions import Action
@@ -49,19 +48,10 @@ class Plan:
     # The earliest time at which planning from the same inputs could come out otherwise: a
     # requeue, or a moment a fresh sample decides (Builder.turns_at).
     holds_until: float = math.inf
-
-    def notes_about(self, obj: str) -> tuple[Note, ...]:
-        """The notes on one object (`Slot/a`, `Job/b`), in plan order."""
-        return self._notes_by_object.get(obj, ())
-
-    @cached_property
-    def _notes_by_object(self) -> dict[str, tuple[Note, ...]]:
-        # Grouped once per plan: each slot's status reads its own and its jobs' notes, and a
-        # scan of every note per slot grows with slots times jobs.
-        grouped: dict[str, list[Note]] = {}
-        for note in self.notes:
-            grouped.setdefault(note.obj, []).append(note)
-        return {obj: tuple(notes) for obj, notes in grouped.items()}
+    # The notes made while each desired slot was planned (its own, its agents', its jobs'),
+    # in plan order: all that its status reads of notes (a slot of kept jobs hands out the
+    # very same notes pass after pass: reconciler.plan.memo.SlotPlan).
+    slot_notes: Mapping[str, tuple[Note, ...]] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -92,6 +82,7 @@ class Builder:
         self.jobs: dict[str, JobView] = {}
         self.drain_starts: dict[str, float | None] = {}
         self.run_as: dict[str, RunAs] = {}
+        self.slot_notes: dict[str, tuple[Note, ...]] = {}
         self.wake: list[float] = []
         # Times at which the plan would come out otherwise though no pass is due then.
         self.turns: list[float] = []
@@ -125,4 +116,5 @@ class Builder:
             self.drain_starts,
             self.run_as,
             min((*self.wake, *self.turns), default=math.inf),
+            self.slot_notes,
         )

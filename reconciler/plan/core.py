@@ -38,6 +38,7 @@ def plan(
     out.enabled = plan_root(out)
     for name in sorted(desired.slots):
         slot = desired.slots[name]
+        first_note = len(out.notes)
         out.run_as[name] = chosen = run_as(
             out.node, slot, observed.facts.daemon_uid, observed.accounts
         )
@@ -56,6 +57,7 @@ def plan(
         running = slot.spec.state != SlotState.Draining and not draining
         grace = float(slot.spec.termination_grace_period_seconds)
         plan_agents(out, name, slot.spec.agents, grace, running)
+        out.slot_notes[name] = tuple(out.notes[first_note:])
     plan_removals(out)
     plan_strays(out)  # last: it kills the escapees of the jobs the steps above stop
     for foreign in observed.foreign:

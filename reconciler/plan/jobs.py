@@ -1,13 +1,10 @@
-"""Planner step: one slot's jobs: admit and start, keep limits live, stop for a reason, clean up.
-
-A running job is stopped by wnr when its slot drains past the grace period
-(`Drained`) or it outlives `activeDeadlineSeconds` (`DeadlineExceeded`).
-Stopping is SIGTERM, then `cgroup.kill` once the grace period recorded with
-the SIGTERM has passed; both are deadlines checked on each pass.
+"""Planner step: one slot's jobs: admit and start, keep limits live, stop for a reason
+(reconciler.plan.stops), clean up.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from reconciler.model.actions import (
@@ -15,7 +12,6 @@ from reconciler.model.actions import (
     KillCgroup,
     RecordEnd,
     RemoveCgroup,
-    Signal,
     StartJob,
 )
 from reconciler.model.api import Job, Slot, SlotState
@@ -23,18 +19,14 @@ from reconciler.model.errors import attributed
 from reconciler.model.layout import job_cgroup, work_dir
 from reconciler.model.limits import SAMPLED_FILES, Limits
 from reconciler.model.observed import CgroupState
-from reconciler.model.quantity import format_bytes
 from reconciler.model.records import JobRecords
 from reconciler.plan.builder import Builder
 from reconciler.plan.jobphase import JobView, Phase, ended_with_its_wrapper, view_under_policy
 from reconciler.plan.launch import launch, placement_refusal
-from reconciler.plan.memo import JobInputs, JobPlan, PlanMemo
-from reconciler.plan.samples import active_at, over_limits
+from reconciler.plan.memo import JobInputs, JobPlan, PlanMemo, SlotPlan
 from reconciler.plan.schedule import SlotQueue
+from reconciler.plan.stops import plan_stop, stop_reason
 from reconciler.plan.tree import plan_limits
-
-# After a SIGKILL the wrapper needs a moment to record the end before cgroup.kill takes all.
-KILL_GRACE_SECONDS = 1.0
 
 
 def spec_order(out: Builder, slot: str) -> list[Job]:
@@ -56,13 +48,56 @@ def plan_slot_jobs(
     out: Builder, slot: Slot, drain_start: float | None, memo: PlanMemo | None = None
 ) -> None:
     """Plan every job that names this slot; a running job whose inputs are unchanged gets
-    the plan `memo` kept of it last pass."""
+    the plan `memo` kept of it last pass, and a slot whose every job's inputs are unchanged
+    gets all of them at once (reconciler.plan.memo.SlotPlan)."""
     draining = drain_start is not None and out.now >= drain_start
     accepting = slot.spec.state == SlotState.Active and not draining
     here = SlotPass(slot, accepting, SlotQueue.of(slot), drain_start)
+    ordered = tuple(spec_order(out, slot.metadata.name))
+    key: tuple[object, ...] = ()
+    if memo is not None and not out.quarantined:
+        seen = out.observed.jobs, out.observed.records, out.observed.usage
+        key = SlotPlan.key_of(slot, ordered, seen, drain_start, out.node, out.enabled)
+        whole = memo.recall_slot(slot.metadata.name, key, out.now)
+        if whole is not None:
+            out.jobs.update({name: kept.view for name, kept in whole.plans.items()})
+            out.notes.extend(whole.notes)
+            out.wake.extend(whole.wake)
+            out.turns.extend(whole.turns)
+            return
+    marks = len(out.actions), len(out.notes), len(out.wake), len(out.turns)
+    _plan_each_job(out, here, ordered, memo)
+    if key and memo is not None and len(out.actions) == marks[0]:
+        _keep_slot(out, memo, slot.metadata.name, (ordered, key, marks))
+
+
+def _keep_slot(
+    out: Builder,
+    memo: PlanMemo,
+    slot: str,
+    planned: tuple[tuple[Job, ...], tuple[object, ...], tuple[int, int, int, int]],
+) -> None:
+    """Keep the slot's plan whole when every job's plan was kept (recalled or new);
+    `planned`: its jobs, their inputs' key and where its planning began in `out`."""
+    jobs, key, marks = planned
+    kept: dict[str, JobPlan] = {}
+    for job in jobs:
+        plan = memo.kept(job.metadata.name)
+        if plan is None:
+            return
+        kept[job.metadata.name] = plan
+    until = min((plan.until for plan in kept.values()), default=math.inf)
+    notes, wake, turns = out.notes[marks[1] :], out.wake[marks[2] :], out.turns[marks[3] :]
+    memo.keep_slot(slot, SlotPlan(key, kept, tuple(notes), tuple(wake), tuple(turns), until))
+
+
+def _plan_each_job(
+    out: Builder, here: SlotPass, ordered: tuple[Job, ...], memo: PlanMemo | None
+) -> None:
+    """Plan the slot's jobs one by one, each given its memo's plan where its inputs hold."""
     jobs: list[tuple[Job, JobInputs, JobPlan | None]] = []
     views: dict[str, JobView] = {}
-    for job in spec_order(out, slot.metadata.name):
+    for job in ordered:
         name = job.metadata.name
         if name in out.quarantined:
             # A job whose planning kept raising: reported, and left as it is.
@@ -191,7 +226,7 @@ def _plan_job(out: Builder, here: SlotPass, job: Job, view: JobView) -> None:
     if cgroup is not None:
         # Live: a spec change reaches running jobs.
         plan_limits(out, obj, rel, place.limits, cgroup, sampled=SAMPLED_FILES)
-        stop = _stop_reason(out, slot, job, here.drain_start)
+        stop = stop_reason(out, slot, job, here.drain_start)
         if stop is not None and cgroup.populated:
             reason, message, grace = stop
             plan_stop(out, obj, rel, name, grace, reason, message)
@@ -265,82 +300,6 @@ def _deadline_refusal(slot: Slot, job: Job, now: float) -> str | None:
     if deadline is None or seconds is None or now + seconds <= deadline.timestamp():
         return None
     return f"activeDeadlineSeconds {seconds} would pass the slot deadline {deadline.isoformat()}"
-
-
-def _stop_reason(
-    out: Builder, slot: Slot, job: Job, drain_start: float | None
-) -> tuple[str, str, float] | None:
-    """Why a wanted, running job must stop now and with what grace; else asks for a pass at the
-    next deadline. Limits enforced in user space kill at once, as the kernel's would."""
-    grace = float(slot.spec.termination_grace_period_seconds)
-    if drain_start is not None:
-        drained_at = drain_start + slot.spec.drain_grace_period_seconds
-        if out.now >= drained_at:
-            return "Drained", "", grace
-        out.requeue_at(drained_at)
-    seconds = job.spec.active_deadline_seconds
-    last = out.observed.records.get(job.metadata.name, JobRecords()).last
-    if seconds is not None and last is not None and last.started_at is not None:
-        expires = last.started_at + seconds
-        if out.now >= expires:
-            return "DeadlineExceeded", "", grace
-        out.requeue_at(expires)
-    usage = out.observed.usage.get(job.metadata.name)
-    if usage is None:
-        return None
-    r = job.spec.resources
-    memory, tasks, disk = over_limits(usage, r, out.node.policies.user_space.memory_factor)
-    if memory is not None:
-        used, limit = format_bytes(memory), format_bytes(r.memory or 0)
-        return "OOMKilled", f"working set {used} over memory {limit} (enforced by wnr)", 0.0
-    if tasks is not None:
-        return "PidsLimitExceeded", f"{tasks} tasks over pids {r.pids} (enforced by wnr)", 0.0
-    if disk is not None:
-        used, limit = format_bytes(disk), format_bytes(r.disk or 0)
-        return "DiskLimitExceeded", f"working directory holds {used}, over disk {limit}", grace
-    idle = job.spec.idle or out.node.policies.idle
-    active = active_at(usage)
-    if active is not None and out.now < active + idle.window_seconds:
-        # The sampler wakes the loop with the samples that decide it; no pass is due here.
-        out.turns_at(active + idle.window_seconds)
-    elif active is not None:
-        share = f"{idle.min_cpu_fraction:.0%}"
-        message = f"below {share} of its CPUs for {idle.window_seconds}s"
-        if usage.stall is not None:
-            message += f", and not stalled (PSI some: {usage.stall})"
-        return "IdleTimeout", message, grace
-    return None
-
-
-def plan_stop(  # noqa: PLR0917 - one stop's place, timing and cause
-    out: Builder, obj: str, rel: str, name: str, grace: float, reason: str, message: str = ""
-) -> None:
-    """SIGTERM (SIGKILL for a zero grace) to the payload, sparing the wrapper so it records the
-    end; cgroup.kill once the grace recorded with the signal has passed."""
-    records = out.observed.records.get(name, JobRecords())
-    if records.stop is None:
-        spare = records.last.wrapper_pid if records.last is not None else None
-        signal = "SIGKILL" if grace <= 0 else "SIGTERM"
-        wait = max(grace, KILL_GRACE_SECONDS)
-        out.add(
-            Signal(
-                obj,
-                rel,
-                job=name,
-                signal=signal,
-                grace_seconds=wait,
-                reason=reason,
-                spare=spare,
-                message=message,
-            )
-        )
-        out.requeue_at(out.now + wait)
-        return
-    deadline = records.stop.requested_at + records.stop.grace_seconds
-    if out.now >= deadline:
-        out.add(KillCgroup(obj, rel, f"{records.stop.text}; grace period over"))
-    else:
-        out.requeue_at(deadline)
 
 
 def _record_end_of_wrapper(out: Builder, name: str, rel: str, cgroup: CgroupState) -> None:

@@ -15,7 +15,7 @@ from reconciler.model.layout import job_cgroup, slot_cgroup
 from reconciler.model.records import SlotRecord
 from reconciler.plan.agents import plan_agents
 from reconciler.plan.builder import Builder
-from reconciler.plan.jobs import plan_stop
+from reconciler.plan.stops import plan_stop
 
 _DEFAULTS = SlotSpec()
 DEFAULT_RECORD = SlotRecord(

@@ -49,7 +49,7 @@ def active_at(usage: Usage) -> float | None:
 
 def usage_read(usage: Usage | None, job: Job, node: NodeSpec) -> tuple[object, ...] | None:
     """What of a usage sample anything a pass derives reads: the limits it is over
-    (`jobs._stop_reason`), when the job was last active, and of its stall figures their text
+    (`stops.stop_reason`), when the job was last active, and of its stall figures their text
     (the idle timeout's message, status's `Stalled` message) and whether they reach the idle
     policy's threshold (`Stalled`'s truth). A sample new every interval reads the same while
     the job stays under its limits and idle, or busy without a new busy time."""

@@ -76,10 +76,9 @@ def cgroup_condition(observed: Observed, rel: str, setup: Sequence[object]) -> C
     return Condition("CgroupReady", TRUE, "Created", path)
 
 
-def limits_condition(  # noqa: PLR0917
+def limits_condition(
     name: str,
     slot: Slot | None,
-    jobs: Sequence[str],
     observed: Observed,
     plan: Plan,
     node: NodeSpec,
@@ -89,8 +88,9 @@ def limits_condition(  # noqa: PLR0917
     if slot is None:
         return Condition(kind, UNKNOWN, "SpecRemoved", "the spec was removed")
     obj = f"Slot/{name}"
-    objs = (obj, *(f"Job/{j}" for j in jobs))
-    unenforced = [n for o in objs for n in plan.notes_about(o) if n.kind == NOT_BY_KERNEL]
+    # The slot's, its agents' and its jobs' (those of its spec order, planned there).
+    notes = plan.slot_notes.get(name, ())
+    unenforced = [n for n in notes if n.kind == NOT_BY_KERNEL]
     noted = {n.file for n in unenforced if n.obj == obj}
     limits = Limits.of_slot(slot)
     enforced = [

@@ -104,14 +104,73 @@ def slot_statuses(
     plan: Plan,
     now: float,
     failures: Mapping[str, str] | None = None,
+    *,
+    memo: SlotStatusMemo | None = None,
 ) -> dict[str, SlotStatus]:
-    """Every slot with a spec or a cgroup; `failures` maps an object to its error this pass."""
-    node = desired.node_spec
-    names = set(desired.slots) | set(observed.slots)
-    return {
-        name: _slot_status(name, desired, observed, plan, node, now, failures or {})
-        for name in sorted(names)
-    }
+    """Every slot with a spec or a cgroup; `failures` maps an object to its error this pass.
+    With a `memo`, a slot whose status derives from what it derived from last time keeps
+    that status."""
+    node, failures = desired.node_spec, failures or {}
+    names = sorted(set(desired.slots) | set(observed.slots))
+    if memo is None:
+        return {n: _slot_status(n, desired, observed, plan, node, now, failures) for n in names}
+    found: dict[str, SlotStatus] = {}
+    kept: dict[str, tuple[tuple[object, ...], SlotStatus]] = {}
+    for name in names:
+        key = _inputs(name, desired, observed, plan, now, failures)
+        last = memo.last.get(name)
+        if last is not None and last[0] == key:
+            status = last[1]
+        else:
+            status = _slot_status(name, desired, observed, plan, node, now, failures)
+        kept[name] = (key, status)
+        found[name] = status
+    memo.last = kept
+    return found
+
+
+class SlotStatusMemo:
+    """Each slot's status of the last pass, with what it derived from (`_inputs`)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[tuple[object, ...], SlotStatus]] = {}
+
+
+def _inputs(  # noqa: PLR0917 - what one slot's status reads
+    name: str,
+    desired: Desired,
+    observed: Observed,
+    plan: Plan,
+    now: float,
+    failures: Mapping[str, str],
+) -> tuple[object, ...]:
+    """What `_slot_status` reads (the time only through the drain's start): its jobs' views
+    and records looked up with `map`, so that a slot of quiet jobs is compared in C (tuple
+    equality: identity first), and the notes made while it was planned."""
+    obj, rel = f"Slot/{name}", slot_cgroup(name)
+    jobs = desired.slot_jobs(name)
+    names = [job.metadata.name for job in jobs]
+    drain = plan.drain_starts.get(name)
+    return (
+        desired.slots.get(name),
+        tuple(jobs),
+        observed.slots.get(name),
+        name in observed.running_slots,
+        tuple(map(plan.jobs.get, names)),
+        tuple(map(observed.records.get, names)),
+        plan.slot_notes.get(name),
+        tuple(a for a in plan.actions if a.obj == obj or a.path in (rel, "")),
+        drain,
+        drain is not None and now >= drain,
+        failures.get(obj),
+        plan.run_as.get(name),
+        desired.node_spec,
+        desired.errors_of("Slot", name),
+        ("Slot", name) in desired.sources,
+        observed.page_size,
+        observed.state_fault,
+        observed.root_path,
+    )
 
 
 def _slot_status(  # noqa: PLR0917
@@ -151,7 +210,7 @@ def _slot_status(  # noqa: PLR0917
     )
     conditions = (
         cgroup_condition(observed, rel, setup),
-        limits_condition(name, slot, jobs, observed, plan, node),
+        limits_condition(name, slot, observed, plan, node),
         Condition("AgentsReady", UNKNOWN, "NotReported", "agent status is not reported yet"),
         *spec_conditions(desired, "Slot", name),
         *run_as_condition(plan.run_as.get(name)),
