@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from reconciler.model.desired import Source, SpecError
 from reconciler.model.limits import Limits
-from reconciler.plan import plan
+from reconciler.plan import Note, plan
 from reconciler.status.conditions import spec_conditions
 from reconciler.status.jobs import JobStatusMemo, job_statuses
 from reconciler.status.slots import SlotStatusMemo, slot_statuses
@@ -133,3 +133,20 @@ def test_a_slot_keeps_its_status_while_nothing_it_reads_changes() -> None:
     assert before["t"] is after["t"]
     assert slot_statuses(specs, oom, planned, 1002.0)["s"] == after["s"]
     assert after["s"].condition("MemoryLimitReached") is not None
+
+
+def test_a_kept_job_status_follows_a_new_waiting_note() -> None:
+    """A pending job whose placement, records and view are unchanged still takes the message of a new waiting note: the memo compares what every job reads alike."""
+    specs = desired(slot("s"), job("a", "s"))
+    planned = plan(specs, empty(), 1000.0)
+    memo = JobStatusMemo()
+    waiting = replace(planned, notes=(Note("Job/a", "waiting", "Unschedulable: no room"),))
+    other = replace(planned, notes=(Note("Job/a", "waiting", "Unschedulable: no GPU"),))
+
+    before = job_statuses(specs, empty(), waiting, 1000.0, memo)
+    after = job_statuses(specs, empty(), other, 1001.0, memo)
+
+    assert ("Unschedulable: no room", "Unschedulable: no GPU") == (
+        before["a"].message,
+        after["a"].message,
+    )

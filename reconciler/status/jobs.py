@@ -95,27 +95,41 @@ def job_statuses(
             for name in sorted(names)
         }
     found: dict[str, JobStatus] = {}
-    kept: dict[str, tuple[tuple[object, ...], JobStatus]] = {}
+    kept: dict[str, tuple[tuple[object, ...], JobStatus, tuple[object, ...]]] = {}
+    # What every job's status reads alike. While it is the same (the Desired by identity), a
+    # job whose placement, records, view and sample are those of the last pass keeps its
+    # status without its whole key being made: a pass among thousands of quiet jobs.
+    common = (plan.run_as, waiting, observed.state_fault, observed.root_path)
+    alike = memo.desired is desired and memo.common == common
+    placed, held, samples = observed.jobs, observed.records, observed.usage
     for name in sorted(names):
         view = plan.jobs.get(name)
-        key = _inputs(name, desired, observed, plan, view, waiting) if view is not None else None
+        seen = (placed.get(name), held.get(name), view, samples.get(name))
         last = memo.last.get(name)
+        if alike and last is not None and view is not None and last[2] == seen:
+            kept[name] = last
+            found[name] = last[1]
+            continue
+        key = _inputs(name, desired, observed, plan, view, waiting) if view is not None else None
         if key is not None and last is not None and _same(last[0], key):
             status = last[1]
         else:
             status = _job_status(name, desired, observed, plan, node, now, waiting)
         if key is not None:
-            kept[name] = (key, status)
+            kept[name] = (key, status, seen)
         found[name] = status
-    memo.last = kept
+    memo.last, memo.desired, memo.common = kept, desired, common
     return found
 
 
 class JobStatusMemo:
-    """Each job's status of the last pass, with what it derived from (`_inputs`)."""
+    """Each job's status of the last pass, with what it derived from (`_inputs`), and what
+    every job's status read alike then."""
 
     def __init__(self) -> None:
-        self.last: dict[str, tuple[tuple[object, ...], JobStatus]] = {}
+        self.last: dict[str, tuple[tuple[object, ...], JobStatus, tuple[object, ...]]] = {}
+        self.desired: Desired | None = None
+        self.common: tuple[object, ...] = ()
 
 
 def _inputs(  # noqa: PLR0917 - what one job's status reads

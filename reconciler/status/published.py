@@ -86,7 +86,9 @@ class Publication:
         for key, obj, status in _pairs(result, now, failures, self._statuses, slots):
             entry = stored.get(key)
             hit = self._last.get(key)
-            if hit is not None and hit[1] is obj and hit[2] is entry and hit[0] == status:
+            kept = hit is not None and hit[1] is obj and hit[2] is entry
+            # A dataclass's == compares every field even of the very same object.
+            if hit is not None and kept and (hit[0] is status or hit[0] == status):
                 data = hit[3]
             else:
                 data = _published(key[0], obj, status, entry)
