@@ -10,6 +10,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,14 @@ from reconciler.cli.arguments import build_parser
 from reconciler.daemon.metrics import SAMPLE_SECONDS
 from reconciler.host.cgroupfs import CgroupFS
 from reconciler.host.statedir import StateDir
+from reconciler.model.observed import Observed, Placement
+from reconciler.plan import plan
 from reconciler.reconcile import Reconciler
 from reconciler.render.exposition import GAUGE, Family, SampleLines, exposition
-from reconciler.render.metrics import PassCollector
+from reconciler.render.metrics import FamilyMemo, PassCollector, pass_families
 from reconciler.specs.loader import SpecLoader
+from reconciler.status.passresult import PassResult
+from tests.builders import RUNNING, attempt, desired, job, records, slot, tree
 from tests.conftest import make_cgroup_root, remove_tree, wait_for
 from tests.helpers import USER_SPACE_NODE, DaemonProcess, common, job_document, wnr
 from tests.promlab import daemon_address, names, prometheus, promtool_check, scrape, value
@@ -242,8 +247,8 @@ def test_sample_lines_kept_between_expositions_write_what_fresh_ones_write() -> 
 
     def families(*jobs: str, bump: float = 0.0) -> list[Family]:
         family = Family("wnr_job_phase", GAUGE, "help", ("job", "uid"))
-        for index, job in enumerate(jobs):
-            family.add((job, f"uid-{index}"), index + bump)
+        for index, name in enumerate(jobs):
+            family.add((name, f"uid-{index}"), index + bump)
         bare = Family("wnr_up", GAUGE, "no labels")
         bare.add((), bump)
         odd = Family("wnr_odd", GAUGE, "a NaN")
@@ -258,6 +263,51 @@ def test_sample_lines_kept_between_expositions_write_what_fresh_ones_write() -> 
         assert fresh == exposition(families(*jobs, bump=bump), kept)
     assert 'wnr_job_phase{job="a",uid="uid-0"} 0\n' in fresh
     assert "wnr_up 0\n" in fresh
+
+
+def test_a_recurring_family_is_its_text_again_until_it_changes() -> None:
+    """A family handed out again as the very same object is written as before, and a changed one in its place writes its new rows, with the earlier lines kept for it."""
+
+    def phase(value: float) -> Family:
+        family = Family("wnr_job_phase", GAUGE, "help", ("job",), recurs=True)
+        family.add(("a",), value)
+        family.add(("b",), 1)
+        return family
+
+    kept, first, changed = SampleLines(), phase(0), phase(1)
+    for family in (first, first, changed, changed, first):
+        assert exposition([phase(family.rows[0][1])]) == exposition([family], kept)
+    assert 'wnr_job_phase{job="a"} 0\n' in exposition([first], kept)
+
+
+def test_job_and_slot_families_recur_while_the_pass_reads_alike() -> None:
+    """Passes over the same jobs give the very same job and slot families; a job that ends gives new ones, with its new phase."""
+    specs = desired(slot("s"), job("a", "s"), job("b", "s"))
+    placed = {"a": ("s", True), "b": ("s", True)}
+    running = tree({"s": {}}, placed, records=dict.fromkeys(placed, RUNNING))
+    ended = replace(
+        running,
+        jobs={
+            **running.jobs,
+            "a": Placement("s", replace(running.jobs["a"].cgroup, populated=False)),
+        },
+        records={**running.records, "a": records(attempt(1, "exited", exit_code=0))},
+    )
+    memo = FamilyMemo()
+
+    def families(observed: Observed, now: float) -> list[Family]:
+        return pass_families(PassResult(specs, observed, plan(specs, observed, now)), now, memo)
+
+    first, again, after = families(running, 10.0), families(running, 11.0), families(ended, 12.0)
+
+    recurring = [f for f in first if f.recurs]
+    assert {"wnr_job_phase", "wnr_slot_phase", "wnr_job_attempts_total"} <= {
+        f.name for f in recurring
+    }
+    assert all(any(f is g for g in again) for f in recurring)
+    assert not any(f is g for f in recurring for g in after if f.name == "wnr_job_phase")
+    rows = next(f for f in after if f.name == "wnr_job_phase").rows
+    assert (("s", "a", "", "Succeeded"), 1) in rows
 
 
 def parsed(

@@ -16,7 +16,8 @@ README, "Metrics".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -26,7 +27,7 @@ from reconciler.model.usage import LiveUsage
 from reconciler.plan.jobphase import Phase
 from reconciler.render.exposition import COUNTER, GAUGE, Family, LabelValues, to_metric
 from reconciler.status.passresult import PassResult
-from reconciler.status.slots import SLOT_PHASES, slot_statuses
+from reconciler.status.slots import SLOT_PHASES, SlotStatus, SlotStatusMemo, slot_statuses
 
 # `job_name`, not `job`: Prometheus sets `job` on every series it scrapes (the scrape job),
 # and a scraped `job` label would be renamed `exported_job` (kube-state-metrics' choice too).
@@ -84,32 +85,105 @@ _LIMITS: tuple[tuple[str, str, Callable[[Limits], float | None]], ...] = (
 )
 
 
-def pass_families(result: PassResult, now: float) -> list[Family]:
-    """Every job and slot family of one pass."""
-    return [*job_families(result), *slot_families(result, now)]
+def pass_families(result: PassResult, now: float, memo: FamilyMemo | None = None) -> list[Family]:
+    """Every job and slot family of one pass; with a `memo`, the families whose rows derive
+    from what they derived from in the pass it last saw are those very families again."""
+    memo = memo if memo is not None else FamilyMemo()
+    jobs = memo.jobs(result)
+    return [
+        *jobs.families,
+        *_usage_families(result, jobs.labels),
+        *memo.slots(result, now),
+    ]
 
 
-def job_families(result: PassResult) -> Iterator[Family]:
-    """Every job's phase, attempts, OOM kills, limits, and the usage its last sample holds."""
+class JobFamilies(NamedTuple):
+    """The families of every job that do not come from its usage sample, and each job's
+    label values."""
+
+    key: tuple[object, ...]
+    labels: dict[str, LabelValues]
+    families: tuple[Family, ...]
+
+
+class FamilyMemo:
+    """The job and slot families that recur while their inputs do (`Family.recurs`): what
+    a scrape keeps of the passes before it, so that an idle node's phases, attempts and
+    limits are neither gathered nor written again (reconciler.render.exposition)."""
+
+    def __init__(self) -> None:
+        self._jobs: JobFamilies | None = None
+        self._slots: tuple[tuple[object, ...], tuple[Family, ...]] | None = None
+        self._statuses = SlotStatusMemo()
+
+    def jobs(self, result: PassResult) -> JobFamilies:
+        """The jobs' families of this pass: the last ones while their inputs are the same."""
+        names = sorted(result.plan.jobs)
+        observed = result.observed
+        key = (
+            result.desired,
+            tuple(names),
+            tuple(map(result.plan.jobs.get, names)),
+            tuple(map(observed.jobs.get, names)),
+            tuple(map(observed.records.get, names)),
+            tuple(map(result.stored.get, [("Job", name) for name in names])),
+        )
+        last = self._jobs
+        if last is None or last.key != key:
+            labels = _job_labels(result, names)
+            last = self._jobs = JobFamilies(key, labels, tuple(job_families(result, labels)))
+        return last
+
+    def slots(self, result: PassResult, now: float) -> tuple[Family, ...]:
+        """The slots' families of this pass: the last ones while their inputs are the same."""
+        statuses = slot_statuses(
+            result.desired, result.observed, result.plan, now, memo=self._statuses
+        )
+        names = list(statuses)
+        key = (
+            result.desired,
+            tuple(statuses.values()),
+            tuple(map(result.stored.get, [("Slot", name) for name in names])),
+            tuple(sorted(result.observed.agent_records.items())),
+        )
+        last = self._slots
+        if last is None or last[0] != key:
+            last = self._slots = (key, tuple(slot_families(result, statuses)))
+        return last[1]
+
+
+def _job_labels(result: PassResult, names: Sequence[str]) -> dict[str, LabelValues]:
+    """Each job's (slot, job_name, uid)."""
     desired, observed, stored = result.desired, result.observed, result.stored
     keys: dict[str, LabelValues] = {}
-    for name in sorted(result.plan.jobs):
+    for name in names:
         job, placed = desired.jobs.get(name), observed.jobs.get(name)
         slot = job.spec.slot if job is not None else (placed.slot if placed is not None else "")
         entry = stored.get(("Job", name))
         keys[name] = (slot, name, entry.uid if entry is not None else "")
+    return keys
+
+
+def job_families(result: PassResult, keys: Mapping[str, LabelValues]) -> Iterator[Family]:
+    """Every job's phase, attempts, OOM kills and limits (`keys`: each job's label values):
+    families that recur while the pass's jobs are the same."""
+    desired, observed = result.desired, result.observed
     phase = Family(
         "wnr_job_phase",
         GAUGE,
         "1 for the job's current phase, 0 for the others.",
         (*JOB_LABELS, "phase"),
+        recurs=True,
     )
-    attempts = Family("wnr_job_attempts_total", COUNTER, "Start attempts of the job.", JOB_LABELS)
+    attempts = Family(
+        "wnr_job_attempts_total", COUNTER, "Start attempts of the job.", JOB_LABELS, recurs=True
+    )
     ooms = Family(
         "wnr_job_oom_kills_total",
         COUNTER,
         "OOM kills of the job: processes the kernel killed, or 1 where wnr killed it for memory.",
         JOB_LABELS,
+        recurs=True,
     )
     for name, labels in keys.items():
         view = result.plan.jobs[name]
@@ -120,7 +194,6 @@ def job_families(result: PassResult) -> Iterator[Family]:
         kernel = sum(a.oom_kills or 0 for a in records.attempts) if records is not None else 0
         ooms.add(labels, kernel or (1 if view.reason == "OOMKilled" else 0))
     yield from (phase, attempts, ooms)
-    yield from _usage_families(result, keys)
     limits: list[tuple[LabelValues, Limits]] = []
     for name, labels in keys.items():
         job_limits = desired.job_limits(name)
@@ -129,7 +202,7 @@ def job_families(result: PassResult) -> Iterator[Family]:
     yield from _limit_families("wnr_job", JOB_LABELS, limits)
 
 
-def _usage_families(result: PassResult, keys: dict[str, LabelValues]) -> Iterator[Family]:
+def _usage_families(result: PassResult, keys: Mapping[str, LabelValues]) -> Iterator[Family]:
     """The usage of each running job as its last metrics sample read it."""
     samples = [
         (keys[name], usage.live)
@@ -160,7 +233,7 @@ def _limit_families(
 ) -> Iterator[Family]:
     """The limits of the spec, as the planner writes them; unset limits have no series."""
     for suffix, help_text, value in _LIMITS:
-        family = Family(f"{prefix}_{suffix}", GAUGE, help_text, labels)
+        family = Family(f"{prefix}_{suffix}", GAUGE, help_text, labels, recurs=True)
         for values, lim in limits:
             if (found := value(lim)) is not None:
                 family.add(values, found)
@@ -171,9 +244,9 @@ def _cores(millicpus: int | None) -> float | None:
     return None if millicpus is None else millicpus / 1000
 
 
-def slot_families(result: PassResult, now: float) -> Iterator[Family]:
-    """Every slot's phase, limits, and agent restarts."""
-    statuses = slot_statuses(result.desired, result.observed, result.plan, now)
+def slot_families(result: PassResult, statuses: Mapping[str, SlotStatus]) -> Iterator[Family]:
+    """Every slot's phase, limits, and agent restarts (`statuses`: the pass's slot
+    statuses): families that recur while those are the same."""
     keys: dict[str, LabelValues] = {}
     for name in statuses:
         entry = result.stored.get(("Slot", name))
@@ -183,6 +256,7 @@ def slot_families(result: PassResult, now: float) -> Iterator[Family]:
         GAUGE,
         "1 for the slot's current phase, 0 for the others.",
         (*SLOT_LABELS, "phase"),
+        recurs=True,
     )
     for name, status in statuses.items():
         for each in SLOT_PHASES:
@@ -199,6 +273,7 @@ def slot_families(result: PassResult, now: float) -> Iterator[Family]:
         COUNTER,
         "Restarts of the slot's agent replica.",
         (*SLOT_LABELS, "replica"),
+        recurs=True,
     )
     for (slot, replica), records in sorted(result.observed.agent_records.items()):
         if slot in keys:
@@ -212,11 +287,12 @@ class PassCollector(Collector):
 
     def __init__(self) -> None:
         self.latest: tuple[PassResult, float] | None = None
+        self.memo = FamilyMemo()
 
     def families(self) -> list[Family]:
         """The rows of the pass last handed over (none before the first)."""
         latest = self.latest
-        return [] if latest is None else pass_families(*latest)
+        return [] if latest is None else pass_families(*latest, self.memo)
 
     def collect(self) -> Iterator[Metric]:
         """The same, as prometheus_client families (for a registry)."""
