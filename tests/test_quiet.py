@@ -91,3 +91,20 @@ def test_a_quiet_jobs_end_is_seen_by_the_next_pass(
     wait_for(ended, timeout=30, interval=0.05)
     assert Phase.Running is reconciler.run_pass().plan.jobs["b"].phase
     assert 1 == len(reconciler.quiet)
+
+
+def test_a_quiet_job_the_pass_acts_on_is_read_again(
+    running: tuple[Reconciler, Clock], tmp_path: Path
+) -> None:
+    """A quiet job whose spec is deleted is signalled, and is no longer quiet after that pass though its reading had been reused: the next pass reads its stop record."""
+    reconciler, clock = running
+    clock.now += 0.5
+    reconciler.run_pass()
+    assert 2 == len(reconciler.quiet)
+    (tmp_path / "specs" / "job-a.yaml").unlink()
+    clock.now += 0.01
+    acted = reconciler.run_pass()
+    assert ["Job/a"] == sorted({a.obj for a in acted.plan.actions})
+    assert 1 == len(reconciler.quiet)
+    clock.now += 0.01
+    assert reconciler.run_pass().observed.records["a"].stop is not None

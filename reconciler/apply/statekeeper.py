@@ -109,6 +109,8 @@ class StateKeeper:
         lost: dict[str, JobRecords] = {}
         for name, kept in self.known.items():
             seen = records.get(name)
+            if seen is kept:
+                continue  # the very records of the last pass (a quiet job's)
             newest = seen.last.attempt if seen is not None and seen.last is not None else 0
             assert kept.last is not None
             if newest >= kept.last.attempt:

@@ -147,7 +147,12 @@ class StatusBoard:
             changed += 1
         for key, data in objects.items():
             written = self._written.get(key)
-            if written is data or written == data:
+            if written is data:
+                continue
+            if written == data:
+                # Read back from disk (a restarted daemon) or made anew alike: compared by
+                # identity from now on, not key by key on every publishing pass.
+                self._written[key] = data
                 continue
             path = self._path(key)
             os.makedirs(path.parent, exist_ok=True)

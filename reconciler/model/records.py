@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -176,11 +176,11 @@ class JobRecords:
 
     attempts: tuple[AttemptRecord, ...] = ()
     stop: StopRecord | None = None
+    # The newest attempt, if any: made once, for every stage of every pass asks for it.
+    last: AttemptRecord | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def last(self) -> AttemptRecord | None:
-        """The newest attempt, if any."""
-        return self.attempts[-1] if self.attempts else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "last", self.attempts[-1] if self.attempts else None)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,8 @@ class Membership:
 
     def __init__(self) -> None:
         self._seen: dict[str, dict[int, Member]] = {}
+        # The jobs whose cgroup held a process not their own at the last sample.
+        self._intruded: set[str] = set()
         self._escaped: dict[int, Stray] = {}
         self._scanned: set[tuple[str, int, bool]] = set()
         self._prefix: str | None = None
@@ -114,6 +116,7 @@ class Membership:
         sessions = _sessions(desired, observed, now, None if crowded else due)
         for gone in set(self._seen) - set(observed.usage):
             del self._seen[gone]
+            self._intruded.discard(gone)
         for job in due:
             session = sessions.get(job)
             if session is not None and not session.ending:
@@ -135,8 +138,8 @@ class Membership:
         strays.update(self._in_tree(observed, prefix, sessions))
         intruders = [
             Stray(pid, m.start, m.comm, f"{prefix}/{_rel(observed, job)}", job, _rel(observed, job))
-            for job, members in self._seen.items()
-            for pid, m in members.items()
+            for job in self._intruded
+            for pid, m in self._seen[job].items()
             if not m.own
         ]
         return replace(
@@ -192,6 +195,10 @@ class Membership:
         for pid, info in new.items():
             if info is not None:
                 seen[pid] = Member(info.start, info.comm, pid in own)
+        if any(not member.own for member in seen.values()):
+            self._intruded.add(session.job)
+        else:
+            self._intruded.discard(session.job)
 
     def _scan(self, prefix: str, sessions: Iterable[Session]) -> None:
         """The walk over /proc at a job's end: its session, and the children of its escapees."""

@@ -75,12 +75,19 @@ class QuietJobs:
         `touched` the objects the pass acted on; `watch` watches a running job's wrapper's
         exit and says whether it is watched (a record left `running` by a wrapper killed
         from outside may name a reused PID: it checks the process is a wrapper first)."""
-        self._kept = {}
+        before, self._kept = self._kept, {}
         if planned.state_fault is not None:
             return
+        acted_on = {obj.removeprefix("Job/") for obj in touched if obj.startswith("Job/")}
         for name, placement in read.jobs.items():
             records = read.records.get(name)
-            if records is None or planned.records.get(name) is not records:
+            if records is None or planned.records.get(name) is not records or name in acted_on:
+                continue
+            kept = before.get(name)
+            if kept is not None and kept.placement is placement and kept.records is records:
+                # Its wrapper is still watched: a watch ends only when the wrapper exits
+                # (ExitWatch.collect), and for_pass then forgot the job.
+                self._kept[name] = kept
                 continue
             last = records.last
             if (
@@ -89,7 +96,6 @@ class QuietJobs:
                 or records.stop is not None
                 or not placement.cgroup.populated
                 or last.wrapper_pid is None
-                or f"Job/{name}" in touched
                 or not watch(last.wrapper_pid)
             ):
                 continue

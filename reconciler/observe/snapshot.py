@@ -98,7 +98,10 @@ def observe(
     except CgroupError:
         parent_controllers = frozenset()  # an unreadable parent delegates nothing wnr can use
     read = state.read_all({name: q.records for name, q in quiet.items()})
-    records = {name: check_starting(state, name, r) for name, r in read.items()}
+    records = dict(read)
+    starting = AttemptPhase.STARTING
+    for name in [n for n, r in read.items() if r.last is not None and r.last.phase == starting]:
+        records[name] = check_starting(state, name, read[name])
     known = Observed(
         str(fs.root),
         None,
@@ -120,7 +123,7 @@ def observe(
         root=root,
         slots=tree.slots,
         jobs=tree.jobs,
-        records=reread_ended(state, records, tree.jobs),
+        records=reread_ended(state, records, tree.jobs, quiet),
         foreign=tuple(tree.foreign),
         agents=tree.agents,
     )
@@ -170,13 +173,18 @@ def _read_tree(fs: CgroupFS, root: CgroupState, quiet: Mapping[str, QuietJob]) -
 
 
 def reread_ended(
-    state: StateDir, records: dict[str, JobRecords], jobs: dict[str, Placement]
+    state: StateDir,
+    records: dict[str, JobRecords],
+    jobs: dict[str, Placement],
+    quiet: Mapping[str, QuietJob] | None = None,
 ) -> dict[str, JobRecords]:
     """Read again the records of jobs still starting or running whose cgroup was then seen
     empty. Records are read before the cgroups, and a short job can record its end and exit
     in between: its wrapper writes the end before it leaves the cgroup, so a read after
-    `populated 0` sees it, and the job is not taken for one that died unrecorded."""
-    for name, held in records.items():
+    `populated 0` sees it, and the job is not taken for one that died unrecorded. The
+    `quiet` jobs' cgroups were not read: their reading is reused, populated."""
+    for name in records.keys() - (quiet or {}).keys():
+        held = records[name]
         last = held.last
         if last is not None and last.phase in LIVE_PHASES:
             cgroup = jobs.get(name)
