@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 from reconciler.model.api import Job, Node, NodeSpec, Slot
 from reconciler.model.limits import Limits
 
 
-@dataclass(frozen=True, order=True)
-class Source:
-    """Where an object was written: the file and the index of its document in that file."""
+class Source(NamedTuple):
+    """Where an object was written: the file and the index of its document in that file (a
+    tuple, so hashed, compared and ordered in C: every load sorts and sets every object's)."""
 
     path: str
     document: int

@@ -34,6 +34,9 @@ def _winners(
         places.setdefault((obj.kind, obj.metadata.name), []).append((obj, source))
     kept: set[Source] = set()
     for key, found in places.items():
+        if len(found) == 1:
+            kept.add(found[0][1])
+            continue
         before = previous.get(key)
         winner = next((pair for pair in found if before and pair[1].path == before.path), found[0])
         kept.add(winner[1])

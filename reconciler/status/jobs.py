@@ -97,14 +97,15 @@ def job_statuses(
     found: dict[str, JobStatus] = {}
     kept: dict[str, tuple[tuple[object, ...], JobStatus, tuple[object, ...]]] = {}
     # What every job's status reads alike. While it is the same (the Desired by identity), a
-    # job whose placement, records, view and sample are those of the last pass keeps its
-    # status without its whole key being made: a pass among thousands of quiet jobs.
-    common = (plan.run_as, waiting, observed.state_fault, observed.root_path)
+    # job whose placement, records, view, sample and waiting note are those of the last pass
+    # keeps its status without its whole key being made: a pass among thousands of quiet jobs.
+    common = (plan.run_as, observed.state_fault, observed.root_path)
     alike = memo.desired is desired and memo.common == common
     placed, held, samples = observed.jobs, observed.records, observed.usage
     for name in sorted(names):
         view = plan.jobs.get(name)
-        seen = (placed.get(name), held.get(name), view, samples.get(name))
+        note = waiting.get(f"Job/{name}", "")
+        seen = (placed.get(name), held.get(name), view, samples.get(name), note)
         last = memo.last.get(name)
         if alike and last is not None and view is not None and last[2] == seen:
             kept[name] = last
