@@ -13,7 +13,8 @@ reused); such a descriptor is closed and the path opened again.
 
 Descriptors are kept only up to `capacity`, which the daemon sets each pass to what
 its waker (pidfds, `cgroup.events`) cannot need (reconciler.daemon.loop); past it a
-file is opened, read and closed as before. Each descriptor belongs to an owner
+file is opened, read and closed as before. A process that ran out of descriptors
+anyway keeps at most half of what it held then, from then on. Each descriptor belongs to an owner
 (a job), and `release` closes an owner's when it stops being sampled.
 """
 
@@ -46,9 +47,21 @@ class KeptFiles:
     a few hundred bytes a descriptor, thousands of them on a big node)."""
 
     def __init__(self, capacity: int = 0) -> None:
-        self.capacity = capacity
+        # Set for good once the process ran out of descriptors (`_open`): the daemon sets
+        # `capacity` every pass from what it can count, and what it cannot is still open.
+        self.ceiling: int | None = None
+        self._capacity = capacity
         self._owned: dict[str, dict[str, int]] = {}
         self._count = 0
+
+    @property
+    def capacity(self) -> int:
+        """How many descriptors may be kept: as set, but never past the `ceiling`."""
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        self._capacity = value if self.ceiling is None else min(value, self.ceiling)
 
     def __len__(self) -> int:
         return self._count
@@ -116,7 +129,8 @@ class KeptFiles:
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._count:
                 raise
-        self.capacity = self._count // 2
+        self.ceiling = self._count // 2
+        self.capacity = self.ceiling
         self.shrink()
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 

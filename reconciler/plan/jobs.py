@@ -187,15 +187,17 @@ class JobPlace:
         """Look the job up in the observed tree."""
         name = job.metadata.name
         where = out.observed.jobs.get(name)
-        # The desired state's (made once per spec set) is the one of this very slot.
+        # Made once per spec set; the job and this very slot are the desired state's, so it
+        # has their limits.
         limits = out.desired.job_limits(name)
+        assert limits is not None, f"Job/{name} is planned in slot {slot.metadata.name}"
         return cls(
             name,
             f"Job/{name}",
             job_cgroup(slot.metadata.name, name),
             where.slot if where is not None else None,
             where.cgroup if where is not None else None,
-            limits if limits is not None else Limits.of_job(job, slot),
+            limits,
         )
 
 
