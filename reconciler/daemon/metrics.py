@@ -147,9 +147,10 @@ class DaemonMetrics:
     def exposition(self) -> bytes:
         """The text format of everything (what a scrape returns): jobs and slots, then the
         daemon's own series."""
-        families = self.collector.families()
         with self._exposing:
-            text = exposition(families, self._lines)
+            # The collector's memo of recurring families, like the lines, serves one
+            # exposition at a time.
+            text = exposition(self.collector.families(), self._lines)
         return text.encode() + generate_latest(self.registry)
 
     def scraped(self) -> bytes:

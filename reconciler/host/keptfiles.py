@@ -129,8 +129,13 @@ class KeptFiles:
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._count:
                 raise
-        self.ceiling = self._count // 2
-        self.capacity = self.ceiling
+            own_limit = exc.errno == errno.EMFILE
+        half = self._count // 2
+        if own_limit:
+            # The process's own limit stays where it was reached; ENFILE (the system's
+            # table) passes.
+            self.ceiling = half
+        self.capacity = half
         self.shrink()
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 

@@ -85,9 +85,10 @@ class QuietJobs:
                 continue
             kept = before.get(name)
             if kept is not None and kept.placement is placement and kept.records is records:
-                # Its wrapper is still watched: a watch ends only when the wrapper exits
-                # (ExitWatch.collect), and for_pass then forgot the job.
-                self._kept[name] = kept
+                # Read as it was kept: only its wrapper's watch is looked at again (an exit a
+                # raising pass took and lost must not leave the job quiet until the relist).
+                if watch(kept.wrapper_pid):
+                    self._kept[name] = kept
                 continue
             last = records.last
             if (

@@ -181,9 +181,13 @@ def reread_ended(
     """Read again the records of jobs still starting or running whose cgroup was then seen
     empty. Records are read before the cgroups, and a short job can record its end and exit
     in between: its wrapper writes the end before it leaves the cgroup, so a read after
-    `populated 0` sees it, and the job is not taken for one that died unrecorded. The
-    `quiet` jobs' cgroups were not read: their reading is reused, populated."""
-    for name in records.keys() - (quiet or {}).keys():
+    `populated 0` sees it, and the job is not taken for one that died unrecorded. A `quiet`
+    job whose reading was reused is populated; one whose cgroup was read again (its slot
+    enabled other controllers) is looked at like any other."""
+    quiet = quiet or {}
+    looked = records.keys() - quiet.keys()
+    looked |= {n for n, q in quiet.items() if jobs.get(n) is not q.placement and n in records}
+    for name in looked:
         held = records[name]
         last = held.last
         if last is not None and last.phase in LIVE_PHASES:
