@@ -77,7 +77,7 @@ class Needs:
                 if last_jobs.get(name) is placed
                 and last_records.get(name) is observed.records.get(name)
             }
-        self._result = self._needs(desired, observed, state, metrics_interval, unchanged)
+        self._result = self._needs(desired, observed, state, alike, unchanged)
         self._last = (desired, alike, observed.jobs, observed.records)
         return dict(self._result)
 
@@ -86,11 +86,13 @@ class Needs:
         desired: Desired,
         observed: Observed,
         state: StateDir,
-        metrics_interval: float | None,
+        alike: tuple[frozenset[str], float | None, object],
         unchanged: Collection[str],
     ) -> dict[str, Need]:
+        """Each running job's Need; `alike`: what `of` read for every job (the kernel's
+        controllers, the metrics interval, the state root)."""
         node = desired.node_spec
-        kernel = observed.available & {str(c) for c in node.controllers}
+        kernel, metrics_interval, _ = alike
         result: dict[str, Need] = {}
         kept: dict[str, tuple[tuple[object, ...], Need]] = {}
         for name, (slot, cgroup) in observed.jobs.items():
